@@ -1,0 +1,26 @@
+// Small file helpers whose errors name the path.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "common/error.h"
+#include "common/fd.h"
+
+namespace berth::fs {
+
+Result<std::string> read_file(const std::string& path);
+// Writes `data` to an existing file (cgroup and proc files: no O_CREAT, no
+// truncation semantics beyond O_TRUNC which those files ignore).
+Result<void> write_file(const std::string& path, std::string_view data);
+// Creates or replaces `path` atomically: write to a temporary in the same
+// directory, fsync, rename.
+Result<void> write_file_atomic(const std::string& path, std::string_view data, int mode = 0644);
+// mkdir -p; existing directories are fine.
+Result<void> mkdir_p(const std::string& path, int mode = 0755);
+bool exists(const std::string& path);
+Result<UniqueFd> open(const std::string& path, int flags, int mode = 0);
+// Joins a and b with exactly one '/' between them.
+std::string join(std::string_view a, std::string_view b);
+
+}  // namespace berth::fs

@@ -1,0 +1,106 @@
+// cgroups: one driver interface, two implementations chosen at run time.
+//
+//  - CgroupV2: the unified hierarchy (pure v2 hosts). Limits in memory.max,
+//    cpu.max, pids.max, io.max, ...; CLONE_INTO_CGROUP places the child.
+//  - CgroupV1: hybrid and legacy hosts. Limits in each v1 controller's
+//    hierarchy (memory, cpu, cpuacct, cpuset, pids, blkio); membership, kill
+//    and freeze also in the v2 tree mounted at <root>/unified when there is one.
+//
+// A container's cgroup is always created below the caller's own cgroup in
+// each hierarchy (read from /proc/self/cgroup) unless the spec's cgroupsPath
+// is absolute, which is honoured as runc does: an absolute cgroupsPath is
+// taken from the root of each hierarchy, a relative one from the caller's
+// cgroup. All filesystem roots are parameters so that unit tests run the
+// drivers against a temporary fixture tree.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/fd.h"
+#include "runtime/spec.h"
+
+namespace berth::runtime {
+
+struct CgroupStats {
+  uint64_t cpu_usage_usec = 0;
+  uint64_t memory_current = 0;
+  uint64_t memory_peak = 0;
+  uint64_t pids_current = 0;
+  uint64_t oom_kills = 0;
+};
+
+// Where the hierarchies are and where the caller sits in them. Read from the
+// real system by CgroupLayout::detect(); built by hand in unit tests.
+struct CgroupLayout {
+  enum class Mode { unified, hybrid, legacy };
+  Mode mode = Mode::unified;
+  std::string root = "/sys/fs/cgroup";
+  // unified: the v2 mount ("/sys/fs/cgroup" or "/sys/fs/cgroup/unified"), or
+  // empty in legacy mode; and the caller's cgroup in it ("/user.slice/x").
+  std::string unified_mount;
+  std::string unified_own;
+  // v1 hierarchies: controller name ("memory") -> mount point and the
+  // caller's cgroup in it. Co-mounted controllers ("cpu,cpuacct") appear
+  // once per controller with the same mount point.
+  struct V1 {
+    std::string controller;
+    std::string mount;
+    std::string own;
+  };
+  std::vector<V1> v1;
+
+  // Reads /proc/self/mountinfo and /proc/self/cgroup (paths given for tests).
+  static Result<CgroupLayout> detect(const std::string& mountinfo_path = "/proc/self/mountinfo",
+                                     const std::string& cgroup_path = "/proc/self/cgroup");
+  const char* mode_name() const;
+};
+
+class CgroupDriver {
+ public:
+  virtual ~CgroupDriver() = default;
+
+  // Creates the cgroup directories (idempotent: existing ones are reused).
+  virtual Result<void> create() = 0;
+  // Writes the spec's resources. Called before the container process runs.
+  virtual Result<void> apply(const Resources& res) = 0;
+  // Adds a process to every hierarchy.
+  virtual Result<void> add_process(pid_t pid) = 0;
+  // An O_DIRECTORY fd for CLONE_INTO_CGROUP on the v2 tree, if there is one.
+  virtual Result<UniqueFd> open_unified_dir() = 0;
+  virtual Result<CgroupStats> stats() = 0;
+  // Lists the pids in the cgroup (from the v2 tree or the first v1 one).
+  virtual Result<std::vector<pid_t>> pids() = 0;
+  // Signals every process: cgroup.kill for SIGKILL where the kernel has it,
+  // otherwise freeze, signal each pid, thaw.
+  virtual Result<void> kill_all(int signal) = 0;
+  virtual Result<void> freeze(bool frozen) = 0;
+  // Removes the cgroup directories; the cgroup must be empty. Retries EBUSY
+  // briefly, since a killed process leaves its cgroup asynchronously.
+  virtual Result<void> destroy() = 0;
+  // The paths created, one per hierarchy (for the state file and tests).
+  virtual std::vector<std::string> paths() const = 0;
+};
+
+// Chooses the driver for the layout and the spec's cgroupsPath. `default_name`
+// is used when cgroupsPath is empty (the container id).
+Result<std::unique_ptr<CgroupDriver>> make_cgroup_driver(const CgroupLayout& layout,
+                                                         const std::string& cgroups_path,
+                                                         const std::string& default_name);
+
+// Re-opens a container's cgroups from the paths recorded at create time
+// (delete, kill --all and stats run in another process than create).
+Result<std::unique_ptr<CgroupDriver>> open_cgroup_driver(const CgroupLayout& layout,
+                                                         const std::vector<std::string>& paths);
+
+// v2 weight from v1 shares, as runc and crun convert it:
+// 1 + ((shares - 2) * 9999) / 262142, clamped to [1, 10000].
+uint64_t cpu_shares_to_weight(uint64_t shares);
+
+}  // namespace berth::runtime

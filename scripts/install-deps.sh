@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package berth needs to build, test and benchmark.
+# Idempotent: packages already present are skipped, and apt is not touched at
+# all when nothing is missing. Run as root.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential g++ cmake make pkg-config clang-format
+  # libraries (see README "Dependencies")
+  libseccomp-dev libcap-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libcli11-dev catch2
+  # static probe binary for the integration tests (libc.a comes with libc6-dev)
+  libc6-dev
+  # test and benchmark fixtures: the busybox rootfs and the baseline runtime
+  busybox-static runc
+  # tools the tests use on the host
+  iproute2 util-linux procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}; run this script as root" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
