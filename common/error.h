@@ -42,18 +42,16 @@ std::unexpected<Error> sys_error(std::string_view step, fmt::format_string<Args.
 // An error with an explicit errno (for calls that return it, like pthread_*
 // or libseccomp's negative codes).
 template <class... Args>
-std::unexpected<Error> errno_error(std::string_view step, int err,
-                                   fmt::format_string<Args...> f, Args&&... args) {
+std::unexpected<Error> errno_error(std::string_view step, int err, fmt::format_string<Args...> f,
+                                   Args&&... args) {
   return std::unexpected(
       Error{std::string(step), err, fmt::format(f, std::forward<Args>(args)...)});
 }
 
 // An error that is not a system call's (bad input, invariant).
 template <class... Args>
-std::unexpected<Error> error(std::string_view step, fmt::format_string<Args...> f,
-                             Args&&... args) {
-  return std::unexpected(
-      Error{std::string(step), 0, fmt::format(f, std::forward<Args>(args)...)});
+std::unexpected<Error> error(std::string_view step, fmt::format_string<Args...> f, Args&&... args) {
+  return std::unexpected(Error{std::string(step), 0, fmt::format(f, std::forward<Args>(args)...)});
 }
 
 // Prefixes the context of a caller: "creating container x: <inner>".
@@ -65,19 +63,19 @@ inline std::unexpected<Error> wrap(Error e, std::string_view context) {
 }  // namespace berth
 
 // Propagates the error of a Result expression, like Rust's `?`.
-#define BERTH_TRY(expr)                                                    \
-  do {                                                                     \
-    if (auto _berth_r = (expr); !_berth_r) {                               \
-      return std::unexpected(std::move(_berth_r).error());                 \
-    }                                                                      \
+#define BERTH_TRY(expr)                                    \
+  do {                                                     \
+    if (auto _berth_r = (expr); !_berth_r) {               \
+      return std::unexpected(std::move(_berth_r).error()); \
+    }                                                      \
   } while (0)
 
 // Assigns the value of a Result expression to `lhs` or propagates its error.
-#define BERTH_ASSIGN(lhs, expr)                                            \
-  auto BERTH_CONCAT(_berth_a_, __LINE__) = (expr);                         \
-  if (!BERTH_CONCAT(_berth_a_, __LINE__)) {                                \
+#define BERTH_ASSIGN(lhs, expr)                                                   \
+  auto BERTH_CONCAT(_berth_a_, __LINE__) = (expr);                                \
+  if (!BERTH_CONCAT(_berth_a_, __LINE__)) {                                       \
     return std::unexpected(std::move(BERTH_CONCAT(_berth_a_, __LINE__)).error()); \
-  }                                                                        \
+  }                                                                               \
   lhs = std::move(*BERTH_CONCAT(_berth_a_, __LINE__))
 
 #define BERTH_CONCAT_INNER(a, b) a##b

@@ -1,0 +1,626 @@
+#include "runtime/container.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <ctime>
+
+#include "common/fs.h"
+#include "common/log.h"
+#include "runtime/caps.h"
+#include "runtime/hooks.h"
+#include "runtime/namespaces.h"
+#include "runtime/process.h"
+#include "runtime/rootfs.h"
+#include "runtime/seccomp.h"
+#include "runtime/spec.h"
+#include "runtime/sync.h"
+#include "runtime/terminal.h"
+
+namespace berth::runtime {
+
+namespace {
+
+constexpr const char* kExecSocket = "exec.sock";
+
+std::string now_rfc3339() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  ::gmtime_r(&ts.tv_sec, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:09}Z", buf, ts.tv_nsec);
+}
+
+Result<UniqueFd> unix_socket() {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return sys_error("socket", "socket(AF_UNIX)");
+  return UniqueFd(fd);
+}
+
+Result<sockaddr_un> unix_address(const std::string& path) {
+  sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return error("socket", "socket path {} is longer than {} bytes", path,
+                 sizeof addr.sun_path - 1);
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+Result<UniqueFd> connect_unix(const std::string& path) {
+  BERTH_ASSIGN(UniqueFd fd, unix_socket());
+  BERTH_ASSIGN(sockaddr_un addr, unix_address(path));
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return sys_error("socket", "connect to {}", path);
+  }
+  return fd;
+}
+
+Result<UniqueFd> listen_unix(const std::string& path) {
+  BERTH_ASSIGN(UniqueFd fd, unix_socket());
+  BERTH_ASSIGN(sockaddr_un addr, unix_address(path));
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    return sys_error("socket", "bind {}", path);
+  }
+  if (::listen(fd.get(), 1) != 0) return sys_error("socket", "listen {}", path);
+  return fd;
+}
+
+// Everything the init needs, prepared by the parent before the clone so
+// that the child only acts and every input error surfaces before anything
+// exists.
+struct InitContext {
+  const Spec* spec = nullptr;
+  std::string rootfs;
+  const CgroupLayout* layout = nullptr;
+  std::vector<JoinedNamespace>* joined = nullptr;
+  const SeccompFilter* seccomp = nullptr;
+  int sync_fd = -1;
+  int exec_listen_fd = -1;  // -1 with start_now
+  int console_fd = -1;
+  int seccomp_listener_fd = -1;
+  unsigned preserve_fds = 0;
+  bool new_user_ns = false;
+  bool new_cgroup_ns = false;
+  bool runtime_hooks = false;
+};
+
+// ---- The container's init, between clone and execve -------------------
+//
+// Runs in the child. Never returns: it execs the user process or reports
+// the failed step to the parent and exits. No exceptions, no logging (the
+// parent reports), nothing that allocates a lock another thread could hold.
+
+Result<void> init_enter_namespaces(const InitContext& ctx) {
+  if (ctx.new_user_ns) {
+    // The parent has written the maps; become the namespace's root so files
+    // we create are owned by the mapped uid 0.
+    if (::setresgid(0, 0, 0) != 0) return sys_error("user namespace", "setresgid 0");
+    if (::setresuid(0, 0, 0) != 0) return sys_error("user namespace", "setresuid 0");
+  }
+  BERTH_TRY(join_namespaces(*ctx.joined));
+  // After the parent placed us in our cgroups, so that the new cgroup
+  // namespace is rooted at the container's cgroup (runc does the same).
+  if (ctx.new_cgroup_ns && ::unshare(CLONE_NEWCGROUP) != 0) {
+    return sys_error("namespaces", "unshare(CLONE_NEWCGROUP)");
+  }
+  return {};
+}
+
+Result<void> init_filesystem(const InitContext& ctx, const std::string& state_json) {
+  const Spec& spec = *ctx.spec;
+  if (ctx.runtime_hooks) {
+    // prestart and createRuntime run in the runtime's namespaces, after ours
+    // exist and before pivot_root: the parent runs them.
+    BERTH_TRY(sync_send(ctx.sync_fd, {SyncType::run_runtime_hooks, 0, {}}));
+    BERTH_TRY(sync_expect(ctx.sync_fd, SyncType::hooks_done));
+  }
+  RootfsContext rc;
+  rc.spec = &spec;
+  rc.rootfs = ctx.rootfs;
+  rc.in_user_namespace = spec.linux.has_namespace(NamespaceType::user);
+  rc.cgroups = ctx.layout;
+  BERTH_TRY(prepare_rootfs(rc));
+  BERTH_TRY(run_hooks(spec.hooks.create_container, state_json, "createContainer"));
+  BERTH_TRY(pivot_into_rootfs(ctx.rootfs));
+  BERTH_TRY(set_hostname(spec.hostname, spec.domainname));
+  // Before finalize_rootfs: /proc/sys is still writable.
+  BERTH_TRY(write_sysctls(spec.linux.sysctl));
+  if (spec.process->terminal) {
+    BERTH_TRY(setup_terminal(ctx.console_fd, spec.process->console_size));
+  }
+  return finalize_rootfs(spec);
+}
+
+Result<void> init_load_seccomp(const InitContext& ctx, const std::string& state_json) {
+  if (ctx.seccomp == nullptr) return {};
+  BERTH_ASSIGN(UniqueFd listener, load_seccomp(*ctx.seccomp));
+  if (listener) BERTH_TRY(send_fd(ctx.seccomp_listener_fd, listener.get(), state_json));
+  return {};
+}
+
+// Credentials, in the only order that works: the bounding set is reduced
+// while CAP_SETPCAP is held, the uid switch keeps the permitted set
+// (PR_SET_KEEPCAPS), then the final sets are applied. Without
+// no_new_privileges the filter must be loaded while CAP_SYS_ADMIN is still
+// held, so it comes first.
+Result<void> init_credentials(const InitContext& ctx, const std::string& state_json) {
+  const Process& proc = *ctx.spec->process;
+  if (ctx.spec->linux.personality) BERTH_TRY(set_personality(*ctx.spec->linux.personality));
+  // Before the uid switch: raising a hard limit needs CAP_SYS_RESOURCE.
+  BERTH_TRY(set_rlimits(proc.rlimits));
+  if (!proc.no_new_privileges) BERTH_TRY(init_load_seccomp(ctx, state_json));
+  if (proc.capabilities) BERTH_TRY(prepare_capabilities(*proc.capabilities));
+  BERTH_TRY(set_user(proc.user, ctx.spec->linux.has_namespace(NamespaceType::user)));
+  if (proc.capabilities) BERTH_TRY(apply_capabilities(*proc.capabilities));
+  BERTH_TRY(enter_cwd(proc.cwd));
+  if (proc.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    return sys_error("process", "prctl(PR_SET_NO_NEW_PRIVS)");
+  }
+  // Only stdio and the preserved fds reach the user process; our own
+  // sockets are O_CLOEXEC and go at execve.
+  return close_inherited_fds(3 + static_cast<int>(ctx.preserve_fds));
+}
+
+// Blocks until `start` connects to the exec socket; returns the connection,
+// on which a later failure is reported.
+Result<UniqueFd> init_wait_for_start(const InitContext& ctx) {
+  for (;;) {
+    int conn = ::accept4(ctx.exec_listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn >= 0) {
+      UniqueFd c(conn);
+      char byte;
+      if (::read(c.get(), &byte, 1) == 1) return c;
+      continue;  // a connection that said nothing was not `start`
+    }
+    if (errno != EINTR) return sys_error("init", "accept on the exec socket");
+  }
+}
+
+[[noreturn]] void init_fail(int fd, const Error& e) {
+  sync_report_error(fd, e);
+  ::_exit(127);
+}
+
+[[noreturn]] void init_main(const InitContext& ctx) {
+  const Spec& spec = *ctx.spec;
+  int report_fd = ctx.sync_fd;
+  auto check = [&](const Result<void>& r) {
+    if (!r) init_fail(report_fd, r.error());
+  };
+  // Die with the parent while it still drives the set-up: a half-made
+  // container must not outlive a crashed runtime. Cleared once ready.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  // Not dumpable until execve: another process of the container cannot
+  // open /proc/<init>/exe (our host binary) or our fds (CVE-2019-5736).
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+  auto go = sync_expect(ctx.sync_fd, SyncType::go);
+  if (!go) init_fail(report_fd, go.error());
+  const std::string& state_json = go->payload;
+
+  check(init_enter_namespaces(ctx));
+  check(init_filesystem(ctx, state_json));
+  check(init_credentials(ctx, state_json));
+  auto exe = find_executable(spec.process->args[0], spec.process->env);
+  if (!exe) init_fail(report_fd, exe.error());
+
+  check(sync_send(ctx.sync_fd, {SyncType::ready, 0, {}}));
+  ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+
+  UniqueFd start_conn;
+  if (ctx.exec_listen_fd >= 0) {
+    auto conn = init_wait_for_start(ctx);
+    if (!conn) ::_exit(127);  // nobody to tell: the runtime process is gone
+    start_conn = std::move(*conn);
+    report_fd = start_conn.get();
+    ::close(ctx.exec_listen_fd);
+  }
+  check(run_hooks(spec.hooks.start_container, state_json, "startContainer"));
+  // Last, when no_new_privileges allows loading it unprivileged: the filter
+  // then does not have to allow anything the runtime itself needs.
+  if (spec.process->no_new_privileges) check(init_load_seccomp(ctx, state_json));
+  init_fail(report_fd, exec_process(*exe, spec.process->args, spec.process->env));
+}
+
+// ---- The parent side of create ----------------------------------------
+
+// Undoes a partial create on every error path: kills the init, removes the
+// cgroups and the state directory.
+class CreateGuard {
+ public:
+  CreateGuard(std::string dir) : dir_(std::move(dir)) {}
+  ~CreateGuard() {
+    if (committed_) return;
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (cgroup_) {
+      if (auto r = cgroup_->destroy(); !r) log::warn("cleanup: {}", r.error().str());
+    }
+    ::unlink(fs::join(dir_, kExecSocket).c_str());
+    ::unlink(fs::join(dir_, "state.json").c_str());
+    ::rmdir(dir_.c_str());
+  }
+  void set_pid(pid_t pid) { pid_ = pid; }
+  void set_cgroup(CgroupDriver* cg) { cgroup_ = cg; }
+  void commit() { committed_ = true; }
+
+ private:
+  std::string dir_;
+  pid_t pid_ = -1;
+  CgroupDriver* cgroup_ = nullptr;
+  bool committed_ = false;
+};
+
+Result<std::string> resolve_rootfs(const Spec& spec, const std::string& bundle) {
+  std::string path = spec.root.path[0] == '/' ? spec.root.path : fs::join(bundle, spec.root.path);
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return sys_error("rootfs", "root.path {}", path);
+  if (!S_ISDIR(st.st_mode)) return error("rootfs", "root.path {} is not a directory", path);
+  char real[PATH_MAX];
+  if (::realpath(path.c_str(), real) == nullptr) return sys_error("rootfs", "realpath {}", path);
+  return std::string(real);
+}
+
+Result<void> check_runnable(const Spec& spec, const CreateOptions& opts) {
+  if (!spec.process || spec.process->args.empty()) {
+    return error("spec", "process.args: a process to run is required");
+  }
+  if (!spec.linux.has_namespace(NamespaceType::mount) ||
+      spec.linux.find_namespace(NamespaceType::mount)->path.size() > 0) {
+    return error("spec", "linux.namespaces: a new mount namespace is required");
+  }
+  if (spec.process->terminal && opts.console_socket.empty() && opts.console_fd < 0) {
+    return error("terminal",
+                 "process.terminal is set but no --console-socket was given to receive it");
+  }
+  return {};
+}
+
+bool has_notify_action(const Seccomp& sc) {
+  if (sc.default_action == SeccompAction::notify) return true;
+  for (const auto& s : sc.syscalls) {
+    if (s.action == SeccompAction::notify) return true;
+  }
+  return false;
+}
+
+Result<void> write_oom_score_adj(pid_t pid, int value) {
+  // By the parent: the init is not dumpable, and in a user namespace its
+  // /proc files belong to the host's root.
+  return fs::write_file(fmt::format("/proc/{}/oom_score_adj", pid), std::to_string(value));
+}
+
+// Serves the init's requests until it is ready.
+Result<void> drive_init(int sync_fd, const Spec& spec, const std::string& state_json) {
+  for (;;) {
+    BERTH_ASSIGN(SyncMessage msg, sync_recv(sync_fd));
+    switch (msg.type) {
+      case SyncType::ready:
+        return {};
+      case SyncType::run_runtime_hooks:
+        BERTH_TRY(run_hooks(spec.hooks.prestart, state_json, "prestart"));
+        BERTH_TRY(run_hooks(spec.hooks.create_runtime, state_json, "createRuntime"));
+        BERTH_TRY(sync_send(sync_fd, {SyncType::hooks_done, 0, {}}));
+        break;
+      case SyncType::error: {
+        auto nul = msg.payload.find('\0');
+        return std::unexpected(Error{msg.payload.substr(0, nul), msg.err,
+                                     nul == std::string::npos ? "" : msg.payload.substr(nul + 1)});
+      }
+      default:
+        return error("sync", "unexpected message {}", static_cast<unsigned>(msg.type));
+    }
+  }
+}
+
+}  // namespace
+
+Result<CreatedContainer> create_container(const CreateOptions& opts) {
+  BERTH_TRY(validate_id(opts.id));
+  BERTH_ASSIGN(Spec spec, load_spec(opts.bundle));
+  BERTH_TRY(check_runnable(spec, opts));
+  BERTH_ASSIGN(std::string rootfs, resolve_rootfs(spec, opts.bundle));
+
+  BERTH_TRY(fs::mkdir_p(opts.root, 0700));
+  std::string dir = container_dir(opts.root, opts.id);
+  if (::mkdir(dir.c_str(), 0700) != 0) {
+    if (errno == EEXIST)
+      return errno_error("container", EEXIST, "container \"{}\" already exists", opts.id);
+    return sys_error("container", "mkdir {}", dir);
+  }
+  CreateGuard guard(dir);
+
+  // Validate and compile everything before the first process exists.
+  BERTH_ASSIGN(std::vector<JoinedNamespace> joined, open_joined_namespaces(spec.linux));
+  std::optional<SeccompFilter> seccomp;
+  UniqueFd seccomp_listener;
+  if (spec.linux.seccomp) {
+    BERTH_ASSIGN(seccomp, compile_seccomp(*spec.linux.seccomp));
+    if (has_notify_action(*spec.linux.seccomp)) {
+      BERTH_ASSIGN(seccomp_listener, connect_unix(spec.linux.seccomp->listener_path));
+    }
+  }
+  BERTH_ASSIGN(CgroupLayout layout, CgroupLayout::detect());
+  log::debug("cgroup: {} layout", layout.mode_name());
+  BERTH_ASSIGN(auto cgroup, make_cgroup_driver(layout, spec.linux.cgroups_path, opts.id));
+  BERTH_TRY(cgroup->create());
+  guard.set_cgroup(cgroup.get());
+  if (spec.linux.resources) BERTH_TRY(cgroup->apply(*spec.linux.resources));
+
+  UniqueFd exec_listen;
+  if (!opts.start_now) {
+    BERTH_ASSIGN(exec_listen, listen_unix(fs::join(dir, kExecSocket)));
+  }
+  UniqueFd console;
+  if (spec.process->terminal && opts.console_fd < 0) {
+    BERTH_ASSIGN(console, connect_unix(opts.console_socket));
+  }
+  int sp[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
+    return sys_error("sync", "socketpair");
+  }
+  UniqueFd parent_end(sp[0]), child_end(sp[1]);
+  BERTH_ASSIGN(UniqueFd cgroup_dir, cgroup->open_unified_dir());
+
+  InitContext ctx;
+  ctx.spec = &spec;
+  ctx.rootfs = rootfs;
+  ctx.layout = &layout;
+  ctx.joined = &joined;
+  ctx.seccomp = seccomp ? &*seccomp : nullptr;
+  ctx.sync_fd = child_end.get();
+  ctx.exec_listen_fd = exec_listen.get();
+  ctx.console_fd = opts.console_fd >= 0 ? opts.console_fd : console.get();
+  ctx.seccomp_listener_fd = seccomp_listener.get();
+  ctx.preserve_fds = opts.preserve_fds;
+  auto* userns = spec.linux.find_namespace(NamespaceType::user);
+  ctx.new_user_ns = userns != nullptr && userns->path.empty();
+  auto* cgroupns = spec.linux.find_namespace(NamespaceType::cgroup);
+  ctx.new_cgroup_ns = cgroupns != nullptr && cgroupns->path.empty();
+  ctx.runtime_hooks = !spec.hooks.prestart.empty() || !spec.hooks.create_runtime.empty();
+
+  BERTH_ASSIGN(SpawnedInit init,
+               spawn_init(namespace_create_flags(spec.linux), cgroup_dir.get(), joined));
+  if (init.pid == -1) {
+    parent_end.reset();
+    init_main(ctx);
+  }
+  guard.set_pid(init.pid);
+  child_end.reset();
+  exec_listen.reset();
+
+  // The init waits for `go`: place it in every hierarchy (v1 ones, and the
+  // v2 one when CLONE_INTO_CGROUP was not possible) and map its ids first.
+  BERTH_TRY(cgroup->add_process(init.pid));
+  if (ctx.new_user_ns) {
+    BERTH_TRY(write_id_mappings(init.pid, spec.linux.uid_mappings, spec.linux.gid_mappings));
+  }
+  if (spec.process->oom_score_adj) {
+    BERTH_TRY(write_oom_score_adj(init.pid, *spec.process->oom_score_adj));
+  }
+
+  ContainerState st;
+  st.id = opts.id;
+  st.bundle = opts.bundle;
+  st.rootfs = rootfs;
+  st.status = Status::creating;
+  st.pid = init.pid;
+  st.pid_start_time = process_start_time(init.pid);
+  st.created = now_rfc3339();
+  st.annotations = spec.annotations;
+  st.cgroup_paths = cgroup->paths();
+  st.cgroup_ns = ctx.new_cgroup_ns;
+  BERTH_TRY(save_state(opts.root, st));
+
+  std::string state_json = st.oci_json();
+  BERTH_TRY(sync_send(parent_end.get(), {SyncType::go, 0, state_json}));
+  if (auto r = drive_init(parent_end.get(), spec, state_json); !r) {
+    return wrap(r.error(), "creating container " + opts.id);
+  }
+
+  st.status = Status::created;
+  BERTH_TRY(save_state(opts.root, st));
+  if (!opts.pid_file.empty()) {
+    BERTH_TRY(fs::write_file_atomic(opts.pid_file, std::to_string(init.pid)));
+  }
+  guard.commit();
+  CreatedContainer out{std::move(st), std::move(init.pidfd), {}};
+  if (opts.start_now) out.sync = std::move(parent_end);
+  return out;
+}
+
+namespace {
+
+Result<void> mark_running_and_poststart(const std::string& root, ContainerState& st) {
+  st.status = Status::running;
+  BERTH_TRY(save_state(root, st));
+  auto spec = load_spec(st.bundle);
+  if (!spec) {
+    log::warn("poststart: {}", spec.error().str());
+    return {};
+  }
+  // runtime-spec: a failing poststart hook is only a warning.
+  if (auto r = run_hooks(spec->hooks.poststart, st.oci_json(), "poststart"); !r) {
+    log::warn("{}", r.error().str());
+  }
+  return {};
+}
+
+// Reads the init's verdict on its exec: EOF means execve succeeded (the
+// socket is O_CLOEXEC); a message is the step that failed.
+Result<void> read_exec_result(int fd, const std::string& id) {
+  auto msg = sync_recv(fd);
+  if (!msg) {
+    if (msg.error().err == 0 && msg.error().message == "closed") return {};
+    return std::unexpected(msg.error());
+  }
+  if (msg->type == SyncType::error) {
+    auto nul = msg->payload.find('\0');
+    Error e{msg->payload.substr(0, nul), msg->err,
+            nul == std::string::npos ? "" : msg->payload.substr(nul + 1)};
+    return wrap(std::move(e), "starting container " + id);
+  }
+  return error("sync", "unexpected message {} from container {}", static_cast<unsigned>(msg->type),
+               id);
+}
+
+}  // namespace
+
+Result<void> wait_exec(CreatedContainer& c, const std::string& root) {
+  BERTH_TRY(read_exec_result(c.sync.get(), c.state.id));
+  c.sync.reset();
+  return mark_running_and_poststart(root, c.state);
+}
+
+Result<void> start_container(const std::string& root, const std::string& id) {
+  BERTH_ASSIGN(ContainerState st, load_state(root, id));
+  Status status = refresh_status(st);
+  if (status != Status::created) {
+    return error("container", "cannot start container {}: it is {}, not created", id,
+                 status_name(status));
+  }
+  // The stream socket is connected in the kernel even before the init's
+  // accept; the byte tells it this is `start`.
+  std::string sock = fs::join(container_dir(root, id), kExecSocket);
+  BERTH_ASSIGN(UniqueFd conn, connect_unix(sock));
+  char go = 1;
+  if (::write(conn.get(), &go, 1) != 1) return sys_error("container", "write to {}", sock);
+  // The init answers on a stream socket: reuse the framing-free reader.
+  std::string buf;
+  char chunk[4096];
+  for (;;) {
+    ssize_t n = ::read(conn.get(), chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    buf.append(chunk, static_cast<size_t>(n));
+  }
+  if (!buf.empty()) {
+    // An error report: header (type, errno) then "step\0message".
+    if (buf.size() >= 8) {
+      int32_t err;
+      std::memcpy(&err, buf.data() + 4, sizeof err);
+      std::string payload = buf.substr(8);
+      auto nul = payload.find('\0');
+      Error e{payload.substr(0, nul), err, nul == std::string::npos ? "" : payload.substr(nul + 1)};
+      return wrap(std::move(e), "starting container " + id);
+    }
+    return error("container", "starting container {}: garbled reply", id);
+  }
+  ::unlink(sock.c_str());
+  return mark_running_and_poststart(root, st);
+}
+
+Result<ContainerState> container_state(const std::string& root, const std::string& id) {
+  BERTH_ASSIGN(ContainerState st, load_state(root, id));
+  st.status = refresh_status(st);
+  return st;
+}
+
+namespace {
+
+Result<UniqueFd> open_init_pidfd(const ContainerState& st) {
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, st.pid, 0));
+  if (fd < 0) return sys_error("container", "pidfd_open {}", st.pid);
+  UniqueFd pidfd(fd);
+  // Checked after the pidfd exists: from here on the pid cannot be reused
+  // under us, so a matching start time means it is still our init.
+  if (process_start_time(st.pid) != st.pid_start_time) {
+    return errno_error("container", ESRCH, "container {} is not running", st.id);
+  }
+  return pidfd;
+}
+
+Result<std::unique_ptr<CgroupDriver>> reopen_cgroups(const ContainerState& st) {
+  BERTH_ASSIGN(CgroupLayout layout, CgroupLayout::detect());
+  return open_cgroup_driver(layout, st.cgroup_paths);
+}
+
+// Waits until the init is gone (its pidfd becomes readable).
+Result<void> wait_gone(int pidfd, const std::string& id) {
+  struct pollfd p = {pidfd, POLLIN, 0};
+  for (;;) {
+    int n = ::poll(&p, 1, 30000);
+    if (n > 0) return {};
+    if (n == 0) return errno_error("container", ETIMEDOUT, "container {} did not die", id);
+    if (errno != EINTR) return sys_error("container", "poll pidfd of {}", id);
+  }
+}
+
+}  // namespace
+
+Result<void> kill_container(const std::string& root, const std::string& id, int signal, bool all) {
+  BERTH_ASSIGN(ContainerState st, container_state(root, id));
+  if (all) {
+    BERTH_ASSIGN(auto cg, reopen_cgroups(st));
+    return cg->kill_all(signal);
+  }
+  if (st.status == Status::stopped) {
+    return errno_error("container", ESRCH, "container {} is not running", id);
+  }
+  BERTH_ASSIGN(UniqueFd pidfd, open_init_pidfd(st));
+  if (::syscall(SYS_pidfd_send_signal, pidfd.get(), signal, nullptr, 0) != 0) {
+    return sys_error("container", "send signal {} to container {}", signal, id);
+  }
+  return {};
+}
+
+Result<void> delete_container(const std::string& root, const std::string& id, bool force) {
+  BERTH_ASSIGN(ContainerState st, container_state(root, id));
+  if (st.status == Status::running && !force) {
+    return error("container", "cannot delete container {} that is not stopped: running", id);
+  }
+  BERTH_ASSIGN(auto cg, reopen_cgroups(st));
+  if (st.status != Status::stopped) {
+    // A created or (forced) running container: kill everything in it and
+    // wait for the init, so the cgroup can be removed.
+    if (auto pidfd = open_init_pidfd(st); pidfd) {
+      ::syscall(SYS_pidfd_send_signal, pidfd->get(), SIGKILL, nullptr, 0);
+      BERTH_TRY(cg->kill_all(SIGKILL));
+      BERTH_TRY(wait_gone(pidfd->get(), id));
+    }
+  }
+  // Processes that outlived a pid-namespace-less init still pin the cgroup.
+  if (auto pids = cg->pids(); pids && !pids->empty()) BERTH_TRY(cg->kill_all(SIGKILL));
+  BERTH_TRY(cg->destroy());
+
+  if (auto spec = load_spec(st.bundle); spec) {
+    st.status = Status::stopped;
+    if (auto r = run_hooks(spec->hooks.poststop, st.oci_json(), "poststop"); !r) {
+      log::warn("{}", r.error().str());
+    }
+  } else {
+    log::warn("poststop hooks not run: {}", spec.error().str());
+  }
+  std::string dir = container_dir(root, id);
+  ::unlink(fs::join(dir, kExecSocket).c_str());
+  if (::unlink(fs::join(dir, "state.json").c_str()) != 0 && errno != ENOENT) {
+    return sys_error("container", "remove state of {}", id);
+  }
+  if (::rmdir(dir.c_str()) != 0) return sys_error("container", "remove {}", dir);
+  return {};
+}
+
+Result<CgroupStats> container_stats(const std::string& root, const std::string& id) {
+  BERTH_ASSIGN(ContainerState st, load_state(root, id));
+  BERTH_ASSIGN(auto cg, reopen_cgroups(st));
+  return cg->stats();
+}
+
+}  // namespace berth::runtime

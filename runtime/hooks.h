@@ -1,0 +1,20 @@
+// OCI hooks: each runs as a child process with the container state JSON on
+// its stdin, its own args and env, and an optional timeout after which it is
+// killed. A failing hook fails the lifecycle step that ran it, except
+// poststart and poststop where the runtime only warns (runtime-spec).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "runtime/spec.h"
+
+namespace berth::runtime {
+
+// Runs `hooks` in order; stops at the first failure. `kind` names them in
+// errors ("prestart", "createRuntime", ...).
+Result<void> run_hooks(const std::vector<Hook>& hooks, const std::string& state_json,
+                       const char* kind);
+
+}  // namespace berth::runtime

@@ -1,0 +1,41 @@
+// The container process's own attributes: hostname, sysctls, rlimits,
+// personality, user and groups, umask, working directory, inherited fds and
+// the final execve. Child side; the orchestrator (container.cc) calls these
+// in the order its comments explain.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "runtime/spec.h"
+
+namespace berth::runtime {
+
+Result<void> set_hostname(const std::string& hostname, const std::string& domainname);
+// Writes each sysctl to /proc/sys (dots become slashes). The parser already
+// refused sysctls that are not namespaced.
+Result<void> write_sysctls(const std::map<std::string, std::string>& sysctl,
+                           const std::string& proc_sys = "/proc/sys");
+Result<void> set_rlimits(const std::vector<Rlimit>& rlimits);
+Result<void> set_personality(const Personality& p);
+// setgroups, setresgid, setresuid; with PR_SET_KEEPCAPS set by the caps step
+// the permitted set survives the uid change.
+Result<void> set_user(const User& user, bool in_user_namespace);
+// chdir(cwd) and make sure the result is inside the container's root:
+// getcwd() fails with ENOENT for a directory outside the process's root, the
+// symptom of a leaked host fd being used as cwd (runc CVE-2024-21626).
+Result<void> enter_cwd(const std::string& cwd);
+// Marks every fd >= first_closed close-on-exec, so the user process inherits
+// stdio and the preserved fds only (runc CVE-2024-21626).
+Result<void> close_inherited_fds(int first_closed);
+// Finds args[0] on the PATH of the container's env (execvpe would use the
+// runtime's PATH); errors name the program and the PATH searched.
+Result<std::string> find_executable(const std::string& program,
+                                    const std::vector<std::string>& env);
+// execve; returns only on failure.
+Error exec_process(const std::string& path, const std::vector<std::string>& args,
+                   const std::vector<std::string>& env);
+
+}  // namespace berth::runtime
