@@ -6,6 +6,7 @@
 // library itself is exception-free.
 #include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -91,12 +92,17 @@ class TerminalRelay {
     if (restore_) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved_);
   }
   int fd() const { return master_.get(); }
+  bool stdin_open() const { return stdin_open_; }
   // Returns false once the pty is closed.
   bool pump(short in_events, short master_events) {
     char buf[4096];
-    if (in_events & POLLIN) {
+    if (in_events & (POLLIN | POLLHUP)) {
       ssize_t n = ::read(STDIN_FILENO, buf, sizeof buf);
-      if (n > 0) (void)!::write(master_.get(), buf, static_cast<size_t>(n));
+      if (n > 0) {
+        (void)!::write(master_.get(), buf, static_cast<size_t>(n));
+      } else {
+        stdin_open_ = false;
+      }
     }
     if (master_events & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t n = ::read(master_.get(), buf, sizeof buf);
@@ -110,6 +116,7 @@ class TerminalRelay {
   berth::UniqueFd master_;
   struct termios saved_ {};
   bool restore_ = false;
+  bool stdin_open_ = true;
 };
 
 int exit_code(int status) {
@@ -119,25 +126,26 @@ int exit_code(int status) {
 }
 
 // Forwards the signals a user sends to `run` to the container's init and
-// returns the init's exit code when it is gone.
-int wait_and_forward(pid_t pid, TerminalRelay* relay) {
-  sigset_t set;
-  sigfillset(&set);
-  for (int s : {SIGILL, SIGFPE, SIGSEGV, SIGBUS, SIGTRAP, SIGABRT}) sigdelset(&set, s);
+// returns the init's exit code when it is gone. The signals are blocked and
+// read from a signalfd, so one poll waits for them and the terminal alike.
+int wait_and_forward(pid_t pid, const sigset_t& forwarded, TerminalRelay* relay) {
+  berth::UniqueFd sfd(::signalfd(-1, &forwarded, SFD_CLOEXEC));
   int status = 0;
   for (;;) {
     pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (relay != nullptr) {
-      struct pollfd p[2] = {{STDIN_FILENO, POLLIN, 0}, {relay->fd(), POLLIN, 0}};
-      // Short timeout: SIGCHLD is blocked, so the poll cannot be woken by it.
-      int n = ::poll(p, 2, 50);
-      if (n > 0 && !relay->pump(p[0].revents, p[1].revents)) relay = nullptr;
+    if (r == pid || (r < 0 && errno == ECHILD)) break;
+    struct pollfd p[3] = {{sfd.get(), POLLIN, 0},
+                          {relay != nullptr && relay->stdin_open() ? STDIN_FILENO : -1, POLLIN, 0},
+                          {relay != nullptr ? relay->fd() : -1, POLLIN, 0}};
+    if (::poll(p, 3, -1) < 0 && errno != EINTR) break;
+    if (p[0].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      if (::read(sfd.get(), &si, sizeof si) == sizeof si) {
+        int sig = static_cast<int>(si.ssi_signo);
+        if (sig != SIGCHLD && sig != SIGWINCH && sig != SIGURG) ::kill(pid, sig);
+      }
     }
-    struct timespec tick = {0, relay != nullptr ? 0 : 50'000'000};
-    siginfo_t info;
-    int sig = ::sigtimedwait(&set, &info, &tick);
-    if (sig > 0 && sig != SIGCHLD && sig != SIGWINCH && sig != SIGURG) ::kill(pid, sig);
+    if (relay != nullptr && !relay->pump(p[1].revents, p[2].revents)) relay = nullptr;
   }
   return exit_code(status);
 }
@@ -180,7 +188,7 @@ int cmd_run(const Globals& g, rt::CreateOptions opts, bool detach) {
     auto master = rt::recv_fd(console_ours.get());
     if (master) relay.emplace(std::move(*master));
   }
-  int code = wait_and_forward(created->state.pid, relay ? &*relay : nullptr);
+  int code = wait_and_forward(created->state.pid, all, relay ? &*relay : nullptr);
   relay.reset();
   ::sigprocmask(SIG_SETMASK, &old, nullptr);
   if (auto r = rt::delete_container(g.root, opts.id, true); !r) fail(r.error());
