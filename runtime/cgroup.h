@@ -68,7 +68,9 @@ class CgroupDriver {
 
   // Creates the cgroup directories (idempotent: existing ones are reused).
   virtual Result<void> create() = 0;
-  // Writes the spec's resources. Called before the container process runs.
+  // Writes the spec's resources. Called before the container process runs,
+  // also when the spec has none: on v1 the devices cgroup then still gets
+  // "deny all" plus the default devices, as with runc.
   virtual Result<void> apply(const Resources& res) = 0;
   // Adds a process to every hierarchy.
   virtual Result<void> add_process(pid_t pid) = 0;
@@ -98,6 +100,13 @@ Result<std::unique_ptr<CgroupDriver>> make_cgroup_driver(const CgroupLayout& lay
 // (delete, kill --all and stats run in another process than create).
 Result<std::unique_ptr<CgroupDriver>> open_cgroup_driver(const CgroupLayout& layout,
                                                          const std::vector<std::string>& paths);
+
+// The devices-cgroup rules runc derives from a spec: linux.resources.devices,
+// then an allow "rwm" for each linux.devices node, so that the container can
+// use the nodes it is given. Pass them to apply() in Resources::devices. The
+// devices every container has (null, zero, full, random, urandom, tty, ptmx,
+// pts, net/tun, and mknod of any node) are added by apply() itself.
+std::vector<DeviceRule> device_cgroup_rules(const Linux& linux);
 
 // v2 weight from v1 shares, as runc and crun convert it:
 // 1 + ((shares - 2) * 9999) / 262142, clamped to [1, 10000].

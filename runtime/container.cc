@@ -293,6 +293,37 @@ Result<void> check_runnable(const Spec& spec, const CreateOptions& opts) {
   return {};
 }
 
+// The device rules every container gets after the spec's own, as runc
+// adds them: mknod of any node (access is what the rules guard), the nodes
+// of the minimal /dev, the pty devices, and the spec's linux.devices.
+// Without them a deny-all spec would forbid the init's own mknod of
+// /dev/null.
+void add_default_device_rules(const Spec& spec, Resources& res) {
+  auto rule = [](const char* type, std::optional<int64_t> major, std::optional<int64_t> minor,
+                 const char* access) {
+    return DeviceRule{true, type, major, minor, access};
+  };
+  res.devices.push_back(rule("c", std::nullopt, std::nullopt, "m"));
+  res.devices.push_back(rule("b", std::nullopt, std::nullopt, "m"));
+  for (auto [major, minor] :
+       {std::pair{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}, {5, 1}, {5, 2}}) {
+    res.devices.push_back(rule("c", major, minor, "rwm"));
+  }
+  res.devices.push_back(rule("c", 136, std::nullopt, "rwm"));  // /dev/pts/*
+  for (const auto& d : spec.linux.devices) {
+    res.devices.push_back(rule(d.type == "b" ? "b" : "c", d.major, d.minor, "rwm"));
+  }
+}
+
+// Relative bind sources name paths in the bundle (runc resolves them so).
+void resolve_bind_sources(Spec& spec, const std::string& bundle) {
+  for (auto& m : spec.mounts) {
+    bool bind = m.type == "bind";
+    for (const auto& o : m.options) bind = bind || o == "bind" || o == "rbind";
+    if (bind && !m.source.empty() && m.source[0] != '/') m.source = fs::join(bundle, m.source);
+  }
+}
+
 bool has_notify_action(const Seccomp& sc) {
   if (sc.default_action == SeccompAction::notify) return true;
   for (const auto& s : sc.syscalls) {
@@ -337,6 +368,7 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   BERTH_ASSIGN(Spec spec, load_spec(opts.bundle));
   BERTH_TRY(check_runnable(spec, opts));
   BERTH_ASSIGN(std::string rootfs, resolve_rootfs(spec, opts.bundle));
+  resolve_bind_sources(spec, opts.bundle);
 
   BERTH_TRY(fs::mkdir_p(opts.root, 0700));
   std::string dir = container_dir(opts.root, opts.id);
@@ -345,6 +377,8 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
       return errno_error("container", EEXIST, "container \"{}\" already exists", opts.id);
     return sys_error("container", "mkdir {}", dir);
   }
+  // Declared before the guard, which uses it while unwinding.
+  std::unique_ptr<CgroupDriver> cgroup;
   CreateGuard guard(dir);
 
   // Validate and compile everything before the first process exists.
@@ -359,9 +393,12 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   }
   BERTH_ASSIGN(CgroupLayout layout, CgroupLayout::detect());
   log::debug("cgroup: {} layout", layout.mode_name());
-  BERTH_ASSIGN(auto cgroup, make_cgroup_driver(layout, spec.linux.cgroups_path, opts.id));
+  BERTH_ASSIGN(cgroup, make_cgroup_driver(layout, spec.linux.cgroups_path, opts.id));
   BERTH_TRY(cgroup->create());
   guard.set_cgroup(cgroup.get());
+  if (spec.linux.resources && !spec.linux.resources->devices.empty()) {
+    add_default_device_rules(spec, *spec.linux.resources);
+  }
   if (spec.linux.resources) BERTH_TRY(cgroup->apply(*spec.linux.resources));
 
   UniqueFd exec_listen;

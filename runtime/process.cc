@@ -114,9 +114,9 @@ Result<std::string> find_executable(const std::string& program,
   while (start <= path.size()) {
     size_t end = path.find(':', start);
     if (end == std::string::npos) end = path.size();
-    std::string dir = path.substr(start, end - start);
-    if (dir.empty()) dir = ".";
-    std::string candidate = dir + "/" + program;
+    // An empty PATH entry means the current directory.
+    std::string candidate = end == start ? std::string(".") : path.substr(start, end - start);
+    candidate.append("/").append(program);
     struct stat st;
     if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
         ::access(candidate.c_str(), X_OK) == 0) {

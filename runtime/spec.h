@@ -1,15 +1,17 @@
 // The OCI runtime-spec (1.x) config.json, as typed structs.
 //
 // parse_spec() turns JSON into a Spec and validates it; every error names the
-// JSON path and the reason ("spec: process.args: must be a non-empty array of
-// strings"). Fields the runtime does not act on are accepted and ignored, as
-// runc does, so that bundles made for other runtimes run unchanged.
+// JSON path and the reason ("spec: linux.namespaces[2].type: unknown namespace
+// type \"foo\""). Fields the runtime does not act on are accepted and ignored,
+// as runc does, so that bundles made for other runtimes run unchanged; a JSON
+// null is the same as an absent field.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/error.h"
@@ -101,7 +103,7 @@ struct IdMapping {
 
 struct DeviceRule {  // linux.resources.devices (v1 devices controller)
   bool allow = false;
-  std::string type;    // "a", "c", "b" (empty = all)
+  std::string type;  // "a", "c", "b" (empty = all)
   std::optional<int64_t> major, minor;
   std::string access;  // "rwm"
 };
@@ -123,11 +125,11 @@ struct MemoryResources {
 };
 
 struct CpuResources {
-  std::optional<uint64_t> shares;   // v1 cpu.shares; converted for v2 cpu.weight
-  std::optional<int64_t> quota;     // usec per period; -1 = unlimited
-  std::optional<uint64_t> period;   // usec
-  std::string cpus;                 // cpuset.cpus
-  std::string mems;                 // cpuset.mems
+  std::optional<uint64_t> shares;  // v1 cpu.shares; converted for v2 cpu.weight
+  std::optional<int64_t> quota;    // usec per period; -1 = unlimited
+  std::optional<uint64_t> period;  // usec
+  std::string cpus;                // cpuset.cpus
+  std::string mems;                // cpuset.mems
 };
 
 struct BlockIoDeviceValue {
@@ -158,7 +160,7 @@ enum class SeccompAction {
   kill_process,  // SCMP_ACT_KILL_PROCESS
   kill_thread,   // SCMP_ACT_KILL_THREAD
   trap,
-  errno_ret,     // SCMP_ACT_ERRNO
+  errno_ret,  // SCMP_ACT_ERRNO
   trace,
   allow,
   log,
@@ -192,7 +194,8 @@ struct Seccomp {
 };
 
 struct Personality {
-  std::string domain;  // "LINUX" or "LINUX32"
+  std::string domain;              // "LINUX" or "LINUX32"
+  std::vector<std::string> flags;  // none are defined yet by the runtime-spec
 };
 
 struct Linux {
@@ -204,7 +207,8 @@ struct Linux {
   std::optional<Resources> resources;
   std::map<std::string, std::string> sysctl;
   std::optional<Seccomp> seccomp;
-  std::string rootfs_propagation;  // "", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"
+  std::string rootfs_propagation;  // "", "private", "rprivate", "slave", "rslave", "shared",
+                                   // "rshared", "unbindable", "runbindable"
   std::vector<std::string> masked_paths;
   std::vector<std::string> readonly_paths;
   std::string mount_label;
@@ -230,6 +234,10 @@ struct Spec {
 Result<Spec> parse_spec(std::string_view json_text);
 // Reads <bundle>/config.json.
 Result<Spec> load_spec(const std::string& bundle_dir);
+// What create/run need beyond a valid spec: a process with a non-empty
+// args[0] and an absolute cwd. parse_spec accepts a spec without a process
+// (the runtime-spec allows it); the caller that is about to start one checks.
+Result<void> validate_for_run(const Spec& spec);
 
 // Name ↔ value helpers shared by the parser, the CLI and `features`.
 const char* namespace_name(NamespaceType t);  // "pid", "network", ...

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# bench/run.sh BUILD_DIR: runs the benchmarks against the binaries in
+# BUILD_DIR/bin and prints each result beside its baseline.
+#
+#   BENCH_ROUNDS  rounds per runtime (default 100)
+#   BENCH_BERTH   the runtime under test (default BUILD_DIR/bin/berth-runtime)
+#   BENCH_RUNC    the baseline (default: runc on PATH, else /usr/sbin/runc)
+#
+# Everything it creates lives in one temp dir, removed on exit (containers
+# left by a failed round are force-deleted first).
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+  echo "usage: $0 BUILD_DIR" >&2
+  exit 2
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "$1" && pwd)
+berth=${BENCH_BERTH:-$build/bin/berth-runtime}
+runc=${BENCH_RUNC:-$(command -v runc || echo /usr/sbin/runc)}
+rounds=${BENCH_ROUNDS:-100}
+probe=$build/bin/berth-probe
+bench=$build/bin/berth-runtime-bench
+
+for bin in "$berth" "$runc" "$probe" "$bench"; do
+  if [[ ! -x $bin ]]; then
+    echo "bench: $bin not found or not executable (make build; runc comes from scripts/install-deps.sh)" >&2
+    exit 1
+  fi
+done
+if [[ $(id -u) -ne 0 ]]; then
+  echo "bench: must run as root (containers need namespaces and cgroups)" >&2
+  exit 1
+fi
+
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+cleanup() {
+  local rt bin state
+  for rt in berth runc; do
+    bin=$berth
+    [[ $rt == runc ]] && bin=$runc
+    for state in "$work/root-$rt"/*/; do
+      [[ -d $state ]] || continue
+      "$bin" --root "$work/root-$rt" delete --force "$(basename "$state")" >/dev/null 2>&1 || true
+    done
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/bundle" "$work/root-berth" "$work/root-runc"
+bash "$here/../tests/scripts/make-rootfs.sh" "$work/bundle/rootfs" "$probe"
+if ! "$berth" --root "$work/root-berth" spec --bundle "$work/bundle"; then
+  echo "bench: \`$berth spec\` failed" >&2
+  exit 1
+fi
+
+"$bench" --berth "$berth" --runc "$runc" --bundle "$work/bundle" --work "$work" \
+  --rounds "$rounds"

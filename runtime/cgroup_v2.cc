@@ -1,0 +1,218 @@
+// The cgroup v2 driver: one directory in the unified hierarchy.
+#include <fcntl.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <csignal>
+
+#include "common/log.h"
+#include "runtime/cgroup_util.h"
+
+namespace berth::runtime::cgroup_util {
+namespace {
+
+// The controllers the driver writes to: failing to enable one of them is an
+// error. Others listed in cgroup.controllers (hugetlb, rdma, misc) are
+// enabled when possible, for linux.resources.unified.
+constexpr std::array<std::string_view, 5> kUsedControllers = {"cpuset", "cpu", "io", "memory",
+                                                              "pids"};
+
+// blkio.weight (10..1000) to io.weight (1..10000), as runc converts it.
+uint64_t blkio_weight_to_io_weight(uint64_t w) {
+  w = std::clamp<uint64_t>(w, 10, 1000);
+  return 1 + (w - 10) * 9999 / 990;
+}
+
+class CgroupV2 final : public CgroupDriver {
+ public:
+  explicit CgroupV2(CgroupDir dir) : dir_(std::move(dir)) {}
+
+  Result<void> create() override {
+    BERTH_TRY(dir_.create());
+    // Top-down: a cgroup can only enable what its parent enabled for it.
+    for (const auto& a : dir_.ancestors()) BERTH_TRY(enable_controllers(a));
+    return {};
+  }
+
+  Result<void> apply(const Resources& res) override {
+    if (res.memory) BERTH_TRY(apply_memory(*res.memory));
+    if (res.cpu) BERTH_TRY(apply_cpu(*res.cpu));
+    if (res.pids_limit) BERTH_TRY(write_file(dir_.dir, "pids.max", pids_max(*res.pids_limit)));
+    if (res.block_io) BERTH_TRY(apply_io(*res.block_io));
+    if (!res.devices.empty()) {
+      log::debug(
+          "cgroup: linux.resources.devices is not enforced on cgroup v2 (needs an eBPF "
+          "device program)");
+    }
+    // Last, so that raw values override the typed ones, as in runc.
+    return apply_unified(res.unified);
+  }
+
+  Result<void> add_process(pid_t pid) override {
+    return write_file(dir_.dir, "cgroup.procs", std::to_string(pid));
+  }
+
+  Result<UniqueFd> open_unified_dir() override {
+    UniqueFd fd(::open(dir_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return sys_error("cgroup", "open {}", dir_.dir);
+    return fd;
+  }
+
+  Result<CgroupStats> stats() override {
+    // A controller not enabled for the cgroup has no files: its stats read 0.
+    CgroupStats s;
+    BERTH_ASSIGN(s.cpu_usage_usec, read_keyed_or_zero(dir_.dir, "cpu.stat", "usage_usec"));
+    BERTH_ASSIGN(s.memory_current, read_u64_or_zero(dir_.dir, "memory.current"));
+    // memory.peak appeared in Linux 5.19.
+    BERTH_ASSIGN(s.memory_peak, read_u64_or_zero(dir_.dir, "memory.peak"));
+    BERTH_ASSIGN(s.pids_current, read_u64_or_zero(dir_.dir, "pids.current"));
+    BERTH_ASSIGN(s.oom_kills, read_keyed_or_zero(dir_.dir, "memory.events", "oom_kill"));
+    return s;
+  }
+
+  Result<std::vector<pid_t>> pids() override { return read_procs(dir_.dir); }
+
+  Result<void> kill_all(int signal) override {
+    // cgroup.kill (Linux 5.14) kills every task, forks in flight included.
+    if (signal == SIGKILL && has_file(dir_.dir, "cgroup.kill")) {
+      return write_file(dir_.dir, "cgroup.kill", "1");
+    }
+    return signal_frozen(*this, signal);
+  }
+
+  Result<void> freeze(bool frozen) override { return freeze_unified(dir_.dir, frozen); }
+
+  Result<void> destroy() override { return dir_.destroy(); }
+
+  std::vector<std::string> paths() const override { return {dir_.dir}; }
+
+ private:
+  Result<void> enable_controllers(const std::string& dir) {
+    BERTH_ASSIGN(std::string available, read_file(dir, "cgroup.controllers"));
+    BERTH_ASSIGN(std::string enabled, read_file(dir, "cgroup.subtree_control"));
+    std::string_view rest = available;
+    while (!rest.empty()) {
+      size_t end = rest.find_first_of(" \n");
+      std::string_view c = rest.substr(0, end);
+      rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+      // Already enabled: no write, so a populated caller cgroup whose
+      // controllers were delegated enabled works.
+      if (c.empty() || subtree_has(enabled, c)) continue;
+      BERTH_TRY(enable_controller(dir, c));
+    }
+    return {};
+  }
+
+  Result<void> enable_controller(const std::string& dir, std::string_view c) {
+    auto r = write_file(dir, "cgroup.subtree_control", fmt::format("+{}", c));
+    if (r) return {};
+    if (r.error().err == EBUSY) {
+      return wrap(r.error(),
+                  fmt::format("{} has processes, and cgroup v2 lets no cgroup with processes "
+                              "enable controllers for its children (the no-internal-process "
+                              "rule); use an absolute cgroupsPath in a delegated subtree (e.g. "
+                              "\"/berth/<id>\")",
+                              dir));
+    }
+    if (std::find(kUsedControllers.begin(), kUsedControllers.end(), c) == kUsedControllers.end()) {
+      log::debug("cgroup: not enabling {}: {}", c, r.error().str());
+      return {};
+    }
+    return r;
+  }
+
+  Result<void> apply_memory(const MemoryResources& m) {
+    BERTH_ASSIGN(MemoryPlan plan, plan_memory(m));
+    BERTH_ASSIGN(bool swap, swap_file_usable(plan, dir_.dir, "memory.swap.max"));
+    if (plan.limit) BERTH_TRY(write_file(dir_.dir, "memory.max", num_or_max(*plan.limit)));
+    if (swap) {
+      // The runtime-spec's swap is memory+swap; memory.swap.max is swap alone.
+      int64_t total = *plan.swap_total;
+      std::string v = total == -1 ? "max" : std::to_string(total - *plan.limit);
+      BERTH_TRY(write_file(dir_.dir, "memory.swap.max", v));
+    }
+    if (plan.reservation) {
+      BERTH_TRY(write_file(dir_.dir, "memory.low", num_or_max(*plan.reservation)));
+    }
+    if (m.swappiness || m.disable_oom_killer.value_or(false)) {
+      log::debug("cgroup: memory.swappiness and disableOOMKiller have no cgroup v2 file; ignored");
+    }
+    return {};
+  }
+
+  Result<void> apply_cpu(const CpuResources& c) {
+    if (c.shares.value_or(0) != 0) {
+      BERTH_TRY(
+          write_file(dir_.dir, "cpu.weight", std::to_string(cpu_shares_to_weight(*c.shares))));
+    }
+    if (c.quota.value_or(0) != 0 || c.period.value_or(0) != 0) {
+      // Without a period the kernel keeps the current one.
+      std::string v = c.quota.value_or(0) > 0 ? std::to_string(*c.quota) : "max";
+      if (c.period.value_or(0) != 0) v += " " + std::to_string(*c.period);
+      BERTH_TRY(write_file(dir_.dir, "cpu.max", v));
+    }
+    if (!c.cpus.empty()) BERTH_TRY(write_file(dir_.dir, "cpuset.cpus", c.cpus));
+    if (!c.mems.empty()) BERTH_TRY(write_file(dir_.dir, "cpuset.mems", c.mems));
+    return {};
+  }
+
+  Result<void> apply_io(const BlockIoResources& b) {
+    // BFQ takes blkio-style weights in its own file; io.weight (the
+    // io.cost controller) has a 1..10000 range.
+    const bool bfq = has_file(dir_.dir, "io.bfq.weight");
+    auto weight = [&](uint64_t w) {
+      return std::to_string(bfq ? w : blkio_weight_to_io_weight(w));
+    };
+    const char* weight_file = bfq ? "io.bfq.weight" : "io.weight";
+    if (b.weight.value_or(0) != 0) BERTH_TRY(write_file(dir_.dir, weight_file, weight(*b.weight)));
+    for (const auto& d : b.weight_device) {
+      BERTH_TRY(write_file(dir_.dir, weight_file, device_line(d, weight(d.rate))));
+    }
+    const std::pair<const std::vector<BlockIoDeviceValue>*, const char*> limits[] = {
+        {&b.throttle_read_bps, "rbps"},
+        {&b.throttle_write_bps, "wbps"},
+        {&b.throttle_read_iops, "riops"},
+        {&b.throttle_write_iops, "wiops"},
+    };
+    for (const auto& [list, key] : limits) {
+      for (const auto& d : *list) {
+        BERTH_TRY(
+            write_file(dir_.dir, "io.max", device_line(d, fmt::format("{}={}", key, d.rate))));
+      }
+    }
+    return {};
+  }
+
+  Result<void> apply_unified(const std::map<std::string, std::string>& unified) {
+    for (const auto& [key, value] : unified) {
+      // The key names a file in the container's own cgroup, never a path
+      // out of it.
+      if (key.empty() || key.find('/') != std::string::npos ||
+          key.find("..") != std::string::npos) {
+        return error("cgroup",
+                     "linux.resources.unified key \"{}\" must be a file name in the container's "
+                     "cgroup (no '/' or \"..\")",
+                     key);
+      }
+      auto r = write_file(dir_.dir, key, value);
+      if (!r && r.error().err == ENOENT) {
+        return wrap(r.error(), fmt::format("linux.resources.unified \"{}\": no such file (is its "
+                                           "controller available to this cgroup?)",
+                                           key));
+      }
+      BERTH_TRY(r);
+    }
+    return {};
+  }
+
+  CgroupDir dir_;
+};
+
+}  // namespace
+
+std::unique_ptr<CgroupDriver> new_cgroup_v2(CgroupDir dir) {
+  return std::make_unique<CgroupV2>(std::move(dir));
+}
+
+}  // namespace berth::runtime::cgroup_util

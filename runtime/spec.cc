@@ -1,0 +1,994 @@
+// config.json -> Spec. Every error names the JSON path of the value it is
+// about ("linux.namespaces[2].type") so that the operator can find it.
+//
+// runtime/ is built with -fno-exceptions, where any nlohmann throw aborts the
+// process: the text is parsed with the non-throwing overload and values are
+// read only through get_ptr<>, which returns nullptr on a type mismatch.
+//
+// JSON null is taken as "absent", as Go's encoding/json (runc) does, so that
+// generators that write `"seccomp": null` work unchanged.
+#include "runtime/spec.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <array>
+#include <concepts>
+#include <limits>
+#include <type_traits>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "common/fs.h"
+
+namespace berth::runtime {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr std::string_view kStep = "spec";
+
+// ---------------------------------------------------------------------------
+// Name tables.
+
+template <class T>
+struct Named {
+  const char* name;
+  T value;
+};
+
+constexpr std::array<Named<NamespaceType>, 8> kNamespaces{{
+    {"pid", NamespaceType::pid},
+    {"network", NamespaceType::network},
+    {"mount", NamespaceType::mount},
+    {"ipc", NamespaceType::ipc},
+    {"uts", NamespaceType::uts},
+    {"user", NamespaceType::user},
+    {"cgroup", NamespaceType::cgroup},
+    {"time", NamespaceType::time},
+}};
+
+constexpr std::array<Named<SeccompAction>, 9> kSeccompActions{{
+    {"SCMP_ACT_KILL", SeccompAction::kill},
+    {"SCMP_ACT_KILL_PROCESS", SeccompAction::kill_process},
+    {"SCMP_ACT_KILL_THREAD", SeccompAction::kill_thread},
+    {"SCMP_ACT_TRAP", SeccompAction::trap},
+    {"SCMP_ACT_ERRNO", SeccompAction::errno_ret},
+    {"SCMP_ACT_TRACE", SeccompAction::trace},
+    {"SCMP_ACT_ALLOW", SeccompAction::allow},
+    {"SCMP_ACT_LOG", SeccompAction::log},
+    {"SCMP_ACT_NOTIFY", SeccompAction::notify},
+}};
+
+constexpr std::array<Named<SeccompOp>, 7> kSeccompOps{{
+    {"SCMP_CMP_NE", SeccompOp::ne},
+    {"SCMP_CMP_LT", SeccompOp::lt},
+    {"SCMP_CMP_LE", SeccompOp::le},
+    {"SCMP_CMP_EQ", SeccompOp::eq},
+    {"SCMP_CMP_GE", SeccompOp::ge},
+    {"SCMP_CMP_GT", SeccompOp::gt},
+    {"SCMP_CMP_MASKED_EQ", SeccompOp::masked_eq},
+}};
+
+constexpr std::array<Named<int>, 16> kRlimits{{
+    {"RLIMIT_AS", RLIMIT_AS},
+    {"RLIMIT_CORE", RLIMIT_CORE},
+    {"RLIMIT_CPU", RLIMIT_CPU},
+    {"RLIMIT_DATA", RLIMIT_DATA},
+    {"RLIMIT_FSIZE", RLIMIT_FSIZE},
+    {"RLIMIT_LOCKS", RLIMIT_LOCKS},
+    {"RLIMIT_MEMLOCK", RLIMIT_MEMLOCK},
+    {"RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE},
+    {"RLIMIT_NICE", RLIMIT_NICE},
+    {"RLIMIT_NOFILE", RLIMIT_NOFILE},
+    {"RLIMIT_NPROC", RLIMIT_NPROC},
+    {"RLIMIT_RSS", RLIMIT_RSS},
+    {"RLIMIT_RTPRIO", RLIMIT_RTPRIO},
+    {"RLIMIT_RTTIME", RLIMIT_RTTIME},
+    {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING},
+    {"RLIMIT_STACK", RLIMIT_STACK},
+}};
+
+constexpr std::array<std::string_view, 8> kPropagations{
+    "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"};
+
+template <class T, size_t N>
+std::optional<T> lookup(const std::array<Named<T>, N>& table, std::string_view name) {
+  for (const auto& e : table) {
+    if (name == e.name) return e.value;
+  }
+  return std::nullopt;
+}
+
+template <class T, size_t N>
+const char* name_of(const std::array<Named<T>, N>& table, T value) {
+  for (const auto& e : table) {
+    if (e.value == value) return e.name;
+  }
+  return "unknown";
+}
+
+// ---------------------------------------------------------------------------
+// Typed reading with paths.
+
+template <class... A>
+std::unexpected<Error> fail(std::string_view path, fmt::format_string<A...> f, A&&... args) {
+  return error(kStep, "{}: {}", path.empty() ? "config.json" : path,
+               fmt::format(f, std::forward<A>(args)...));
+}
+
+std::string index_path(std::string_view path, size_t i) {
+  return fmt::format("{}[{}]", path, i);
+}
+
+// A JSON value and its path from the document root.
+struct Node {
+  const json* value = nullptr;  // nullptr: absent or null
+  std::string path;
+
+  bool present() const { return value != nullptr; }
+
+  Node member(std::string_view key) const {
+    std::string p = path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
+    if (value == nullptr || !value->is_object()) return {nullptr, std::move(p)};
+    auto it = value->find(std::string(key));
+    if (it == value->end() || it->is_null()) return {nullptr, std::move(p)};
+    return {&*it, std::move(p)};
+  }
+
+  // Only on an array, with i < size(). A null element stays present so that
+  // it is reported as the wrong type rather than skipped.
+  Node element(size_t i) const { return {&(*value)[i], index_path(path, i)}; }
+};
+
+std::unexpected<Error> type_error(const Node& n, std::string_view expected) {
+  return fail(n.path, "expected {}, got {}", expected, n.value->type_name());
+}
+
+Result<void> expect_object(const Node& n) {
+  if (!n.value->is_object()) return type_error(n, "an object");
+  return {};
+}
+
+Result<void> check_no_nul(std::string_view path, const std::string& s) {
+  // Paths, arguments and names reach the kernel as C strings: an embedded
+  // NUL would make it act on a prefix of what was validated here.
+  if (s.find('\0') != std::string::npos) return fail(path, "contains a NUL byte");
+  return {};
+}
+
+// The read() overloads leave `out` untouched when the value is absent.
+
+Result<void> read(const Node& n, std::string& out) {
+  if (!n.present()) return {};
+  const auto* s = n.value->get_ptr<const json::string_t*>();
+  if (s == nullptr) return type_error(n, "a string");
+  BERTH_TRY(check_no_nul(n.path, *s));
+  out = *s;
+  return {};
+}
+
+Result<void> read(const Node& n, bool& out) {
+  if (!n.present()) return {};
+  const auto* b = n.value->get_ptr<const json::boolean_t*>();
+  if (b == nullptr) return type_error(n, "a boolean");
+  out = *b;
+  return {};
+}
+
+template <class T>
+std::string integer_kind() {
+  return fmt::format("{} {}-bit integer", std::is_signed_v<T> ? "a" : "an unsigned", sizeof(T) * 8);
+}
+
+// Only exact integers in T's range: Go's encoding/json also refuses 1.0 or
+// -1 for an unsigned field, and a silently wrapped uid would be a hole.
+template <class T>
+requires std::integral<T> &&(!std::same_as<T, bool>)Result<void> read(const Node& n, T& out) {
+  if (!n.present()) return {};
+  const json& j = *n.value;
+  // is_number_integer() is also true for unsigned values: test unsigned first.
+  if (const auto* u = j.get_ptr<const json::number_unsigned_t*>()) {
+    if (std::in_range<T>(*u)) {
+      out = static_cast<T>(*u);
+      return {};
+    }
+  } else if (const auto* i = j.get_ptr<const json::number_integer_t*>()) {
+    if (std::in_range<T>(*i)) {
+      out = static_cast<T>(*i);
+      return {};
+    }
+  } else if (!j.is_number_float()) {
+    return type_error(n, integer_kind<T>());
+  }
+  return fail(n.path, "expected {}, got {}", integer_kind<T>(), j.dump());
+}
+
+template <class T>
+Result<void> read(const Node& n, std::optional<T>& out) {
+  if (!n.present()) return {};
+  T v{};
+  BERTH_TRY(read(n, v));
+  out = std::move(v);
+  return {};
+}
+
+template <class T>
+Result<void> read_required(const Node& n, T& out) {
+  if (!n.present()) return fail(n.path, "required field is missing");
+  return read(n, out);
+}
+
+// `parse` turns one element Node into Result<T>.
+template <class T, class Parse>
+Result<void> read_array(const Node& n, std::vector<T>& out, Parse parse) {
+  if (!n.present()) return {};
+  if (!n.value->is_array()) return type_error(n, "an array");
+  out.clear();
+  out.reserve(n.value->size());
+  for (size_t i = 0; i < n.value->size(); ++i) {
+    auto v = parse(n.element(i));
+    if (!v) return std::unexpected(std::move(v).error());
+    out.push_back(std::move(*v));
+  }
+  return {};
+}
+
+template <class T>
+Result<void> read(const Node& n, std::vector<T>& out) {
+  return read_array(n, out, [](const Node& e) -> Result<T> {
+    T v{};
+    BERTH_TRY(read(e, v));
+    return v;
+  });
+}
+
+Result<void> read(const Node& n, std::map<std::string, std::string>& out) {
+  if (!n.present()) return {};
+  BERTH_TRY(expect_object(n));
+  out.clear();
+  for (auto it = n.value->begin(); it != n.value->end(); ++it) {
+    Node entry{&it.value(), fmt::format("{}[{:?}]", n.path, it.key())};
+    BERTH_TRY(check_no_nul(entry.path, it.key()));
+    std::string v;
+    BERTH_TRY(read(entry, v));
+    out.emplace(it.key(), std::move(v));
+  }
+  return {};
+}
+
+// `parse` turns the (present) object Node into Result<T>.
+template <class T, class Parse>
+Result<void> read_object(const Node& n, std::optional<T>& out, Parse parse) {
+  if (!n.present()) return {};
+  BERTH_ASSIGN(out, parse(n));
+  return {};
+}
+
+Result<void> check_absolute(const Node& n, const std::string& value) {
+  if (!value.starts_with('/')) return fail(n.path, "must be an absolute path, got {:?}", value);
+  return {};
+}
+
+Result<std::string> parse_absolute_path(const Node& n) {
+  std::string p;
+  BERTH_TRY(read(n, p));
+  BERTH_TRY(check_absolute(n, p));
+  return p;
+}
+
+template <class T>
+Result<void> check_range(const Node& n, const std::optional<T>& v, T lo, T hi) {
+  if (v && (*v < lo || *v > hi)) return fail(n.path, "{} is out of range {}..{}", *v, lo, hi);
+  return {};
+}
+
+// ---------------------------------------------------------------------------
+// Top level: version, root, mounts, hooks.
+
+Result<std::string> parse_oci_version(const Node& n) {
+  std::string v;
+  BERTH_TRY(read_required(n, v));
+  // Semantic versioning: within a major version the format only grows, and
+  // unknown fields are ignored, so every 1.x reads the same way.
+  if (v != "1" && !v.starts_with("1.")) {
+    return fail(n.path, "unsupported version {:?} (berth supports 1.x)", v);
+  }
+  return v;
+}
+
+Result<Root> parse_root(const Node& n) {
+  if (!n.present()) return fail(n.path, "required field is missing");
+  BERTH_TRY(expect_object(n));
+  Root root;
+  Node path = n.member("path");
+  BERTH_TRY(read_required(path, root.path));
+  if (root.path.empty()) return fail(path.path, "must not be empty");
+  BERTH_TRY(read(n.member("readonly"), root.readonly));
+  return root;
+}
+
+Result<Mount> parse_mount(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  Mount m;
+  Node destination = n.member("destination");
+  BERTH_TRY(read_required(destination, m.destination));
+  BERTH_TRY(check_absolute(destination, m.destination));
+  BERTH_TRY(read(n.member("type"), m.type));
+  BERTH_TRY(read(n.member("source"), m.source));
+  BERTH_TRY(read(n.member("options"), m.options));
+  return m;
+}
+
+Result<std::string> parse_env_entry(const Node& n) {
+  std::string e;
+  BERTH_TRY(read(n, e));
+  size_t eq = e.find('=');
+  if (eq == std::string::npos || eq == 0) return fail(n.path, "{:?} is not KEY=VALUE", e);
+  return e;
+}
+
+Result<Hook> parse_hook(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  Hook h;
+  Node path = n.member("path");
+  BERTH_TRY(read_required(path, h.path));
+  BERTH_TRY(check_absolute(path, h.path));
+  BERTH_TRY(read(n.member("args"), h.args));
+  BERTH_TRY(read_array(n.member("env"), h.env, parse_env_entry));
+  Node timeout = n.member("timeout");
+  BERTH_TRY(read(timeout, h.timeout));
+  if (h.timeout && *h.timeout <= 0) {
+    return fail(timeout.path, "must be greater than 0, got {}", *h.timeout);
+  }
+  return h;
+}
+
+Result<Hooks> parse_hooks(const Node& n) {
+  Hooks h;
+  if (!n.present()) return h;
+  BERTH_TRY(expect_object(n));
+  BERTH_TRY(read_array(n.member("prestart"), h.prestart, parse_hook));
+  BERTH_TRY(read_array(n.member("createRuntime"), h.create_runtime, parse_hook));
+  BERTH_TRY(read_array(n.member("createContainer"), h.create_container, parse_hook));
+  BERTH_TRY(read_array(n.member("startContainer"), h.start_container, parse_hook));
+  BERTH_TRY(read_array(n.member("poststart"), h.poststart, parse_hook));
+  BERTH_TRY(read_array(n.member("poststop"), h.poststop, parse_hook));
+  return h;
+}
+
+// ---------------------------------------------------------------------------
+// process
+
+Result<ConsoleSize> parse_console_size(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  ConsoleSize c;
+  BERTH_TRY(read_required(n.member("height"), c.height));
+  BERTH_TRY(read_required(n.member("width"), c.width));
+  return c;
+}
+
+// An absent user (or uid/gid) is root, as in runc.
+Result<User> parse_user(const Node& n) {
+  User u;
+  if (!n.present()) return u;
+  BERTH_TRY(expect_object(n));
+  BERTH_TRY(read(n.member("uid"), u.uid));
+  BERTH_TRY(read(n.member("gid"), u.gid));
+  BERTH_TRY(read(n.member("umask"), u.umask));
+  BERTH_TRY(read(n.member("additionalGids"), u.additional_gids));
+  return u;
+}
+
+Result<Capabilities> parse_capabilities(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  Capabilities c;
+  BERTH_TRY(read(n.member("bounding"), c.bounding));
+  BERTH_TRY(read(n.member("effective"), c.effective));
+  BERTH_TRY(read(n.member("inheritable"), c.inheritable));
+  BERTH_TRY(read(n.member("permitted"), c.permitted));
+  BERTH_TRY(read(n.member("ambient"), c.ambient));
+  return c;
+}
+
+Result<Rlimit> parse_rlimit(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  Rlimit r;
+  Node type = n.member("type");
+  BERTH_TRY(read_required(type, r.type));
+  std::optional<int> resource = rlimit_from_name(r.type);
+  if (!resource) return fail(type.path, "unknown rlimit {:?}", r.type);
+  r.resource = *resource;
+  BERTH_TRY(read_required(n.member("soft"), r.soft));
+  BERTH_TRY(read_required(n.member("hard"), r.hard));
+  // setrlimit(2) would fail with EINVAL in the child, far from the cause.
+  if (r.soft > r.hard) {
+    return fail(n.path, "soft limit {} is greater than hard limit {}", r.soft, r.hard);
+  }
+  return r;
+}
+
+Result<void> read_rlimits(const Node& n, std::vector<Rlimit>& out) {
+  BERTH_TRY(read_array(n, out, parse_rlimit));
+  // The later entry would silently win: a bundle with two is a mistake.
+  for (size_t i = 0; i < out.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (out[i].resource == out[j].resource) {
+        return fail(index_path(n.path, i) + ".type", "duplicate rlimit {:?} (also at {})",
+                    out[i].type, index_path(n.path, j));
+      }
+    }
+  }
+  return {};
+}
+
+Result<Process> parse_process(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  Process p;
+  BERTH_TRY(read(n.member("terminal"), p.terminal));
+  BERTH_TRY(read_object(n.member("consoleSize"), p.console_size, parse_console_size));
+  BERTH_ASSIGN(p.user, parse_user(n.member("user")));
+  BERTH_TRY(read(n.member("args"), p.args));
+  BERTH_TRY(read_array(n.member("env"), p.env, parse_env_entry));
+  Node cwd = n.member("cwd");
+  BERTH_TRY(read(cwd, p.cwd));
+  BERTH_TRY(check_absolute(cwd, p.cwd));
+  BERTH_TRY(read_object(n.member("capabilities"), p.capabilities, parse_capabilities));
+  BERTH_TRY(read_rlimits(n.member("rlimits"), p.rlimits));
+  BERTH_TRY(read(n.member("noNewPrivileges"), p.no_new_privileges));
+  Node oom = n.member("oomScoreAdj");
+  BERTH_TRY(read(oom, p.oom_score_adj));
+  BERTH_TRY(check_range(oom, p.oom_score_adj, -1000, 1000));
+  BERTH_TRY(read(n.member("apparmorProfile"), p.apparmor_profile));
+  BERTH_TRY(read(n.member("selinuxLabel"), p.selinux_label));
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+// linux: namespaces, id mappings, devices
+
+Result<Namespace> parse_namespace(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  Node type = n.member("type");
+  std::string name;
+  BERTH_TRY(read_required(type, name));
+  std::optional<NamespaceType> t = namespace_from_name(name);
+  if (!t) return fail(type.path, "unknown namespace type {:?}", name);
+  Namespace ns{*t, {}};
+  Node path = n.member("path");
+  BERTH_TRY(read(path, ns.path));
+  // An empty path is the same as none (Go's omitempty): a new namespace.
+  if (!ns.path.empty()) BERTH_TRY(check_absolute(path, ns.path));
+  return ns;
+}
+
+Result<void> read_namespaces(const Node& n, std::vector<Namespace>& out) {
+  BERTH_TRY(read_array(n, out, parse_namespace));
+  for (size_t i = 0; i < out.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (out[i].type == out[j].type) {
+        return fail(index_path(n.path, i) + ".type", "duplicate namespace type {:?} (also at {})",
+                    namespace_name(out[i].type), index_path(n.path, j));
+      }
+    }
+  }
+  return {};
+}
+
+Result<IdMapping> parse_id_mapping(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  IdMapping m;
+  BERTH_TRY(read_required(n.member("containerID"), m.container_id));
+  BERTH_TRY(read_required(n.member("hostID"), m.host_id));
+  Node size = n.member("size");
+  BERTH_TRY(read_required(size, m.size));
+  // The kernel rejects the whole uid_map write for an empty range.
+  if (m.size == 0) return fail(size.path, "must be greater than 0");
+  return m;
+}
+
+Result<Device> parse_device(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  Device d;
+  Node path = n.member("path");
+  BERTH_TRY(read_required(path, d.path));
+  BERTH_TRY(check_absolute(path, d.path));
+  Node type = n.member("type");
+  BERTH_TRY(read_required(type, d.type));
+  if (d.type != "c" && d.type != "b" && d.type != "u" && d.type != "p") {
+    return fail(type.path, "unknown device type {:?} (expected c, b, u or p)", d.type);
+  }
+  // A FIFO has no device number; every other node needs both halves.
+  if (d.type == "p") {
+    BERTH_TRY(read(n.member("major"), d.major));
+    BERTH_TRY(read(n.member("minor"), d.minor));
+  } else {
+    BERTH_TRY(read_required(n.member("major"), d.major));
+    BERTH_TRY(read_required(n.member("minor"), d.minor));
+  }
+  BERTH_TRY(read(n.member("fileMode"), d.file_mode));
+  BERTH_TRY(read(n.member("uid"), d.uid));
+  BERTH_TRY(read(n.member("gid"), d.gid));
+  return d;
+}
+
+// ---------------------------------------------------------------------------
+// linux.resources
+
+Result<void> read_memory_bytes(const Node& n, std::optional<int64_t>& out) {
+  BERTH_TRY(read(n, out));
+  if (out && *out < -1) return fail(n.path, "{} is not a byte count (-1 means unlimited)", *out);
+  return {};
+}
+
+Result<void> read_swappiness(const Node& n, std::optional<uint64_t>& out) {
+  BERTH_TRY(read(n, out));
+  // Engines have sent Docker's "-1 = unset" through Go's uint64 as 2^64-1;
+  // runc takes that value as unset, and so do we.
+  if (out == std::numeric_limits<uint64_t>::max()) {
+    out.reset();
+    return {};
+  }
+  return check_range<uint64_t>(n, out, 0, 100);
+}
+
+Result<MemoryResources> parse_memory(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  MemoryResources m;
+  BERTH_TRY(read_memory_bytes(n.member("limit"), m.limit));
+  BERTH_TRY(read_memory_bytes(n.member("reservation"), m.reservation));
+  BERTH_TRY(read_memory_bytes(n.member("swap"), m.swap));
+  BERTH_TRY(read_swappiness(n.member("swappiness"), m.swappiness));
+  BERTH_TRY(read(n.member("disableOOMKiller"), m.disable_oom_killer));
+  return m;
+}
+
+Result<CpuResources> parse_cpu(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  CpuResources c;
+  BERTH_TRY(read(n.member("shares"), c.shares));
+  BERTH_TRY(read(n.member("quota"), c.quota));
+  BERTH_TRY(read(n.member("period"), c.period));
+  BERTH_TRY(read(n.member("cpus"), c.cpus));
+  BERTH_TRY(read(n.member("mems"), c.mems));
+  return c;
+}
+
+Result<void> read_pids(const Node& n, std::optional<int64_t>& limit) {
+  if (!n.present()) return {};
+  BERTH_TRY(expect_object(n));
+  return read(n.member("limit"), limit);
+}
+
+template <class Value>
+Result<BlockIoDeviceValue> parse_block_io_device(const Node& n, const char* value_key) {
+  BERTH_TRY(expect_object(n));
+  BlockIoDeviceValue d;
+  BERTH_TRY(read_required(n.member("major"), d.major));
+  BERTH_TRY(read_required(n.member("minor"), d.minor));
+  Value v{};
+  BERTH_TRY(read_required(n.member(value_key), v));
+  d.rate = v;
+  return d;
+}
+
+Result<BlockIoDeviceValue> parse_weight_device(const Node& n) {
+  return parse_block_io_device<uint16_t>(n, "weight");
+}
+
+Result<BlockIoDeviceValue> parse_throttle_device(const Node& n) {
+  return parse_block_io_device<uint64_t>(n, "rate");
+}
+
+Result<BlockIoResources> parse_block_io(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  BlockIoResources b;
+  BERTH_TRY(read(n.member("weight"), b.weight));
+  BERTH_TRY(read_array(n.member("weightDevice"), b.weight_device, parse_weight_device));
+  BERTH_TRY(
+      read_array(n.member("throttleReadBpsDevice"), b.throttle_read_bps, parse_throttle_device));
+  BERTH_TRY(
+      read_array(n.member("throttleWriteBpsDevice"), b.throttle_write_bps, parse_throttle_device));
+  BERTH_TRY(
+      read_array(n.member("throttleReadIOPSDevice"), b.throttle_read_iops, parse_throttle_device));
+  BERTH_TRY(read_array(n.member("throttleWriteIOPSDevice"), b.throttle_write_iops,
+                       parse_throttle_device));
+  return b;
+}
+
+Result<DeviceRule> parse_device_rule(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  DeviceRule r;
+  BERTH_TRY(read_required(n.member("allow"), r.allow));
+  Node type = n.member("type");
+  BERTH_TRY(read(type, r.type));
+  if (!r.type.empty() && r.type != "a" && r.type != "c" && r.type != "b") {
+    return fail(type.path, "unknown device type {:?} (expected a, c or b)", r.type);
+  }
+  BERTH_TRY(read(n.member("major"), r.major));
+  BERTH_TRY(read(n.member("minor"), r.minor));
+  Node access = n.member("access");
+  BERTH_TRY(read(access, r.access));
+  if (r.access.find_first_not_of("rwm") != std::string::npos) {
+    return fail(access.path, "{:?} may only contain r, w and m", r.access);
+  }
+  return r;
+}
+
+Result<Resources> parse_resources(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  Resources r;
+  BERTH_TRY(read_object(n.member("memory"), r.memory, parse_memory));
+  BERTH_TRY(read_object(n.member("cpu"), r.cpu, parse_cpu));
+  BERTH_TRY(read_pids(n.member("pids"), r.pids_limit));
+  BERTH_TRY(read_object(n.member("blockIO"), r.block_io, parse_block_io));
+  BERTH_TRY(read_array(n.member("devices"), r.devices, parse_device_rule));
+  BERTH_TRY(read(n.member("unified"), r.unified));
+  return r;
+}
+
+// ---------------------------------------------------------------------------
+// linux.seccomp
+
+Result<void> read_action(const Node& n, SeccompAction& out) {
+  std::string name;
+  BERTH_TRY(read_required(n, name));
+  std::optional<SeccompAction> a = seccomp_action_from_name(name);
+  if (!a) return fail(n.path, "unknown seccomp action {:?}", name);
+  out = *a;
+  return {};
+}
+
+Result<SeccompArg> parse_seccomp_arg(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  SeccompArg a;
+  Node index = n.member("index");
+  BERTH_TRY(read_required(index, a.index));
+  // seccomp_data.args has six slots, one per system call argument.
+  if (a.index > 5) return fail(index.path, "{} is out of range 0..5", a.index);
+  BERTH_TRY(read_required(n.member("value"), a.value));
+  BERTH_TRY(read(n.member("valueTwo"), a.value_two));
+  Node op = n.member("op");
+  std::string name;
+  BERTH_TRY(read_required(op, name));
+  std::optional<SeccompOp> o = seccomp_op_from_name(name);
+  if (!o) return fail(op.path, "unknown seccomp operator {:?}", name);
+  a.op = *o;
+  return a;
+}
+
+Result<SeccompSyscall> parse_syscall(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  SeccompSyscall s;
+  Node names = n.member("names");
+  BERTH_TRY(read_required(names, s.names));
+  if (s.names.empty()) return fail(names.path, "must be a non-empty array of strings");
+  BERTH_TRY(read_action(n.member("action"), s.action));
+  BERTH_TRY(read(n.member("errnoRet"), s.errno_ret));
+  BERTH_TRY(read_array(n.member("args"), s.args, parse_seccomp_arg));
+  return s;
+}
+
+Result<void> check_notify(const Node& n, const Seccomp& s) {
+  // The listener fd is sent to listenerPath after the filter is loaded, with
+  // system calls that a notifying default action would hold forever.
+  if (s.default_action == SeccompAction::notify) {
+    return fail(n.member("defaultAction").path, "SCMP_ACT_NOTIFY cannot be the default action");
+  }
+  auto notify = std::ranges::find(s.syscalls, SeccompAction::notify, &SeccompSyscall::action);
+  Node listener = n.member("listenerPath");
+  if (notify != s.syscalls.end() && s.listener_path.empty()) {
+    size_t i = static_cast<size_t>(notify - s.syscalls.begin());
+    return fail(listener.path, "required because {}.action is SCMP_ACT_NOTIFY",
+                index_path(n.member("syscalls").path, i));
+  }
+  if (notify == s.syscalls.end() && !s.listener_path.empty()) {
+    return fail(listener.path, "set, but no syscall action is SCMP_ACT_NOTIFY");
+  }
+  return {};
+}
+
+Result<Seccomp> parse_seccomp(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  Seccomp s;
+  BERTH_TRY(read_action(n.member("defaultAction"), s.default_action));
+  BERTH_TRY(read(n.member("defaultErrnoRet"), s.default_errno_ret));
+  BERTH_TRY(read(n.member("architectures"), s.architectures));
+  BERTH_TRY(read(n.member("flags"), s.flags));
+  BERTH_TRY(read(n.member("listenerPath"), s.listener_path));
+  BERTH_TRY(read(n.member("listenerMetadata"), s.listener_metadata));
+  BERTH_TRY(read_array(n.member("syscalls"), s.syscalls, parse_syscall));
+  BERTH_TRY(check_notify(n, s));
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// linux: the rest
+
+Result<void> read_propagation(const Node& n, std::string& out) {
+  BERTH_TRY(read(n, out));
+  if (out.empty() || std::ranges::find(kPropagations, out) != kPropagations.end()) return {};
+  return fail(n.path,
+              "unknown propagation {:?} (expected private, rprivate, slave, rslave, shared, "
+              "rshared, unbindable or runbindable)",
+              out);
+}
+
+Result<Personality> parse_personality(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  Personality p;
+  Node domain = n.member("domain");
+  BERTH_TRY(read_required(domain, p.domain));
+  if (p.domain != "LINUX" && p.domain != "LINUX32") {
+    return fail(domain.path, "unknown domain {:?} (expected LINUX or LINUX32)", p.domain);
+  }
+  BERTH_TRY(read(n.member("flags"), p.flags));
+  return p;
+}
+
+Result<Linux> parse_linux(const Node& n) {
+  Linux l;
+  if (!n.present()) return l;
+  BERTH_TRY(expect_object(n));
+  BERTH_TRY(read_namespaces(n.member("namespaces"), l.namespaces));
+  BERTH_TRY(read_array(n.member("uidMappings"), l.uid_mappings, parse_id_mapping));
+  BERTH_TRY(read_array(n.member("gidMappings"), l.gid_mappings, parse_id_mapping));
+  BERTH_TRY(read_array(n.member("devices"), l.devices, parse_device));
+  BERTH_TRY(read(n.member("cgroupsPath"), l.cgroups_path));
+  BERTH_TRY(read_object(n.member("resources"), l.resources, parse_resources));
+  BERTH_TRY(read(n.member("sysctl"), l.sysctl));
+  BERTH_TRY(read_object(n.member("seccomp"), l.seccomp, parse_seccomp));
+  BERTH_TRY(read_propagation(n.member("rootfsPropagation"), l.rootfs_propagation));
+  BERTH_TRY(read_array(n.member("maskedPaths"), l.masked_paths, parse_absolute_path));
+  BERTH_TRY(read_array(n.member("readonlyPaths"), l.readonly_paths, parse_absolute_path));
+  BERTH_TRY(read(n.member("mountLabel"), l.mount_label));
+  BERTH_TRY(read_object(n.member("personality"), l.personality, parse_personality));
+  return l;
+}
+
+// ---------------------------------------------------------------------------
+// Rules across fields. A namespace joined by path counts as the container's
+// own, as in runc's validator.
+
+Result<void> validate_uts(const Spec& s) {
+  if (s.linux.has_namespace(NamespaceType::uts)) return {};
+  if (!s.hostname.empty()) {
+    return fail("hostname", "unable to set hostname without a private UTS namespace");
+  }
+  if (!s.domainname.empty()) {
+    return fail("domainname", "unable to set domainname without a private UTS namespace");
+  }
+  return {};
+}
+
+Result<void> validate_user_namespace(const Linux& l) {
+  const Namespace* user = l.find_namespace(NamespaceType::user);
+  if (user == nullptr) {
+    if (!l.uid_mappings.empty()) {
+      return fail("linux.uidMappings", "set, but linux.namespaces has no user namespace");
+    }
+    if (!l.gid_mappings.empty()) {
+      return fail("linux.gidMappings", "set, but linux.namespaces has no user namespace");
+    }
+    return {};
+  }
+  // Joining by path takes the namespace's existing mappings. A new one left
+  // unmapped runs everything as the overflow id and cannot setuid/setgid.
+  if (!user->path.empty()) return {};
+  if (l.uid_mappings.empty()) {
+    return fail("linux.uidMappings", "required for a new user namespace (one without a path)");
+  }
+  if (l.gid_mappings.empty()) {
+    return fail("linux.gidMappings", "required for a new user namespace (one without a path)");
+  }
+  return {};
+}
+
+// sysctl(8) also accepts '/' as the separator ("net/ipv4/conf/eth0.100/x");
+// the dotted form swaps the two, as runc does before checking.
+std::string dotted_sysctl(std::string_view name) {
+  std::string out(name);
+  size_t first = out.find_first_of("./");
+  if (first == std::string::npos || out[first] == '.') return out;
+  for (char& c : out) {
+    if (c == '.') {
+      c = '/';
+    } else if (c == '/') {
+      c = '.';
+    }
+  }
+  return out;
+}
+
+// The namespace that isolates a sysctl, if any: /proc/sys is only partly
+// namespaced, and writing any other entry would change the host.
+std::optional<NamespaceType> sysctl_namespace(std::string_view name) {
+  static constexpr std::array<std::string_view, 8> kIpc{
+      "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+      "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"};
+  if (std::ranges::find(kIpc, name) != kIpc.end() || name.starts_with("fs.mqueue.")) {
+    return NamespaceType::ipc;
+  }
+  if (name.starts_with("net.")) return NamespaceType::network;
+  if (name == "kernel.hostname" || name == "kernel.domainname") return NamespaceType::uts;
+  return std::nullopt;
+}
+
+Result<void> validate_sysctls(const Spec& s) {
+  for (const auto& [name, value] : s.linux.sysctl) {
+    std::string path = fmt::format("linux.sysctl[{:?}]", name);
+    std::string dotted = dotted_sysctl(name);
+    std::optional<NamespaceType> ns = sysctl_namespace(dotted);
+    if (!ns) return fail(path, "not in a separate kernel namespace; it would change the host");
+    if (!s.linux.has_namespace(*ns)) {
+      return fail(path, "requires linux.namespaces to include {:?}", namespace_name(*ns));
+    }
+    if (dotted == "kernel.hostname" && !s.hostname.empty()) {
+      return fail(path, "conflicts with the hostname field");
+    }
+  }
+  return {};
+}
+
+Result<void> validate_cross_fields(const Spec& s) {
+  BERTH_TRY(validate_uts(s));
+  BERTH_TRY(validate_user_namespace(s.linux));
+  BERTH_TRY(validate_sysctls(s));
+  return {};
+}
+
+Result<Spec> parse_document(const json& doc) {
+  Node top{&doc, ""};
+  BERTH_TRY(expect_object(top));
+  Spec s;
+  BERTH_ASSIGN(s.oci_version, parse_oci_version(top.member("ociVersion")));
+  BERTH_ASSIGN(s.root, parse_root(top.member("root")));
+  BERTH_TRY(read_object(top.member("process"), s.process, parse_process));
+  BERTH_TRY(read(top.member("hostname"), s.hostname));
+  BERTH_TRY(read(top.member("domainname"), s.domainname));
+  BERTH_TRY(read_array(top.member("mounts"), s.mounts, parse_mount));
+  BERTH_ASSIGN(s.hooks, parse_hooks(top.member("hooks")));
+  BERTH_TRY(read(top.member("annotations"), s.annotations));
+  BERTH_ASSIGN(s.linux, parse_linux(top.member("linux")));
+  BERTH_TRY(validate_cross_fields(s));
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// Invalid JSON: where and why.
+
+// json::parse(..., false) only says "discarded"; the SAX interface is the
+// way to get the position and reason without exceptions.
+class ParseErrorLocator final : public nlohmann::json_sax<json> {
+ public:
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t position, const std::string&,
+                   const nlohmann::detail::exception& ex) override {
+    failed_ = true;
+    position_ = position;
+    what_ = ex.what();
+    return false;
+  }
+
+  // " (line 1, column 9, byte 9): syntax error while parsing ..."
+  std::string describe() const;
+
+ private:
+  bool failed_ = false;
+  size_t position_ = 0;
+  std::string what_;
+};
+
+std::string ParseErrorLocator::describe() const {
+  if (!failed_) return "";
+  // what_: "[json.exception.parse_error.101] parse error at line 1, column 9:
+  // syntax error while parsing value - invalid literal; last read: 'x';
+  // expected ..."
+  std::string_view what = what_;
+  if (size_t p = what.find("] "); p != std::string_view::npos) what.remove_prefix(p + 2);
+  std::string_view where;
+  constexpr std::string_view kAt = "parse error at ";
+  if (size_t colon = what.find(": "); what.starts_with(kAt) && colon != std::string_view::npos) {
+    where = what.substr(kAt.size(), colon - kAt.size());
+    what.remove_prefix(colon + 2);
+  }
+  // The last-read token of an unterminated string is the rest of the file.
+  std::string reason(what);
+  if (size_t lr = reason.find("; last read: "); lr != std::string::npos) {
+    size_t expected = reason.rfind("; expected ");
+    reason.erase(
+        lr, expected == std::string::npos || expected < lr ? std::string::npos : expected - lr);
+  }
+  if (where.empty()) return fmt::format(" (byte {}): {}", position_, reason);
+  return fmt::format(" ({}, byte {}): {}", where, position_, reason);
+}
+
+std::unexpected<Error> invalid_json(std::string_view text) {
+  ParseErrorLocator locator;
+  json::sax_parse(text, &locator);
+  return error(kStep, "config.json is not valid JSON{}", locator.describe());
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Public interface.
+
+bool Linux::has_namespace(NamespaceType t) const {
+  return find_namespace(t) != nullptr;
+}
+
+const Namespace* Linux::find_namespace(NamespaceType t) const {
+  auto it = std::ranges::find(namespaces, t, &Namespace::type);
+  return it == namespaces.end() ? nullptr : &*it;
+}
+
+const char* namespace_name(NamespaceType t) {
+  return name_of(kNamespaces, t);
+}
+
+std::optional<NamespaceType> namespace_from_name(std::string_view name) {
+  return lookup(kNamespaces, name);
+}
+
+std::optional<SeccompAction> seccomp_action_from_name(std::string_view name) {
+  return lookup(kSeccompActions, name);
+}
+
+const char* seccomp_action_name(SeccompAction a) {
+  return name_of(kSeccompActions, a);
+}
+
+std::optional<SeccompOp> seccomp_op_from_name(std::string_view name) {
+  return lookup(kSeccompOps, name);
+}
+
+const char* seccomp_op_name(SeccompOp op) {
+  return name_of(kSeccompOps, op);
+}
+
+std::optional<int> rlimit_from_name(std::string_view name) {
+  return lookup(kRlimits, name);
+}
+
+Result<Spec> parse_spec(std::string_view json_text) {
+  json doc = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return invalid_json(json_text);
+  return parse_document(doc);
+}
+
+Result<Spec> load_spec(const std::string& bundle_dir) {
+  std::string path = fs::join(bundle_dir, "config.json");
+  Result<std::string> text = fs::read_file(path);
+  if (!text) {
+    Error e = std::move(text).error();
+    e.step = std::string(kStep);
+    return std::unexpected(std::move(e));
+  }
+  return parse_spec(*text);
+}
+
+Result<void> validate_for_run(const Spec& spec) {
+  if (!spec.process) return fail("process", "required to create or run a container");
+  const Process& p = *spec.process;
+  if (p.args.empty()) return fail("process.args", "must be a non-empty array of strings");
+  if (p.args[0].empty()) return fail("process.args[0]", "must not be empty");
+  if (!p.cwd.starts_with('/')) {
+    return fail("process.cwd", "must be an absolute path, got {:?}", p.cwd);
+  }
+  return {};
+}
+
+}  // namespace berth::runtime

@@ -1,0 +1,281 @@
+// berth-probe: a tiny static helper that integration tests run inside
+// containers to ask the kernel what the container really got (crun's
+// tests/init.c does the same job). One subcommand per question; output is
+// plain text, one fact per line, so the tests can match it exactly.
+//
+// Static because the container's rootfs is a bare busybox tree with no libc.
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+// keyctl(2) constants, so that no libkeyutils header is needed.
+#define PROBE_KEYCTL_GET_KEYRING_ID 0
+#define PROBE_KEY_SPEC_SESSION_KEYRING -3
+
+static const char* err_name(int err) {
+  const char* name = strerrorname_np(err);
+  return name ? name : "EUNKNOWN";
+}
+
+static int fail(const char* what) {
+  fprintf(stderr, "probe: %s: %s\n", what, err_name(errno));
+  return 1;
+}
+
+static int cmd_pid(void) {
+  printf("%d\n", (int)getpid());
+  return 0;
+}
+
+static int cmd_hostname(void) {
+  char name[HOST_NAME_MAX + 1] = {0};
+  if (gethostname(name, sizeof name - 1) != 0) return fail("gethostname");
+  printf("%s\n", name);
+  return 0;
+}
+
+static int cmd_cat(const char* path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(path);
+  char buf[8192];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) fwrite(buf, 1, (size_t)n, stdout);
+  int saved = errno;
+  close(fd);
+  if (n < 0) {
+    errno = saved;
+    return fail(path);
+  }
+  return 0;
+}
+
+static int cmd_status(void) {
+  static const char* const keys[] = {"CapEff:",  "CapBnd:",     "CapPrm:", "CapInh:", "CapAmb:",
+                                     "Seccomp:", "NoNewPrivs:", "Uid:",    "Gid:"};
+  FILE* f = fopen("/proc/self/status", "re");
+  if (!f) return fail("/proc/self/status");
+  char line[512];
+  while (fgets(line, sizeof line, f)) {
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+      if (strncmp(line, keys[i], strlen(keys[i])) == 0) fputs(line, stdout);
+    }
+  }
+  fclose(f);
+  return 0;
+}
+
+// Each of these is denied by a default container seccomp profile, and each
+// would otherwise succeed or fail with an errno other than EPERM for root
+// without CAP_SYS_ADMIN (keyctl in particular needs no capability).
+static int cmd_syscall_denied(void) {
+  long r = syscall(SYS_keyctl, PROBE_KEYCTL_GET_KEYRING_ID, PROBE_KEY_SPEC_SESSION_KEYRING, 0);
+  printf("keyctl=%s\n", r >= 0 ? "ok" : err_name(errno));
+  // unshare() changes this process only; the probe exits right after.
+  r = unshare(CLONE_NEWUSER);
+  printf("unshare=%s\n", r == 0 ? "ok" : err_name(errno));
+  // A target that does not exist: harmless if run outside a container.
+  r = mount("none", "/nonexistent-probe-target", "tmpfs", 0, NULL);
+  printf("mount=%s\n", r == 0 ? "ok" : err_name(errno));
+  return 0;
+}
+
+static int cmd_write(const char* path) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    printf("%s\n", err_name(errno));
+    return 0;
+  }
+  close(fd);
+  printf("ok\n");
+  return 0;
+}
+
+static int cmd_alloc(long mb) {
+  long page = sysconf(_SC_PAGESIZE);
+  for (long i = 0; i < mb; i++) {
+    // Never freed: the point is to hold the memory until exit.
+    char* p = malloc(1 << 20);
+    if (!p) return fail("malloc");
+    for (long off = 0; off < (1 << 20); off += page) p[off] = 1;
+  }
+  printf("ok\n");
+  return 0;
+}
+
+static int cmd_forkbomb(int n) {
+  pid_t* kids = calloc((size_t)n, sizeof *kids);
+  if (!kids) return fail("calloc");
+  int forks = 0, first_err = 0;
+  for (int i = 0; i < n; i++) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      for (;;) pause();
+    }
+    if (pid < 0) {
+      if (!first_err) first_err = errno;
+      continue;
+    }
+    kids[forks++] = pid;
+  }
+  for (int i = 0; i < forks; i++) kill(kids[i], SIGKILL);
+  for (int i = 0; i < forks; i++) waitpid(kids[i], NULL, 0);
+  printf("forks=%d errno=%s\n", forks, first_err ? err_name(first_err) : "none");
+  free(kids);
+  return 0;
+}
+
+static double now(clockid_t clock) {
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmd_spin(double seconds) {
+  double start = now(CLOCK_MONOTONIC);
+  volatile unsigned long sink = 0;
+  while (now(CLOCK_MONOTONIC) - start < seconds) {
+    for (int i = 0; i < 10000; i++) sink = sink + (unsigned long)i;
+  }
+  printf("cpu_ms=%ld wall_ms=%ld\n", (long)(now(CLOCK_PROCESS_CPUTIME_ID) * 1000),
+         (long)((now(CLOCK_MONOTONIC) - start) * 1000));
+  return 0;
+}
+
+static void print_limit(rlim_t v) {
+  if (v == RLIM_INFINITY)
+    printf("unlimited");
+  else
+    printf("%llu", (unsigned long long)v);
+}
+
+static int cmd_rlimit(const char* name) {
+  static const struct {
+    const char* name;
+    int resource;
+  } table[] = {{"NOFILE", RLIMIT_NOFILE}, {"NPROC", RLIMIT_NPROC},     {"CORE", RLIMIT_CORE},
+               {"STACK", RLIMIT_STACK},   {"MEMLOCK", RLIMIT_MEMLOCK}, {"AS", RLIMIT_AS},
+               {"CPU", RLIMIT_CPU},       {"FSIZE", RLIMIT_FSIZE}};
+  for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+    if (strcmp(name, table[i].name) != 0) continue;
+    struct rlimit rl;
+    if (getrlimit(table[i].resource, &rl) != 0) return fail("getrlimit");
+    print_limit(rl.rlim_cur);
+    printf(" ");
+    print_limit(rl.rlim_max);
+    printf("\n");
+    return 0;
+  }
+  fprintf(stderr, "probe: unknown rlimit %s\n", name);
+  return 2;
+}
+
+static int cmd_id(void) {
+  gid_t groups[256];
+  int n = getgroups(256, groups);
+  if (n < 0) return fail("getgroups");
+  printf("uid=%u gid=%u groups=", (unsigned)getuid(), (unsigned)getgid());
+  for (int i = 0; i < n; i++) printf(i ? ",%u" : "%u", (unsigned)groups[i]);
+  printf("\n");
+  return 0;
+}
+
+static int cmd_sleep(double seconds) {
+  struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+  return 0;
+}
+
+static int print_link(const char* path) {
+  char target[PATH_MAX];
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n < 0) return fail(path);
+  target[n] = '\0';
+  printf("%s\n", target);
+  return 0;
+}
+
+static int cmd_ns(const char* name) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/ns/%s", name);
+  return print_link(path);
+}
+
+// Any fd beyond stdio is a leak from the runtime (runc CVE-2024-21626 leaked
+// a host cgroup directory fd that let the container escape via its cwd).
+static int cmd_fds(void) {
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return fail("/proc/self/fd");
+  int self = dirfd(d);
+  struct dirent* e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    int fd = atoi(e->d_name);
+    if (fd <= 2 || fd == self) continue;
+    char path[64], target[PATH_MAX];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, target, sizeof target - 1);
+    target[n < 0 ? 0 : n] = '\0';
+    printf("%d %s\n", fd, target);
+  }
+  closedir(d);
+  return 0;
+}
+
+static int cmd_cwd(void) {
+  char buf[PATH_MAX];
+  // getcwd() fails with ENOENT or returns "(unreachable)..." when the cwd is
+  // outside the process's root: exactly what the CVE-2024-21626 check wants.
+  if (!getcwd(buf, sizeof buf)) return fail("getcwd");
+  printf("%s\n", buf);
+  return 0;
+}
+
+static int usage(void) {
+  fprintf(stderr,
+          "usage: probe pid|hostname|status|syscall-denied|mountinfo|id|exe|fds|cwd\n"
+          "       probe cat FILE|write FILE|alloc MB|forkbomb N|spin SECONDS|rlimit NAME\n"
+          "       probe sleep SECONDS|exit N|ns NAME\n");
+  return 2;
+}
+
+int main(int argc, char** argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc < 2) return usage();
+  const char* cmd = argv[1];
+  const char* arg = argc > 2 ? argv[2] : NULL;
+  if (strcmp(cmd, "pid") == 0) return cmd_pid();
+  if (strcmp(cmd, "hostname") == 0) return cmd_hostname();
+  if (strcmp(cmd, "status") == 0) return cmd_status();
+  if (strcmp(cmd, "syscall-denied") == 0) return cmd_syscall_denied();
+  if (strcmp(cmd, "mountinfo") == 0) return cmd_cat("/proc/self/mountinfo");
+  if (strcmp(cmd, "id") == 0) return cmd_id();
+  if (strcmp(cmd, "exe") == 0) return print_link("/proc/self/exe");
+  if (strcmp(cmd, "fds") == 0) return cmd_fds();
+  if (strcmp(cmd, "cwd") == 0) return cmd_cwd();
+  if (!arg) return usage();
+  if (strcmp(cmd, "cat") == 0) return cmd_cat(arg);
+  if (strcmp(cmd, "write") == 0) return cmd_write(arg);
+  if (strcmp(cmd, "alloc") == 0) return cmd_alloc(atol(arg));
+  if (strcmp(cmd, "forkbomb") == 0) return cmd_forkbomb(atoi(arg));
+  if (strcmp(cmd, "spin") == 0) return cmd_spin(atof(arg));
+  if (strcmp(cmd, "rlimit") == 0) return cmd_rlimit(arg);
+  if (strcmp(cmd, "sleep") == 0) return cmd_sleep(atof(arg));
+  if (strcmp(cmd, "exit") == 0) return atoi(arg);
+  if (strcmp(cmd, "ns") == 0) return cmd_ns(arg);
+  return usage();
+}
