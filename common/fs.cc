@@ -47,7 +47,8 @@ Result<void> write_file(const std::string& path, std::string_view data) {
   return write_all(fd.get(), data, path);
 }
 
-Result<void> write_file_atomic(const std::string& path, std::string_view data, int mode) {
+Result<void> write_file_atomic(const std::string& path, std::string_view data, int mode,
+                               Durable durable) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   {
     BERTH_ASSIGN(UniqueFd fd, open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode));
@@ -55,7 +56,7 @@ Result<void> write_file_atomic(const std::string& path, std::string_view data, i
       ::unlink(tmp.c_str());
       return r;
     }
-    if (::fsync(fd.get()) != 0) {
+    if (durable == Durable::yes && ::fsync(fd.get()) != 0) {
       auto e = sys_error("fs", "fsync {}", tmp);
       ::unlink(tmp.c_str());
       return e;

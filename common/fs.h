@@ -14,8 +14,12 @@ Result<std::string> read_file(const std::string& path);
 // truncation semantics beyond O_TRUNC which those files ignore).
 Result<void> write_file(const std::string& path, std::string_view data);
 // Creates or replaces `path` atomically: write to a temporary in the same
-// directory, fsync, rename.
-Result<void> write_file_atomic(const std::string& path, std::string_view data, int mode = 0644);
+// directory, rename. Durable::yes also fsyncs the data before the rename, so
+// that after a crash the file holds either the old or the new content; the
+// runtime's own state (in /run, gone at reboot anyway) does without.
+enum class Durable { no, yes };
+Result<void> write_file_atomic(const std::string& path, std::string_view data, int mode = 0644,
+                               Durable durable = Durable::yes);
 // mkdir -p; existing directories are fine.
 Result<void> mkdir_p(const std::string& path, int mode = 0755);
 bool exists(const std::string& path);

@@ -1,6 +1,8 @@
 // Chooses the cgroup driver for the host's layout.
 #include "runtime/cgroup.h"
 
+#include <unistd.h>
+
 #include "common/log.h"
 #include "runtime/cgroup_util.h"
 
@@ -56,6 +58,15 @@ uint64_t cpu_shares_to_weight(uint64_t shares) {
   if (shares <= 2) return 1;
   if (shares >= 262144) return 10000;
   return 1 + ((shares - 2) * 9999) / 262142;
+}
+
+Result<void> join_cgroups_self(const std::vector<UniqueFd>& files) {
+  for (const auto& f : files) {
+    if (::write(f.get(), "0", 1) != 1) {
+      return sys_error("cgroup", "join own cgroup (write \"0\" to tasks)");
+    }
+  }
+  return {};
 }
 
 }  // namespace berth::runtime

@@ -74,7 +74,16 @@ class CgroupDriver {
   virtual Result<void> apply(const Resources& res) = 0;
   // Adds a process to every hierarchy.
   virtual Result<void> add_process(pid_t pid) = 0;
-  // An O_DIRECTORY fd for CLONE_INTO_CGROUP on the v2 tree, if there is one.
+  // Files through which the container's init joins, by itself, the
+  // hierarchies CLONE_INTO_CGROUP cannot place it in (the v1 ones): opened
+  // by the caller before the clone, the child writes "0" to each
+  // (join_cgroups_self). A thread moving itself through "tasks" skips the
+  // global threadgroup lock that writing another pid to cgroup.procs takes
+  // (percpu_down_write, an RCU grace period: ~8 ms per container on this
+  // project's hybrid hosts). Empty on a pure v2 host.
+  virtual Result<std::vector<UniqueFd>> open_self_join_files() = 0;
+  // An O_DIRECTORY fd for CLONE_INTO_CGROUP on the v2 tree; an empty
+  // UniqueFd on a legacy host, which has none.
   virtual Result<UniqueFd> open_unified_dir() = 0;
   virtual Result<CgroupStats> stats() = 0;
   // Lists the pids in the cgroup (from the v2 tree or the first v1 one).
@@ -84,7 +93,9 @@ class CgroupDriver {
   virtual Result<void> kill_all(int signal) = 0;
   virtual Result<void> freeze(bool frozen) = 0;
   // Removes the cgroup directories; the cgroup must be empty. Retries EBUSY
-  // briefly, since a killed process leaves its cgroup asynchronously.
+  // briefly, since a killed process leaves its cgroup asynchronously. Also
+  // removes cgroups the container made below its own, and the parents that
+  // create() made (a driver from open_cgroup_driver knows only the leaves).
   virtual Result<void> destroy() = 0;
   // The paths created, one per hierarchy (for the state file and tests).
   virtual std::vector<std::string> paths() const = 0;
@@ -107,6 +118,9 @@ Result<std::unique_ptr<CgroupDriver>> open_cgroup_driver(const CgroupLayout& lay
 // devices every container has (null, zero, full, random, urandom, tty, ptmx,
 // pts, net/tun, and mknod of any node) are added by apply() itself.
 std::vector<DeviceRule> device_cgroup_rules(const Linux& linux);
+
+// Child side: writes "0" to each file of open_self_join_files().
+Result<void> join_cgroups_self(const std::vector<UniqueFd>& files);
 
 // v2 weight from v1 shares, as runc and crun convert it:
 // 1 + ((shares - 2) * 9999) / 262142, clamped to [1, 10000].

@@ -263,6 +263,9 @@ Result<std::vector<pid_t>> read_procs(const std::string& dir) {
 
 Result<void> signal_each(const std::vector<pid_t>& pids, int signal) {
   for (pid_t pid : pids) {
+    // cgroup.procs shows 0 for a process outside the reader's pid
+    // namespace, and kill(0) would signal our own process group.
+    if (pid <= 0) continue;
     if (::kill(pid, signal) != 0 && errno != ESRCH) {
       return sys_error("cgroup", "kill({}, {})", pid, signal);
     }

@@ -136,6 +136,17 @@ class CgroupV1 final : public CgroupDriver {
     return {};
   }
 
+  Result<std::vector<UniqueFd>> open_self_join_files() override {
+    std::vector<UniqueFd> out;
+    for (const auto& h : v1_) {
+      std::string path = h.dir.dir + "/tasks";
+      UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+      if (!fd) return sys_error("cgroup", "open {}", path);
+      out.push_back(std::move(fd));
+    }
+    return out;
+  }
+
   Result<UniqueFd> open_unified_dir() override {
     // Legacy host: no v2 tree; the caller places the child with add_process.
     if (!unified_) return UniqueFd();

@@ -53,6 +53,10 @@ class CgroupV2 final : public CgroupDriver {
     return write_file(dir_.dir, "cgroup.procs", std::to_string(pid));
   }
 
+  Result<std::vector<UniqueFd>> open_self_join_files() override {
+    return std::vector<UniqueFd>{};  // CLONE_INTO_CGROUP places the child
+  }
+
   Result<UniqueFd> open_unified_dir() override {
     UniqueFd fd(::open(dir_.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd) return sys_error("cgroup", "open {}", dir_.dir);

@@ -88,6 +88,7 @@ struct InitContext {
   std::string rootfs;
   const CgroupLayout* layout = nullptr;
   std::vector<JoinedNamespace>* joined = nullptr;
+  const std::vector<UniqueFd>* cgroup_join = nullptr;
   const SeccompFilter* seccomp = nullptr;
   int sync_fd = -1;
   int exec_listen_fd = -1;  // -1 with start_now
@@ -205,6 +206,15 @@ Result<UniqueFd> init_wait_for_start(const InitContext& ctx) {
   // Die with the parent while it still drives the set-up: a half-made
   // container must not outlive a crashed runtime. Cleared once ready.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  // First, before the init allocates anything: its v1 cgroups (the v2 one
+  // came with the clone).
+  check(join_cgroups_self(*ctx.cgroup_join));
+  // The caller may block signals (`run` does, to forward them); the
+  // container's process must start with none blocked (the mask survives
+  // execve). Handlers were reset by CLONE_CLEAR_SIGHAND.
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
   // Not dumpable until execve: another process of the container cannot
   // open /proc/<init>/exe (our host binary) or our fds (CVE-2019-5736).
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -293,28 +303,6 @@ Result<void> check_runnable(const Spec& spec, const CreateOptions& opts) {
   return {};
 }
 
-// The device rules every container gets after the spec's own, as runc
-// adds them: mknod of any node (access is what the rules guard), the nodes
-// of the minimal /dev, the pty devices, and the spec's linux.devices.
-// Without them a deny-all spec would forbid the init's own mknod of
-// /dev/null.
-void add_default_device_rules(const Spec& spec, Resources& res) {
-  auto rule = [](const char* type, std::optional<int64_t> major, std::optional<int64_t> minor,
-                 const char* access) {
-    return DeviceRule{true, type, major, minor, access};
-  };
-  res.devices.push_back(rule("c", std::nullopt, std::nullopt, "m"));
-  res.devices.push_back(rule("b", std::nullopt, std::nullopt, "m"));
-  for (auto [major, minor] :
-       {std::pair{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}, {5, 1}, {5, 2}}) {
-    res.devices.push_back(rule("c", major, minor, "rwm"));
-  }
-  res.devices.push_back(rule("c", 136, std::nullopt, "rwm"));  // /dev/pts/*
-  for (const auto& d : spec.linux.devices) {
-    res.devices.push_back(rule(d.type == "b" ? "b" : "c", d.major, d.minor, "rwm"));
-  }
-}
-
 // Relative bind sources name paths in the bundle (runc resolves them so).
 void resolve_bind_sources(Spec& spec, const std::string& bundle) {
   for (auto& m : spec.mounts) {
@@ -396,10 +384,12 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   BERTH_ASSIGN(cgroup, make_cgroup_driver(layout, spec.linux.cgroups_path, opts.id));
   BERTH_TRY(cgroup->create());
   guard.set_cgroup(cgroup.get());
-  if (spec.linux.resources && !spec.linux.resources->devices.empty()) {
-    add_default_device_rules(spec, *spec.linux.resources);
-  }
-  if (spec.linux.resources) BERTH_TRY(cgroup->apply(*spec.linux.resources));
+  // Also without linux.resources: the devices cgroup always gets its
+  // deny-all plus the default devices, as with runc.
+  Resources resources = spec.linux.resources.value_or(Resources{});
+  resources.devices = device_cgroup_rules(spec.linux);
+  BERTH_TRY(cgroup->apply(resources));
+  BERTH_ASSIGN(std::vector<UniqueFd> cgroup_join, cgroup->open_self_join_files());
 
   UniqueFd exec_listen;
   if (!opts.start_now) {
@@ -421,6 +411,7 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   ctx.rootfs = rootfs;
   ctx.layout = &layout;
   ctx.joined = &joined;
+  ctx.cgroup_join = &cgroup_join;
   ctx.seccomp = seccomp ? &*seccomp : nullptr;
   ctx.sync_fd = child_end.get();
   ctx.exec_listen_fd = exec_listen.get();
@@ -443,9 +434,10 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   child_end.reset();
   exec_listen.reset();
 
-  // The init waits for `go`: place it in every hierarchy (v1 ones, and the
-  // v2 one when CLONE_INTO_CGROUP was not possible) and map its ids first.
-  BERTH_TRY(cgroup->add_process(init.pid));
+  // The init waits for `go`. It joins its v1 cgroups itself; only when
+  // CLONE_INTO_CGROUP was not possible does the parent place it (the slow
+  // path: see open_self_join_files). Its ids are mapped before it goes on.
+  if (cgroup_dir && !init.in_cgroup) BERTH_TRY(cgroup->add_process(init.pid));
   if (ctx.new_user_ns) {
     BERTH_TRY(write_id_mappings(init.pid, spec.linux.uid_mappings, spec.linux.gid_mappings));
   }
@@ -475,7 +467,8 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   st.status = Status::created;
   BERTH_TRY(save_state(opts.root, st));
   if (!opts.pid_file.empty()) {
-    BERTH_TRY(fs::write_file_atomic(opts.pid_file, std::to_string(init.pid)));
+    BERTH_TRY(
+        fs::write_file_atomic(opts.pid_file, std::to_string(init.pid), 0644, fs::Durable::no));
   }
   guard.commit();
   CreatedContainer out{std::move(st), std::move(init.pidfd), {}};

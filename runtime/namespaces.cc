@@ -115,7 +115,9 @@ Result<SpawnedInit> spawn_init(unsigned long flags, int cgroup_fd,
   SpawnedInit out;
   int pidfd = -1;
   struct clone_args args = {};
-  args.flags = flags | CLONE_PIDFD;
+  // CLONE_CLEAR_SIGHAND: the caller's signal handlers mean nothing in the
+  // container (ignored signals stay ignored, as POSIX requires).
+  args.flags = flags | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
   if (cgroup_fd >= 0) {

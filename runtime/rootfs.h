@@ -23,10 +23,10 @@ namespace berth::runtime {
 
 struct RootfsContext {
   const Spec* spec = nullptr;
-  std::string rootfs;             // absolute host path of the root filesystem
-  bool in_user_namespace = false; // devices are bind-mounted, not mknod'ed
+  std::string rootfs;                     // absolute host path of the root filesystem
+  bool in_user_namespace = false;         // devices are bind-mounted, not mknod'ed
   const CgroupLayout* cgroups = nullptr;  // for "cgroup" type mounts
-  std::string console_path;       // pty slave to bind on /dev/console, or empty
+  std::string console_path;               // pty slave to bind on /dev/console, or empty
 };
 
 Result<void> prepare_rootfs(const RootfsContext& ctx);

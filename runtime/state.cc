@@ -71,7 +71,10 @@ Result<void> save_state(const std::string& root, const ContainerState& st) {
             {"annotations", st.annotations},
             {"cgroup_paths", st.cgroup_paths},
             {"cgroup_ns", st.cgroup_ns}};
-  return fs::write_file_atomic(fs::join(container_dir(root, st.id), "state.json"), j.dump(2), 0600);
+  // Not fsynced: the state lives in a tmpfs (/run) and dies with the boot,
+  // as the containers do; rename alone keeps readers from a torn file.
+  return fs::write_file_atomic(fs::join(container_dir(root, st.id), "state.json"), j.dump(2), 0600,
+                               fs::Durable::no);
 }
 
 Result<ContainerState> load_state(const std::string& root, const std::string& id) {

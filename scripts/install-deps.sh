@@ -10,6 +10,8 @@ packages=(
   # libraries (see README "Dependencies")
   libseccomp-dev libcap-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libcli11-dev catch2
+  # SHA-256 of the seccomp filter cache keys (libcrypto)
+  libssl-dev
   # static probe binary for the integration tests (libc.a comes with libc6-dev)
   libc6-dev
   # test and benchmark fixtures: the busybox rootfs and the baseline runtime

@@ -94,12 +94,14 @@ struct Child {
     }
   }
   void tell(char c) { REQUIRE(::write(cmd.get(), &c, 1) == 1); }
-  // The child's one-byte answer; false if it died or said nothing in 60 s.
-  bool answered() {
+  // The child's one-byte answer; nothing if it died or said nothing in 60 s.
+  std::optional<char> answer() {
     pollfd p{ack.get(), POLLIN, 0};
     char c;
-    return ::poll(&p, 1, 60000) == 1 && ::read(ack.get(), &c, 1) == 1;
+    if (::poll(&p, 1, 60000) == 1 && ::read(ack.get(), &c, 1) == 1) return c;
+    return std::nullopt;
   }
+  bool answered() { return answer().has_value(); }
   int reap() {
     int status = 0;
     REQUIRE(::waitpid(pid, &status, 0) == pid);
@@ -376,5 +378,51 @@ TEST_CASE("cgroup v1: cpu shares the kernel clamps are reported", "[privileged][
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error().str() ==
         "cgroup: linux.resources.cpu.shares = 1000000 is out of range (the kernel kept 262144)");
+  REQUIRE(d->destroy().has_value());
+}
+
+TEST_CASE("cgroup v1: the devices cgroup denies what the rules do not allow",
+          "[privileged][cgroup]") {
+  auto l = v1_layout();
+  if (!l) return;
+  std::string block;
+  for (const auto& e : stdfs::directory_iterator("/dev")) {
+    if (e.is_block_file()) {
+      block = e.path();
+      break;
+    }
+  }
+  if (block.empty()) {
+    WARN("skipped: no block device node in /dev to be denied");
+    return;
+  }
+  const std::string name = berth::test::unique_name();
+  CgroupGuard guard;
+  auto d = make(*l, name, guard);
+  REQUIRE(d->create().has_value());
+  // No device rules in the spec: deny all, plus the defaults.
+  REQUIRE(d->apply(Resources{}).has_value());
+  std::string list = slurp(v1_dir(*l, "devices", name) + "/devices.list");
+  CHECK(list.find("c 1:3 rwm") != std::string::npos);
+  CHECK(list.find("a *:* rwm") == std::string::npos);
+
+  // The child reports 'y' when open() worked, 'P' for EPERM, 'E' otherwise.
+  Child child([&](int cmd_r, int ack_w) {
+    char c;
+    if (::read(cmd_r, &c, 1) != 1) ::_exit(1);
+    for (const char* path : {"/dev/null", block.c_str()}) {
+      int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+      char r = fd >= 0 ? 'y' : errno == EPERM ? 'P' : 'E';
+      if (::write(ack_w, &r, 1) != 1) ::_exit(2);
+    }
+    (void)::read(cmd_r, &c, 1);
+  });
+  REQUIRE(d->add_process(child.pid).has_value());
+  child.tell('g');
+  CHECK(child.answer() == 'y');  // /dev/null
+  INFO(block);
+  CHECK(child.answer() == 'P');  // the block device
+  REQUIRE(d->kill_all(SIGKILL).has_value());
+  child.reap();
   REQUIRE(d->destroy().has_value());
 }

@@ -187,6 +187,17 @@ TEST_CASE("the cwd resolves inside the container root, even through a leaked fd"
   }
 }
 
+TEST_CASE("the container's process starts with no blocked signals",
+          "[privileged][security][signals]") {
+  REQUIRE_PRIVILEGED();
+  Runtime rt;
+  Container c(rt);
+  // A runtime that blocks signals for itself (signalfd, a sync pipe) must
+  // restore the mask before exec: a blocked SIGTERM makes `kill` a no-op.
+  auto status = run_status(c);
+  CHECK(hex(status["SigBlk"]) == 0);
+}
+
 TEST_CASE("/proc/self/exe in the container is the container's binary, not the runtime",
           "[privileged][security]") {
   REQUIRE_PRIVILEGED();

@@ -64,8 +64,9 @@ static int cmd_cat(const char* path) {
 }
 
 static int cmd_status(void) {
-  static const char* const keys[] = {"CapEff:",  "CapBnd:",     "CapPrm:", "CapInh:", "CapAmb:",
-                                     "Seccomp:", "NoNewPrivs:", "Uid:",    "Gid:"};
+  static const char* const keys[] = {
+      "CapEff:",     "CapBnd:", "CapPrm:", "CapInh:", "CapAmb:", "Seccomp:",
+      "NoNewPrivs:", "Uid:",    "Gid:",    "SigBlk:", "SigIgn:"};
   FILE* f = fopen("/proc/self/status", "re");
   if (!f) return fail("/proc/self/status");
   char line[512];

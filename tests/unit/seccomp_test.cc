@@ -1,20 +1,32 @@
 // seccomp: compile_seccomp's rule translation checked on libseccomp's pfc
-// text, its exact error messages, and real filters loaded in a forked child
-// (seccomp needs no privilege once no_new_privs is set).
+// text, its exact error messages, the compiled-program cache, and real
+// filters (compiled and cached) loaded in a forked child (seccomp needs no
+// privilege once no_new_privs is set).
 #include "runtime/seccomp.h"
 
 #include <fcntl.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
+
+#include "common/fs.h"
+#include "runtime/default_profile.h"
+#include "tests/unit/temp_dir.h"
 
 using berth::runtime::compile_seccomp;
 using berth::runtime::export_seccomp_pfc;
@@ -25,6 +37,7 @@ using berth::runtime::SeccompArg;
 using berth::runtime::SeccompFilter;
 using berth::runtime::SeccompOp;
 using berth::runtime::SeccompSyscall;
+using berth::test::TempDir;
 
 namespace {
 
@@ -38,11 +51,12 @@ SeccompSyscall rule(std::vector<std::string> names, SeccompAction action,
   return s;
 }
 
+// No architectures listed: the native one only, so these tests run on any
+// host libseccomp supports.
 Seccomp deny_by_default() {
   Seccomp s;
   s.default_action = SeccompAction::errno_ret;
   s.default_errno_ret = EPERM;
-  s.architectures = {"SCMP_ARCH_X86_64"};
   return s;
 }
 
@@ -198,18 +212,51 @@ TEST_CASE("seccomp: a rule with the default action is skipped", "[seccomp]") {
   CHECK(has_syscall(pfc, "uname"));
 }
 
-TEST_CASE("seccomp: architectures", "[seccomp]") {
+TEST_CASE("seccomp: architectures this host cannot run are skipped", "[seccomp]") {
+  if (seccomp_arch_native() != SCMP_ARCH_X86_64) {
+    WARN("skipped: the expected compatibility sets are written for an x86_64 host");
+    return;
+  }
   Seccomp spec = deny_by_default();
   // Listed twice and including the native one: both fine.
   spec.architectures = {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86",     "SCMP_ARCH_X32",
                         "SCMP_ARCH_X86",    "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"};
   spec.syscalls.push_back(rule({"getpid"}, SeccompAction::allow));
-  const std::string pfc = pfc_of(spec);
-  CHECK(pfc.find("# filter for arch x86 (") != std::string::npos);
-  CHECK(pfc.find("# filter for arch aarch64 (") != std::string::npos);
-  CHECK(pfc.find("# filter for arch arm (") != std::string::npos);
+  std::string pfc = pfc_of(spec);
+  CHECK(contains(pfc, "# filter for arch x86_64 ("));
+  CHECK(contains(pfc, "# filter for arch x86 ("));
+  CHECK(contains(pfc, "# filter for arch x32 ("));
+  CHECK_FALSE(contains(pfc, "# filter for arch aarch64 ("));
+  CHECK_FALSE(contains(pfc, "# filter for arch arm ("));
 
+  // A compat ABI alone still gets the native filter too (libseccomp's own).
+  spec.architectures = {"SCMP_ARCH_X86"};
+  pfc = pfc_of(spec);
+  CHECK(contains(pfc, "# filter for arch x86_64 ("));
+  CHECK(contains(pfc, "# filter for arch x86 ("));
+
+  spec.architectures = {"SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"};
+  CHECK(compile_error(spec) ==
+        "seccomp: none of the architectures [SCMP_ARCH_AARCH64, SCMP_ARCH_ARM] can run on this "
+        "x86_64 host");
+}
+
+TEST_CASE("seccomp: no architectures listed means the native one", "[seccomp]") {
+  Seccomp spec = deny_by_default();
+  spec.architectures.clear();
+  spec.syscalls.push_back(rule({"getpid"}, SeccompAction::allow));
+  const std::string pfc = pfc_of(spec);
+  const auto first = pfc.find("# filter for arch ");
+  CHECK(first != std::string::npos);
+  CHECK(pfc.find("# filter for arch ", first + 1) == std::string::npos);
+}
+
+TEST_CASE("seccomp: unknown architecture names are errors", "[seccomp]") {
+  Seccomp spec = deny_by_default();
   spec.architectures = {"SCMP_ARCH_X86_64", "SCMP_ARCH_PDP11"};
+  CHECK(compile_error(spec) == "seccomp: unknown architecture \"SCMP_ARCH_PDP11\"");
+  // Even next to names this host can run, and before the "none can run" check.
+  spec.architectures = {"SCMP_ARCH_PDP11"};
   CHECK(compile_error(spec) == "seccomp: unknown architecture \"SCMP_ARCH_PDP11\"");
 }
 
@@ -320,4 +367,251 @@ TEST_CASE("seccomp: SeccompFilter without a context", "[seccomp]") {
   auto pfc = export_seccomp_pfc(empty);
   REQUIRE_FALSE(pfc.has_value());
   CHECK(pfc.error().str() == "seccomp: export: no filter compiled");
+  auto loaded = load_seccomp(empty);
+  REQUIRE_FALSE(loaded.has_value());
+  CHECK(loaded.error().str() == "seccomp: load: no filter compiled");
+
+  SeccompFilter raw({BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)}, 0, false);
+  pfc = export_seccomp_pfc(raw);
+  REQUIRE_FALSE(pfc.has_value());
+  CHECK(pfc.error().str() == "seccomp: export: pfc needs a libseccomp context, not a raw program");
+}
+
+// ---- the compiled-program cache ----
+
+namespace {
+
+std::string bytes_of(const std::vector<sock_filter>& program) {
+  return std::string(reinterpret_cast<const char*>(program.data()),
+                     program.size() * sizeof(sock_filter));
+}
+
+// The cache's *.bpf files, sorted (a write's temporary would not match).
+std::vector<std::string> cache_files(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".bpf") out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string file_bytes(const std::string& path) {
+  auto bytes = berth::fs::read_file(path);
+  REQUIRE(bytes.has_value());
+  return *bytes;
+}
+
+void overwrite(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+  REQUIRE(out.good());
+}
+
+unsigned mode_of(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_mode & 07777;
+}
+
+Seccomp getcwd_denied() {
+  Seccomp spec;
+  spec.default_action = SeccompAction::allow;
+  spec.syscalls.push_back(rule({"getcwd"}, SeccompAction::errno_ret, {}, EACCES));
+  return spec;
+}
+
+// Compiles `spec` into `dir` twice and checks the second was a hit with
+// the same bytes; returns the hit.
+SeccompFilter miss_then_hit(const Seccomp& spec, const std::string& dir) {
+  auto miss = compile_seccomp(spec, dir);
+  REQUIRE(miss.has_value());
+  CHECK_FALSE(miss->from_cache());
+  auto hit = compile_seccomp(spec, dir);
+  REQUIRE(hit.has_value());
+  CHECK(hit->from_cache());
+  CHECK(hit->ctx() == nullptr);
+  CHECK(bytes_of(hit->program()) == bytes_of(miss->program()));
+  return std::move(*hit);
+}
+
+Seccomp default_profile() {
+  auto spec = berth::runtime::parse_spec(berth::runtime::default_spec_json().dump());
+  REQUIRE(spec.has_value());
+  REQUIRE(spec->linux.seccomp.has_value());
+  return *spec->linux.seccomp;
+}
+
+}  // namespace
+
+TEST_CASE("seccomp cache: a miss stores the program, a hit returns the same bytes",
+          "[seccomp][seccomp_cache]") {
+  TempDir tmp;
+  const std::string dir = tmp / "cache";  // created by the miss
+  const SeccompFilter hit = miss_then_hit(default_profile(), dir);
+  const auto files = cache_files(dir);
+  REQUIRE(files.size() == 1);
+  CHECK(file_bytes(files[0]) == bytes_of(hit.program()));
+  CHECK(mode_of(files[0]) == 0600);
+  CHECK(mode_of(dir) == 0700);
+  // 64 hex digits of SHA-256, then .bpf.
+  CHECK(std::filesystem::path(files[0]).filename().string().size() == 64 + 4);
+}
+
+TEST_CASE("seccomp cache: a different spec is a different entry", "[seccomp][seccomp_cache]") {
+  TempDir tmp;
+  Seccomp a = getcwd_denied();
+  Seccomp b = getcwd_denied();
+  b.syscalls[0].errno_ret = EPERM;
+  auto fa = compile_seccomp(a, tmp.path());
+  auto fb = compile_seccomp(b, tmp.path());
+  REQUIRE(fa.has_value());
+  REQUIRE(fb.has_value());
+  CHECK_FALSE(fb->from_cache());
+  CHECK(bytes_of(fa->program()) != bytes_of(fb->program()));
+  CHECK(cache_files(tmp.path()).size() == 2);
+}
+
+TEST_CASE("seccomp cache: a corrupt file is recompiled and overwritten",
+          "[seccomp][seccomp_cache]") {
+  TempDir tmp;
+  const Seccomp spec = getcwd_denied();
+  auto first = compile_seccomp(spec, tmp.path());
+  REQUIRE(first.has_value());
+  const std::string good = bytes_of(first->program());
+  const auto files = cache_files(tmp.path());
+  REQUIRE(files.size() == 1);
+
+  const std::vector<sock_filter> too_long(BPF_MAXINSNS + 1,
+                                          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+  const std::pair<const char*, std::string> corruptions[] = {
+      {"not whole instructions", good.substr(0, sizeof(sock_filter) + 3)},
+      {"empty", ""},
+      {"truncated", good.substr(0, good.size() - sizeof(sock_filter))},
+      {"more than BPF_MAXINSNS", bytes_of(too_long)},
+  };
+  for (const auto& [what, bytes] : corruptions) {
+    INFO(what);
+    overwrite(files[0], bytes);
+    auto again = compile_seccomp(spec, tmp.path());
+    REQUIRE(again.has_value());
+    CHECK_FALSE(again->from_cache());
+    CHECK(bytes_of(again->program()) == good);
+    CHECK(file_bytes(files[0]) == good);
+  }
+}
+
+TEST_CASE("seccomp cache: a cache that cannot be written is not an error",
+          "[seccomp][seccomp_cache]") {
+  TempDir tmp;
+  overwrite(tmp / "file", "x");
+  const std::string dir = tmp / "file/cache";  // mkdir fails: ENOTDIR
+  for (int i = 0; i < 2; ++i) {
+    auto filter = compile_seccomp(getcwd_denied(), dir);
+    REQUIRE(filter.has_value());
+    CHECK_FALSE(filter->from_cache());
+    CHECK_FALSE(filter->program().empty());
+  }
+}
+
+TEST_CASE("seccomp cache: a filter too big for the kernel fails at compile time",
+          "[seccomp][seccomp_cache]") {
+  TempDir tmp;
+  Seccomp spec = deny_by_default();
+  // Comparisons on the same argument become one rule each (ORed): about
+  // one instruction per value, beyond BPF_MAXINSNS in all.
+  std::vector<SeccompArg> args;
+  for (uint64_t v = 0; v < 5000; ++v) args.push_back({0, v, 0, SeccompOp::eq});
+  spec.syscalls.push_back(rule({"personality"}, SeccompAction::allow, args));
+  auto filter = compile_seccomp(spec, tmp.path());
+  REQUIRE_FALSE(filter.has_value());
+  const std::string msg = filter.error().str();
+  CHECK(msg.starts_with("seccomp: the compiled filter: "));
+  CHECK(msg.ends_with(" instructions, outside the kernel's 1..4096"));
+  CHECK(cache_files(tmp.path()).empty());
+}
+
+TEST_CASE("seccomp cache: SCMP_ACT_NOTIFY filters bypass the cache", "[seccomp][seccomp_cache]") {
+  TempDir tmp;
+  Seccomp spec;
+  spec.default_action = SeccompAction::allow;
+  spec.syscalls.push_back(rule({"getppid"}, SeccompAction::notify));
+  auto filter = compile_seccomp(spec, tmp.path());
+  REQUIRE(filter.has_value());
+  CHECK(filter->ctx() != nullptr);
+  CHECK(filter->program().empty());
+  CHECK(filter->uses_notify());
+  CHECK(cache_files(tmp.path()).empty());
+}
+
+TEST_CASE("seccomp cache: flags become seccomp(2) load flags", "[seccomp][seccomp_cache]") {
+  TempDir tmp;
+  Seccomp spec = getcwd_denied();
+  spec.flags = {"SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+                "SECCOMP_FILTER_FLAG_TSYNC"};
+  const SeccompFilter hit = miss_then_hit(spec, tmp.path());
+  CHECK(hit.load_flags() ==
+        (SECCOMP_FILTER_FLAG_LOG | SECCOMP_FILTER_FLAG_SPEC_ALLOW | SECCOMP_FILTER_FLAG_TSYNC));
+  // An unknown flag fails before the cache is consulted.
+  spec.flags = {"SECCOMP_FILTER_FLAG_BOGUS"};
+  auto bad = compile_seccomp(spec, tmp.path());
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().str() == "seccomp: unknown flag \"SECCOMP_FILTER_FLAG_BOGUS\"");
+}
+
+TEST_CASE("seccomp cache: a cached program returns the errno in a real process",
+          "[seccomp][seccomp_cache]") {
+  TempDir tmp;
+  Seccomp spec = getcwd_denied();
+  // Every load flag through the raw seccomp(2) path.
+  spec.flags = {"SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+                "SECCOMP_FILTER_FLAG_TSYNC"};
+  const SeccompFilter hit = miss_then_hit(spec, tmp.path());
+
+  const int status = run_in_child([&] {
+    if (int rc = load_in_child(hit); rc != kOk) return rc;
+    char buf[256];
+    long r = syscall(SYS_getcwd, buf, sizeof buf);
+    if (r != -1 || errno != EACCES) return static_cast<int>(kCheckFailed);
+    if (syscall(SYS_getpid) <= 0) return static_cast<int>(kCheckFailed);
+    return static_cast<int>(kOk);
+  });
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == kOk);
+}
+
+TEST_CASE("seccomp cache: a cached SCMP_ACT_KILL_PROCESS kills with SIGSYS",
+          "[seccomp][seccomp_cache]") {
+  TempDir tmp;
+  Seccomp spec;
+  spec.default_action = SeccompAction::allow;
+  spec.syscalls.push_back(rule({"getppid"}, SeccompAction::kill_process));
+  const SeccompFilter hit = miss_then_hit(spec, tmp.path());
+
+  const int status = run_in_child([&] {
+    if (int rc = load_in_child(hit); rc != kOk) return rc;
+    (void)syscall(SYS_getppid);
+    return static_cast<int>(kCheckFailed);
+  });
+  INFO("wait status " << status);
+  REQUIRE(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGSYS);
+}
+
+TEST_CASE("seccomp cache: the default profile from the cache confines a real process",
+          "[seccomp][seccomp_cache]") {
+  TempDir tmp;
+  const SeccompFilter hit = miss_then_hit(default_profile(), tmp.path());
+
+  const int status = run_in_child([&] {
+    if (int rc = load_in_child(hit); rc != kOk) return rc;
+    // clone3: ENOSYS so glibc falls back to clone; keyctl: the default EPERM.
+    if (syscall(SYS_clone3, nullptr, 0) != -1 || errno != ENOSYS) return 93;
+    if (syscall(SYS_keyctl, 0, 0, 0, 0, 0) != -1 || errno != EPERM) return 94;
+    if (syscall(SYS_getpid) <= 0) return 95;
+    return static_cast<int>(kOk);
+  });
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == kOk);
 }
