@@ -31,7 +31,7 @@ echo "hostname:     $(hostname)"
 echo "pid of sh:    $$ (pid 1 of its own pid namespace)"
 echo "user:         $(id)"
 grep -E '^(CapEff|CapBnd|Seccomp|NoNewPrivs)' /proc/self/status | sed 's/^/status:       /'
-echo "memory limit: $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || echo 'no v1 memory cgroup mounted')"
+echo "cgroup:       $(grep -m1 -E 'memory|^0::' /proc/self/cgroup) (its own cgroup namespace)"
 echo "mounts:       $(wc -l < /proc/self/mountinfo) (the host's are not visible)"
 /bin/probe syscall-denied 2>/dev/null | sed 's/^/seccomp:      /' || true
 echo "exiting with 7"

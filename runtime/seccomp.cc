@@ -18,7 +18,6 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "common/log.h"
 #include "runtime/seccomp_cache.h"

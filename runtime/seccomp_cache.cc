@@ -1,8 +1,6 @@
 #include "runtime/seccomp_cache.h"
 
-#include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 #include <seccomp.h>
 #include <sys/utsname.h>
 
@@ -77,21 +75,13 @@ std::string host_form() {
 }
 
 Result<std::string> sha256_hex(std::string_view data) {
-  // The system openssl.cnf is not needed for a digest that only names cache
-  // files, and reading it would add ~0.3 ms to every container start.
-  if (OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, nullptr) != 1) {
-    return error(kStep, "cache: OpenSSL initialization failed");
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1) {
-    char reason[256];
-    ERR_error_string_n(ERR_get_error(), reason, sizeof reason);
-    return error(kStep, "cache: SHA-256 of the cache key: {}", reason);
-  }
+  sha256_ctx ctx;
+  sha256_init(&ctx);
+  sha256_update(&ctx, data.size(), reinterpret_cast<const uint8_t*>(data.data()));
+  uint8_t md[SHA256_DIGEST_SIZE];
+  sha256_digest(&ctx, sizeof md, md);
   std::string hex;
-  hex.reserve(2 * len);
-  for (unsigned i = 0; i < len; ++i) fmt::format_to(std::back_inserter(hex), "{:02x}", md[i]);
+  for (uint8_t b : md) fmt::format_to(std::back_inserter(hex), "{:02x}", b);
   return hex;
 }
 
@@ -169,7 +159,9 @@ Result<void> write_cached_program(const std::string& dir, const std::string& key
   BERTH_TRY(check_bpf_program(program));
   BERTH_TRY(fs::mkdir_p(dir, 0700));
   const std::string_view bytes(reinterpret_cast<const char*>(program.data()), program.size_bytes());
-  return fs::write_file_atomic(seccomp_cache_path(dir, key), bytes, 0600);
+  // No fsync: a file torn by a crash is zero-filled or short, which
+  // parse_bpf_program refuses (no final return), and then recompiled.
+  return fs::write_file_atomic(seccomp_cache_path(dir, key), bytes, 0600, fs::Durable::no);
 }
 
 }  // namespace berth::runtime

@@ -57,8 +57,9 @@ Result<BpfProgram> parse_bpf_program(std::string_view bytes);
 // overwrites it).
 std::optional<BpfProgram> read_cached_program(const std::string& dir, const std::string& key);
 
-// Stores `program` as <dir>/<key>.bpf (dir 0700, file 0600), atomically so a
-// concurrent reader sees the old file or the new one, never half of it.
+// Stores `program` as <dir>/<key>.bpf (dir 0700, file 0600), atomically (a
+// rename) so a concurrent reader sees the old file or the new one, never
+// half of it.
 Result<void> write_cached_program(const std::string& dir, const std::string& key,
                                   std::span<const sock_filter> program);
 

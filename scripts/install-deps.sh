@@ -10,8 +10,9 @@ packages=(
   # libraries (see README "Dependencies")
   libseccomp-dev libcap-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libcli11-dev catch2
-  # SHA-256 of the seccomp filter cache keys (libcrypto)
-  libssl-dev
+  # SHA-256 of the seccomp filter cache keys (nettle: no provider set-up
+  # on first use, and links statically without warnings)
+  nettle-dev
   # static probe binary for the integration tests (libc.a comes with libc6-dev)
   libc6-dev
   # test and benchmark fixtures: the busybox rootfs and the baseline runtime

@@ -465,11 +465,13 @@ CommandResult Container::run(const std::vector<std::string>& extra) {
   return rt_.exec(args);
 }
 
-CommandResult Container::create() {
+CommandResult Container::create(const std::vector<std::string>& extra) {
   bundle_.save();
-  auto r =
-      rt_.exec({"create", "--bundle", bundle_.dir(), "--pid-file", bundle_.dir() + "/pid", id_},
-               {.output_file = bundle_.dir() + "/container.log"});
+  std::vector<std::string> args = {"create", "--bundle", bundle_.dir(), "--pid-file",
+                                   bundle_.dir() + "/pid"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(id_);
+  auto r = rt_.exec(args, {.output_file = bundle_.dir() + "/container.log"});
   r.err = output();  // the runtime's messages went to the same file
   return r;
 }

@@ -191,7 +191,9 @@ class Container {
 
   // Each saves config.json first where it matters.
   CommandResult run(const std::vector<std::string>& extra = {});  // foreground
-  CommandResult create();  // container output goes to output()
+  // Container output goes to output(). `extra` flags (--console-socket S)
+  // come before the id.
+  CommandResult create(const std::vector<std::string>& extra = {});
   CommandResult start();
   CommandResult kill(const std::string& signal);
   CommandResult remove(bool force = false);  // `delete`

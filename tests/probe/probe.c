@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -246,11 +248,48 @@ static int cmd_cwd(void) {
   return 0;
 }
 
+// umask(2) can only be read by setting it: set it back at once.
+static int cmd_umask(void) {
+  mode_t mask = umask(0);
+  umask(mask);
+  printf("%04o\n", (unsigned)mask);
+  return 0;
+}
+
+static int cmd_mode(const char* path) {
+  struct stat st;
+  if (stat(path, &st) != 0) return fail(path);
+  printf("%04o\n", (unsigned)(st.st_mode & 07777));
+  return 0;
+}
+
+// 0xffffffff queries the execution domain without changing it.
+static int cmd_personality(void) {
+  int p = personality(0xffffffff);
+  if (p < 0) return fail("personality");
+  printf("%#x\n", (unsigned)p);
+  return 0;
+}
+
+// Like `write`, the errno is the answer a test wants (EACCES from a
+// non-dumpable process's /proc/<pid>/exe), so it goes to stdout.
+static int cmd_readlink(const char* path) {
+  char target[PATH_MAX];
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n < 0) {
+    printf("%s\n", err_name(errno));
+    return 0;
+  }
+  target[n] = '\0';
+  printf("%s\n", target);
+  return 0;
+}
+
 static int usage(void) {
   fprintf(stderr,
-          "usage: probe pid|hostname|status|syscall-denied|mountinfo|id|exe|fds|cwd\n"
+          "usage: probe pid|hostname|status|syscall-denied|mountinfo|id|exe|fds|cwd|umask|personality\n"
           "       probe cat FILE|write FILE|alloc MB|forkbomb N|spin SECONDS|rlimit NAME\n"
-          "       probe sleep SECONDS|exit N|ns NAME\n");
+          "       probe sleep SECONDS|exit N|ns NAME|mode FILE|readlink PATH\n");
   return 2;
 }
 
@@ -268,6 +307,8 @@ int main(int argc, char** argv) {
   if (strcmp(cmd, "exe") == 0) return print_link("/proc/self/exe");
   if (strcmp(cmd, "fds") == 0) return cmd_fds();
   if (strcmp(cmd, "cwd") == 0) return cmd_cwd();
+  if (strcmp(cmd, "umask") == 0) return cmd_umask();
+  if (strcmp(cmd, "personality") == 0) return cmd_personality();
   if (!arg) return usage();
   if (strcmp(cmd, "cat") == 0) return cmd_cat(arg);
   if (strcmp(cmd, "write") == 0) return cmd_write(arg);
@@ -278,5 +319,7 @@ int main(int argc, char** argv) {
   if (strcmp(cmd, "sleep") == 0) return cmd_sleep(atof(arg));
   if (strcmp(cmd, "exit") == 0) return atoi(arg);
   if (strcmp(cmd, "ns") == 0) return cmd_ns(arg);
+  if (strcmp(cmd, "mode") == 0) return cmd_mode(arg);
+  if (strcmp(cmd, "readlink") == 0) return cmd_readlink(arg);
   return usage();
 }

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <seccomp.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -221,13 +222,22 @@ TEST_CASE("default profile: argument-filtered and ENOSYS rules", "[default_profi
   CHECK(arg["valueTwo"] == 0);
 }
 
-TEST_CASE("default profile: compiles for every listed architecture", "[default_profile]") {
+TEST_CASE("default profile: compiles for every listed architecture this host runs",
+          "[default_profile]") {
   auto filter = compile_seccomp(default_seccomp());
   REQUIRE(filter.has_value());
   auto pfc = export_seccomp_pfc(*filter);
   REQUIRE(pfc.has_value());
-  for (const char* arch : {"x86_64", "x86", "x32", "aarch64", "arm"}) {
-    CHECK(pfc->find(std::string("# filter for arch ") + arch + " (") != std::string::npos);
+  // compile_seccomp skips listed architectures the host cannot run.
+  if (seccomp_arch_native() == SCMP_ARCH_X86_64) {
+    for (const char* arch : {"x86_64", "x86", "x32"}) {
+      CHECK(pfc->find(std::string("# filter for arch ") + arch + " (") != std::string::npos);
+    }
+    for (const char* arch : {"aarch64", "arm"}) {
+      CHECK(pfc->find(std::string("# filter for arch ") + arch + " (") == std::string::npos);
+    }
+  } else {
+    WARN("skipped the per-architecture checks: they are written for an x86_64 host");
   }
   CHECK(pfc->find("filter for syscall \"execve\"") != std::string::npos);
   CHECK(pfc->find("filter for syscall \"keyctl\"") == std::string::npos);
