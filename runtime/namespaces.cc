@@ -107,7 +107,7 @@ Result<UniqueFd> enter_for_children(const std::vector<JoinedNamespace>& joined, 
 }  // namespace
 
 Result<SpawnedInit> spawn_init(unsigned long flags, int cgroup_fd,
-                               const std::vector<JoinedNamespace>& joined) {
+                               const std::vector<JoinedNamespace>& joined, bool legacy_clone) {
   BERTH_ASSIGN(UniqueFd restore_pid,
                enter_for_children(joined, NamespaceType::pid, "/proc/self/ns/pid_for_children"));
   BERTH_ASSIGN(UniqueFd restore_time,
@@ -124,7 +124,9 @@ Result<SpawnedInit> spawn_init(unsigned long flags, int cgroup_fd,
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = static_cast<uint64_t>(cgroup_fd);
   }
-  long pid = raw_clone3(&args);
+  long pid = -1;
+  errno = ENOSYS;
+  if (!legacy_clone) pid = raw_clone3(&args);
   if (pid < 0 && cgroup_fd >= 0 && errno != ENOSYS) {
     // Some kernels refuse CLONE_INTO_CGROUP for a cgroup in another
     // hierarchy mode (EOPNOTSUPP) or while controllers are being enabled

@@ -51,8 +51,11 @@ struct SpawnedInit {
 // parent's pid_for_children (setns on a pid namespace moves only future
 // children), restored right after the clone. `cgroup_fd` < 0: no
 // CLONE_INTO_CGROUP.
+// `legacy_clone` forces the clone(2) path that kernels without clone3 take
+// (tests cover it on kernels that have clone3).
 Result<SpawnedInit> spawn_init(unsigned long flags, int cgroup_fd,
-                               const std::vector<JoinedNamespace>& joined);
+                               const std::vector<JoinedNamespace>& joined,
+                               bool legacy_clone = false);
 
 // Writes /proc/<pid>/uid_map and gid_map (the parent is privileged, so
 // several ranges are allowed and setgroups need not be denied).
