@@ -229,8 +229,10 @@ Result<UniqueFd> init_wait_for_start(const InitContext& ctx) {
   auto exe = find_executable(spec.process->args[0], spec.process->env);
   if (!exe) init_fail(report_fd, exe.error());
 
-  check(sync_send(ctx.sync_fd, {SyncType::ready, 0, {}}));
+  // Cleared before `ready`: once the parent has it, `create` may exit at
+  // once, and a death signal still armed would kill the init it created.
   ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+  check(sync_send(ctx.sync_fd, {SyncType::ready, 0, {}}));
 
   UniqueFd start_conn;
   if (ctx.exec_listen_fd >= 0) {
@@ -490,9 +492,7 @@ Result<void> mark_running_and_poststart(const std::string& root, ContainerState&
     return {};
   }
   // runtime-spec: a failing poststart hook is only a warning.
-  if (auto r = run_hooks(spec->hooks.poststart, st.oci_json(), "poststart"); !r) {
-    log::warn("{}", r.error().str());
-  }
+  (void)run_hooks(spec->hooks.poststart, st.oci_json(), "poststart", HookFailure::warn);
   return {};
 }
 
@@ -635,9 +635,7 @@ Result<void> delete_container(const std::string& root, const std::string& id, bo
 
   if (auto spec = load_spec(st.bundle); spec) {
     st.status = Status::stopped;
-    if (auto r = run_hooks(spec->hooks.poststop, st.oci_json(), "poststop"); !r) {
-      log::warn("{}", r.error().str());
-    }
+    (void)run_hooks(spec->hooks.poststop, st.oci_json(), "poststop", HookFailure::warn);
   } else {
     log::warn("poststop hooks not run: {}", spec.error().str());
   }

@@ -11,6 +11,7 @@
 #include <chrono>
 
 #include "common/fd.h"
+#include "common/log.h"
 #include "runtime/process.h"
 
 namespace berth::runtime {
@@ -81,10 +82,13 @@ Result<void> run_hook(const Hook& hook, const std::string& state_json, const std
 }  // namespace
 
 Result<void> run_hooks(const std::vector<Hook>& hooks, const std::string& state_json,
-                       const char* kind) {
+                       const char* kind, HookFailure on_failure) {
   for (size_t i = 0; i < hooks.size(); ++i) {
     std::string what = fmt::format("{} hook {} ({})", kind, i, hooks[i].path);
-    BERTH_TRY(run_hook(hooks[i], state_json, what));
+    auto r = run_hook(hooks[i], state_json, what);
+    if (r) continue;
+    if (on_failure == HookFailure::stop) return r;
+    log::warn("{}", r.error().str());
   }
   return {};
 }

@@ -12,9 +12,13 @@
 
 namespace berth::runtime {
 
-// Runs `hooks` in order; stops at the first failure. `kind` names them in
-// errors ("prestart", "createRuntime", ...).
+enum class HookFailure {
+  stop,  // the first failure ends the sequence and is returned
+  warn,  // each failure is logged and the rest still run (poststart, poststop)
+};
+
+// Runs `hooks` in order. `kind` names them in errors ("prestart", ...).
 Result<void> run_hooks(const std::vector<Hook>& hooks, const std::string& state_json,
-                       const char* kind);
+                       const char* kind, HookFailure on_failure = HookFailure::stop);
 
 }  // namespace berth::runtime

@@ -34,8 +34,10 @@ Json recording_hook(const std::string& kind, const std::string& dir, const std::
 
 void bind_log_dir(Container& c, const std::string& dir) {
   fs::create_directories(c.bundle().rootfs() + kInnerDir);
-  c.config()["mounts"].push_back(
-      {{"destination", kInnerDir}, {"type", "bind"}, {"source", dir}, {"options", {"rbind", "rw"}}});
+  c.config()["mounts"].push_back({{"destination", kInnerDir},
+                                  {"type", "bind"},
+                                  {"source", dir},
+                                  {"options", {"rbind", "rw"}}});
 }
 
 Json saved_state(const std::string& file) {
@@ -47,6 +49,14 @@ Json saved_state(const std::string& file) {
 
 std::vector<std::string> log_of(const std::string& dir) {
   return split_lines(read_file(dir + "/log"));
+}
+
+// runc 1.1 runs poststart hooks in `create`, before the user process
+// exists (fixed in runc 1.2): for runc, poststart's place is not checked.
+std::vector<std::string> lifecycle_log(const std::string& dir) {
+  auto lines = log_of(dir);
+  if (!runtime_is_berth()) std::erase(lines, "poststart");
+  return lines;
 }
 
 bool contains(const std::vector<std::string>& lines, const std::string& line) {
@@ -96,22 +106,26 @@ TEST_CASE("the six hook kinds run in lifecycle order, each where and with what i
   const std::string container_ns = read_link("/proc/" + std::to_string(pid) + "/ns/mnt");
   const std::string runtime_ns = read_link("/proc/self/ns/mnt");
   REQUIRE(container_ns != runtime_ns);
+  if (!runtime_is_berth())
+    WARN("not checked: when poststart runs and its state (runc 1.1 runs it in `create`)");
   using Lines = std::vector<std::string>;
-  CHECK(log_of(d) == Lines{"prestart", "createRuntime", "createContainer"});
+  CHECK(lifecycle_log(d) == Lines{"prestart", "createRuntime", "createContainer"});
 
   auto started = c.start();
   INFO(started);
   REQUIRE(started.exit_code == 0);
-  CHECK(log_of(d) ==
-        Lines{"prestart", "createRuntime", "createContainer", "startContainer", "poststart"});
+  Lines after_start = {"prestart", "createRuntime", "createContainer", "startContainer"};
+  if (runtime_is_berth()) after_start.push_back("poststart");
+  CHECK(lifecycle_log(d) == after_start);
 
   REQUIRE(c.kill("KILL").exit_code == 0);
   REQUIRE(c.wait_for_status("stopped"));
   auto deleted = c.remove();
   INFO(deleted);
   REQUIRE(deleted.exit_code == 0);
-  CHECK(log_of(d) == Lines{"prestart", "createRuntime", "createContainer", "startContainer",
-                           "poststart", "poststop"});
+  after_start.push_back("poststop");
+  CHECK(lifecycle_log(d) == after_start);
+  CHECK(contains(log_of(d), "poststart"));
 
   // Runtime-namespace hooks run in the runtime's mount namespace, the
   // other two in the container's.
@@ -125,16 +139,16 @@ TEST_CASE("the six hook kinds run in lifecycle order, each where and with what i
   }
 
   // The state on stdin, with the status of the moment.
-  const std::vector<std::pair<const char*, const char*>> statuses = {
-      {"prestart", "creating"},
-      {"createRuntime", "creating"},
-      {"poststart", "running"},
-      {"poststop", "stopped"}};
+  const std::vector<std::pair<const char*, const char*>> statuses = {{"prestart", "creating"},
+                                                                     {"createRuntime", "creating"},
+                                                                     {"poststart", "running"},
+                                                                     {"poststop", "stopped"}};
   for (const auto& [kind, status] : statuses) {
     INFO(kind);
     Json st = saved_state(d + "/" + kind + ".json");
     CHECK(st.value("id", "") == c.id());
-    CHECK(st.value("status", "") == status);
+    if (runtime_is_berth() || std::string(kind) != "poststart")
+      CHECK(st.value("status", "") == status);
     CHECK(fs::equivalent(st.value("bundle", "/nonexistent"), c.bundle().dir()));
     if (std::string(kind) != "poststop") CHECK(st.value("pid", 0) == pid);
   }
@@ -150,7 +164,8 @@ TEST_CASE("a failing prestart, createRuntime or createContainer hook fails creat
   Runtime rt;
   TempDir logs;
   Container c(rt);
-  const std::string kind = GENERATE(as<std::string>{}, "prestart", "createRuntime", "createContainer");
+  const std::string kind =
+      GENERATE(as<std::string>{}, "prestart", "createRuntime", "createContainer");
   INFO("failing hook: " << kind);
   // The first prestart hook only records the state, and with it the init's pid.
   c.config()["hooks"]["prestart"] = {shell_hook("cat > " + logs.path() + "/state.json")};
@@ -177,7 +192,7 @@ TEST_CASE("a failing prestart, createRuntime or createContainer hook fails creat
 TEST_CASE("berth-only: failing poststart and poststop hooks only warn; the rest still run",
           "[privileged][hooks][berth-only]") {
   REQUIRE_PRIVILEGED();
-  BERTH_ONLY("runc 1.1 kills the container when a poststart hook fails");
+  BERTH_ONLY("runc 1.1 runs poststart hooks in `create` and fails it when one fails");
   Runtime rt;
   TempDir logs;
   Container c(rt);

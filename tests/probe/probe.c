@@ -17,8 +17,8 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
-#include <sys/stat.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -286,10 +286,11 @@ static int cmd_readlink(const char* path) {
 }
 
 static int usage(void) {
-  fprintf(stderr,
-          "usage: probe pid|hostname|status|syscall-denied|mountinfo|id|exe|fds|cwd|umask|personality\n"
-          "       probe cat FILE|write FILE|alloc MB|forkbomb N|spin SECONDS|rlimit NAME\n"
-          "       probe sleep SECONDS|exit N|ns NAME|mode FILE|readlink PATH\n");
+  fprintf(
+      stderr,
+      "usage: probe pid|hostname|status|syscall-denied|mountinfo|id|exe|fds|cwd|umask|personality\n"
+      "       probe cat FILE|write FILE|alloc MB|forkbomb N|spin SECONDS|rlimit NAME\n"
+      "       probe sleep SECONDS|exit N|ns NAME|mode FILE|readlink PATH\n");
   return 2;
 }
 

@@ -41,3 +41,11 @@ TEST_CASE("a hook that cannot be executed fails with 127", "[hooks]") {
   REQUIRE_FALSE(r);
   CHECK(r.error().str() == "hooks: poststop hook 0 (/nonexistent/hook) exited with status 127");
 }
+
+TEST_CASE("poststart/poststop failures only warn, and the rest still run", "[hooks]") {
+  TempDir d;
+  Hook bad{"/bin/sh", {"sh", "-c", "exit 3"}, {}, std::nullopt};
+  Hook after{"/bin/sh", {"sh", "-c", "touch " + (d / "ran")}, {}, std::nullopt};
+  CHECK(run_hooks({bad, after}, "{}", "poststop", HookFailure::warn));
+  CHECK(berth::fs::exists(d / "ran"));
+}
