@@ -5,6 +5,8 @@
 #   BENCH_ROUNDS  rounds per runtime (default 100)
 #   BENCH_BERTH   the runtime under test (default BUILD_DIR/bin/berth-runtime)
 #   BENCH_RUNC    the baseline (default: runc on PATH, else /usr/sbin/runc)
+#   BENCH_NET_ROUNDS  rounds of the network benchmark (default 200)
+#   BENCH_CNI_PATH    the CNI plugins, its baseline (default /usr/lib/cni)
 #
 # Everything it creates lives in one temp dir, removed on exit (containers
 # left by a failed round are force-deleted first).
@@ -57,3 +59,13 @@ fi
 
 "$bench" --berth "$berth" --runc "$runc" --bundle "$work/bundle" --work "$work" \
   --rounds "$rounds"
+
+# Task networking: create and release of a microhost network, the netns
+# library beside the CNI bridge plugin. It cleans up after itself (bridges,
+# netns mounts, its own temp dir), also when interrupted.
+netbench=$build/bin/berth-netns-bench
+if [[ ! -x $netbench ]]; then
+  echo "bench: $netbench not found or not executable (make build)" >&2
+  exit 1
+fi
+"$netbench" --rounds "${BENCH_NET_ROUNDS:-200}" --cni-path "${BENCH_CNI_PATH:-/usr/lib/cni}"

@@ -13,12 +13,16 @@ packages=(
   # SHA-256 of the seccomp filter cache keys (nettle: no provider set-up
   # on first use, and links statically without warnings)
   nettle-dev
+  # task networking (netns/): netlink and nftables
+  libnl-3-dev libnl-route-3-dev libnftables-dev
   # static probe binary for the integration tests (libc.a comes with libc6-dev)
   libc6-dev
   # test and benchmark fixtures: the busybox rootfs and the baseline runtime
   busybox-static runc
+  # baseline of the network benchmark: the CNI bridge plugin
+  containernetworking-plugins
   # tools the tests use on the host
-  iproute2 util-linux procps
+  iproute2 util-linux procps nftables
 )
 
 missing=()

@@ -1,0 +1,420 @@
+#include "netns/firewall.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "common/fd.h"
+#include "common/fs.h"
+#include "netns/nft.h"
+
+namespace berth::netns {
+
+namespace {
+
+constexpr std::string_view kPrerouting = "prerouting";
+constexpr std::string_view kOutput = "output";
+constexpr size_t kMaxOwnerLength = 64;
+
+std::string ipv4(uint32_t addr) {
+  in_addr a{htonl(addr)};
+  char buf[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &a, buf, sizeof buf);
+  return buf;
+}
+
+bool all_of_chars(std::string_view s, std::string_view extra) {
+  return std::all_of(s.begin(), s.end(), [&](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           extra.find(c) != std::string_view::npos;
+  });
+}
+
+// The operation's name in front of an inner error, which keeps its errno:
+// "firewall: add port mappings for owner web-1: nft: Error: ...".
+std::unexpected<Error> failed(std::string_view what, Error e) {
+  std::string inner = e.step.empty() || e.step == "fs" ? e.message : e.step + ": " + e.message;
+  return std::unexpected(Error{"firewall", e.err, fmt::format("{}: {}", what, inner)});
+}
+
+Result<std::string> run_nft(const std::string& script, std::string_view what) {
+  auto ctx = nft::Context::open();
+  if (!ctx) return failed(what, ctx.error());
+  auto out = ctx->run(script);
+  if (!out) return failed(what, out.error());
+  return out;
+}
+
+// The rules of the table, or nullopt if the table does not exist.
+Result<std::optional<std::vector<nft::Rule>>> list_rules(const FirewallConfig& cfg,
+                                                         std::string_view what) {
+  auto ctx = nft::Context::open(nft::Context::Output::json);
+  if (!ctx) return failed(what, ctx.error());
+  // Listing a missing table fails with only "No such file or directory":
+  // look for it first, so that absence is not mistaken for other failures.
+  auto tables = ctx->run("list tables ip");
+  if (!tables) return failed(what, tables.error());
+  auto names = nft::parse_table_names(*tables);
+  if (!names) return failed(what, names.error());
+  if (std::find(names->begin(), names->end(), cfg.table) == names->end())
+    return std::optional<std::vector<nft::Rule>>();
+  auto listing = ctx->run(fmt::format("list table ip {}", cfg.table));
+  if (!listing) return failed(what, listing.error());
+  auto rules = nft::parse_rules(*listing);
+  if (!rules) return failed(what, rules.error());
+  return std::optional(std::move(*rules));
+}
+
+bool has_owner(const nft::Rule& rule, const std::string& owner) {
+  auto o = comment_owner(rule.comment);
+  return o && *o == owner;
+}
+
+std::string comment(const std::string& owner) {
+  return fmt::format("comment \"{}{}\"", kCommentPrefix, owner);
+}
+
+// Who maps each (protocol, host port) already.
+using PortOwners = std::map<std::pair<std::string, uint16_t>, std::string>;
+
+PortOwners port_owners(const std::vector<nft::Rule>& rules) {
+  PortOwners owners;
+  for (const auto& r : rules) {
+    if (r.l4proto.empty()) continue;
+    owners[{r.l4proto, r.dport}] = comment_owner(r.comment).value_or(r.comment);
+  }
+  return owners;
+}
+
+std::unexpected<Error> port_taken(std::string_view what, Protocol proto, uint16_t port,
+                                  const std::string& owner) {
+  return error("firewall", "{}: {} host port {} is already mapped (owner {})", what,
+               protocol_name(proto), port, owner);
+}
+
+Result<void> validate_subnet(const std::string& subnet) {
+  size_t slash = subnet.find('/');
+  std::string ip = subnet.substr(0, slash);
+  std::string len = slash == std::string::npos ? "" : subnet.substr(slash + 1);
+  in_addr addr{};
+  unsigned prefix = 99;
+  auto [end, ec] = std::from_chars(len.data(), len.data() + len.size(), prefix);
+  bool ok = ::inet_pton(AF_INET, ip.c_str(), &addr) == 1 && ec == std::errc() &&
+            end == len.data() + len.size() && prefix <= 32;
+  // Host bits set ("10.88.0.1/16") would be a typo for some other network.
+  if (ok) ok = (ntohl(addr.s_addr) & (prefix == 32 ? 0 : 0xffffffffu >> prefix)) == 0;
+  if (!ok)
+    return error("firewall", "invalid subnet \"{}\": want a network like 10.88.0.0/16", subnet);
+  return {};
+}
+
+}  // namespace
+
+std::string_view protocol_name(Protocol p) {
+  return p == Protocol::tcp ? "tcp" : "udp";
+}
+
+// ---- pure pieces -------------------------------------------------------------
+
+std::optional<std::string> comment_owner(std::string_view comment) {
+  if (!comment.starts_with(kCommentPrefix) || comment.size() == kCommentPrefix.size())
+    return std::nullopt;
+  return std::string(comment.substr(kCommentPrefix.size()));
+}
+
+Result<void> validate_owner(const std::string& owner) {
+  if (owner.empty() || owner.size() > kMaxOwnerLength || owner.front() == '@' ||
+      !all_of_chars(owner, "_.:-"))
+    return error("firewall",
+                 "invalid owner \"{}\": 1-{} letters, digits and _.:- (not starting with @)", owner,
+                 kMaxOwnerLength);
+  return {};
+}
+
+Result<void> validate_config(const FirewallConfig& cfg) {
+  const auto& t = cfg.table;
+  if (t.empty() || t.size() > 64 || !all_of_chars(t, "_") || (t.front() >= '0' && t.front() <= '9'))
+    return error("firewall",
+                 "invalid table name \"{}\": 1-64 letters, digits and _, not starting with a digit",
+                 t);
+  const auto& b = cfg.bridge;
+  // IFNAMSIZ - 1.
+  if (b.empty() || b.size() > 15 || !all_of_chars(b, "_.-"))
+    return error("firewall", "invalid bridge name \"{}\": 1-15 letters, digits and _.-", b);
+  BERTH_TRY(validate_subnet(cfg.subnet));
+  if (cfg.ephemeral_low == 0 || cfg.ephemeral_low > cfg.ephemeral_high)
+    return error("firewall", "invalid host port range {}-{}", cfg.ephemeral_low,
+                 cfg.ephemeral_high);
+  return {};
+}
+
+std::string build_ensure_script(const FirewallConfig& cfg) {
+  const std::string t = "ip " + cfg.table;
+  // No filter forward chain: an accept in this table cannot overrule a drop
+  // in another (every base chain on a hook runs), and with no drop anywhere
+  // forwarded traffic passes already.
+  std::string s;
+  s += fmt::format("add table {}\n", t);
+  s += fmt::format(
+      "add chain {} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n",
+      t);
+  // nft 1.0 knows the "dstnat" priority name only in prerouting; -100 is its
+  // value.
+  s += fmt::format("add chain {} output {{ type nat hook output priority -100; policy accept; }}\n",
+                   t);
+  s += fmt::format(
+      "add chain {} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n",
+      t);
+  // postrouting holds only the table's own rules: flushing and refilling it
+  // in the same transaction makes ensure() idempotent, and a restarted daemon
+  // with a changed subnet or bridge rewrites them without a window.
+  s += fmt::format("flush chain {} postrouting\n", t);
+  // Egress: the subnet's traffic leaving anywhere but the bridge.
+  s += fmt::format("add rule {} postrouting ip saddr {} oifname != \"{}\" masquerade {}\n", t,
+                   cfg.subnet, cfg.bridge, comment("@egress"));
+  // Hairpin: a task reaching a mapped port of its own or a sibling's. Without
+  // it (and without br_netfilter, which un-NATs bridged frames) the answer
+  // goes straight back over the bridge from the container's address, which
+  // the client never talked to.
+  s += fmt::format(
+      "add rule {} postrouting oifname \"{}\" ct status dnat ip saddr {} masquerade {}\n", t,
+      cfg.bridge, cfg.subnet, comment("@hairpin"));
+  // The host's own connections to a mapped port: from 127.0.0.1 (routable to
+  // the bridge only with route_localnet) the task could not answer at all.
+  s += fmt::format(
+      "add rule {} postrouting oifname \"{}\" ct status dnat fib saddr type local masquerade {}\n",
+      t, cfg.bridge, comment("@host"));
+  return s;
+}
+
+std::string build_teardown_script(const FirewallConfig& cfg) {
+  // `add` first: deleting a table that is not there is an error, and
+  // teardown is idempotent.
+  return fmt::format("add table ip {0}\ndelete table ip {0}\n", cfg.table);
+}
+
+std::string build_port_mapping_script(const FirewallConfig& cfg, const std::string& owner,
+                                      uint32_t ip, const std::vector<PortMapping>& maps) {
+  std::string s;
+  for (const auto& m : maps) {
+    // prerouting: from other namespaces; output: from the host itself. Both
+    // for any of the host's addresses, as a published port does.
+    for (auto chain : {kPrerouting, kOutput}) {
+      s += fmt::format("add rule ip {} {} fib daddr type local {} dport {} dnat to {}:{} {}\n",
+                       cfg.table, chain, protocol_name(m.protocol), m.host_port, ipv4(ip),
+                       m.container_port, comment(owner));
+    }
+  }
+  return s;
+}
+
+std::string build_load_balancer_script(const FirewallConfig& cfg, const std::string& owner,
+                                       Protocol proto, uint16_t host_port,
+                                       const std::vector<Backend>& backends,
+                                       const std::vector<RuleRef>& replaced) {
+  std::string s = build_delete_script(cfg, replaced);
+  if (backends.empty()) return s;
+  std::string map;
+  for (size_t i = 0; i < backends.size(); ++i) {
+    if (i > 0) map += ", ";
+    map += fmt::format("{} : {} . {}", i, ipv4(backends[i].ip), backends[i].port);
+  }
+  // numgen picks per new connection (NAT rules see only a connection's first
+  // packet); established ones stay on their backend through conntrack.
+  for (auto chain : {kPrerouting, kOutput}) {
+    s += fmt::format(
+        "add rule ip {} {} fib daddr type local {} dport {} dnat ip to numgen random mod {} map "
+        "{{ {} }} {}\n",
+        cfg.table, chain, protocol_name(proto), host_port, backends.size(), map, comment(owner));
+  }
+  return s;
+}
+
+std::string build_delete_script(const FirewallConfig& cfg, const std::vector<RuleRef>& rules) {
+  std::string s;
+  for (const auto& r : rules)
+    s += fmt::format("delete rule ip {} {} handle {}\n", cfg.table, r.chain, r.handle);
+  return s;
+}
+
+std::optional<uint16_t> pick_host_port(uint16_t low, uint16_t high, uint32_t start,
+                                       const std::set<uint16_t>& used,
+                                       const std::function<bool(uint16_t)>& bindable) {
+  if (low > high) return std::nullopt;
+  uint32_t n = uint32_t{high} - low + 1;
+  uint32_t first = start >= low && start <= high ? start - low : 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    auto port = static_cast<uint16_t>(low + (first + i) % n);
+    if (!used.contains(port) && bindable(port)) return port;
+  }
+  return std::nullopt;
+}
+
+bool host_port_bindable(Protocol proto, uint16_t port) {
+  int type = proto == Protocol::tcp ? SOCK_STREAM : SOCK_DGRAM;
+  UniqueFd fd(::socket(AF_INET, type | SOCK_CLOEXEC, 0));
+  if (!fd) return false;
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_ANY);
+  return ::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+}
+
+Result<bool> ensure_sysctl(const std::string& proc_sys, const std::string& key,
+                           std::string_view value) {
+  std::string path = fs::join(proc_sys, key);
+  BERTH_ASSIGN(std::string current, fs::read_file(path));
+  while (!current.empty() && (current.back() == '\n' || current.back() == ' ')) current.pop_back();
+  if (current == value) return false;
+  BERTH_TRY(fs::write_file(path, value));
+  return true;
+}
+
+// ---- Firewall ------------------------------------------------------------------
+
+Firewall::Firewall(FirewallConfig cfg) : cfg_(std::move(cfg)), next_port_(cfg_.ephemeral_low) {}
+
+Result<void> Firewall::ensure() {
+  std::lock_guard lock(mu_);
+  const std::string what = fmt::format("ensure table ip {}", cfg_.table);
+  BERTH_TRY(validate_config(cfg_));
+  std::string bridge_conf = "net/ipv4/conf/" + cfg_.bridge;
+  if (!fs::exists(fs::join(cfg_.proc_sys, bridge_conf)))
+    return error("firewall", "{}: bridge {} does not exist (no {})", what, cfg_.bridge,
+                 fs::join(cfg_.proc_sys, bridge_conf));
+  BERTH_TRY(run_nft(build_ensure_script(cfg_), what));
+  // Forwarding carries everything between the bridge and the rest of the
+  // host; route_localnet lets DNAT send 127.0.0.1-sourced packets (a host
+  // process connecting to 127.0.0.1:hostPort) out of the bridge instead of
+  // dropping them as martians.
+  for (const auto& key : {std::string("net/ipv4/ip_forward"), bridge_conf + "/route_localnet"}) {
+    auto wrote = ensure_sysctl(cfg_.proc_sys, key, "1");
+    if (!wrote) return failed(what, wrote.error());
+  }
+  return {};
+}
+
+Result<void> Firewall::teardown() {
+  std::lock_guard lock(mu_);
+  BERTH_TRY(validate_config(cfg_));
+  BERTH_TRY(run_nft(build_teardown_script(cfg_), fmt::format("delete table ip {}", cfg_.table)));
+  return {};
+}
+
+Result<std::vector<PortMapping>> Firewall::add_port_mappings(const std::string& owner, uint32_t ip,
+                                                             const std::vector<PortMapping>& maps) {
+  std::lock_guard lock(mu_);
+  const std::string what = fmt::format("add port mappings for owner {}", owner);
+  BERTH_TRY(validate_config(cfg_));
+  BERTH_TRY(validate_owner(owner));
+  if (ip == 0) return error("firewall", "{}: no container address", what);
+  if (maps.empty()) return maps;
+  BERTH_ASSIGN(auto rules, list_rules(cfg_, what));
+  if (!rules)
+    return error("firewall", "{}: table ip {} does not exist (ensure() first)", what, cfg_.table);
+  PortOwners owners = port_owners(*rules);
+  std::vector<PortMapping> resolved;
+  for (auto m : maps) {
+    auto proto = std::string(protocol_name(m.protocol));
+    if (m.container_port == 0)
+      return error("firewall", "{}: {} mapping without a container port", what, proto);
+    if (m.host_port == 0) {
+      std::set<uint16_t> used;
+      for (const auto& [key, o] : owners) {
+        if (key.first == proto) used.insert(key.second);
+      }
+      auto port = pick_host_port(cfg_.ephemeral_low, cfg_.ephemeral_high, next_port_, used,
+                                 [&](uint16_t p) { return host_port_bindable(m.protocol, p); });
+      if (!port)
+        return error("firewall", "{}: no free {} host port in {}-{}", what, proto,
+                     cfg_.ephemeral_low, cfg_.ephemeral_high);
+      m.host_port = *port;
+      // Not the same port again right away: conntrack entries of a mapping
+      // just removed (UDP ones especially) would still lead to the old task.
+      next_port_ = uint32_t{*port} + 1;
+    } else if (auto it = owners.find({proto, m.host_port}); it != owners.end()) {
+      return port_taken(what, m.protocol, m.host_port, it->second);
+    }
+    owners[{proto, m.host_port}] = owner;  // also catches duplicates within `maps`
+    resolved.push_back(m);
+  }
+  BERTH_TRY(run_nft(build_port_mapping_script(cfg_, owner, ip, resolved), what));
+  return resolved;
+}
+
+Result<void> Firewall::remove_port_mappings(const std::string& owner) {
+  std::lock_guard lock(mu_);
+  const std::string what = fmt::format("remove port mappings of owner {}", owner);
+  BERTH_TRY(validate_config(cfg_));
+  BERTH_TRY(validate_owner(owner));
+  BERTH_ASSIGN(auto rules, list_rules(cfg_, what));
+  if (!rules) return {};
+  std::vector<RuleRef> refs;
+  for (const auto& r : *rules) {
+    if (has_owner(r, owner) && !r.numgen) refs.push_back({r.chain, r.handle});
+  }
+  if (refs.empty()) return {};
+  BERTH_TRY(run_nft(build_delete_script(cfg_, refs), what));
+  return {};
+}
+
+Result<void> Firewall::set_load_balancer(const std::string& owner, Protocol proto,
+                                         uint16_t host_port, const std::vector<Backend>& backends) {
+  std::lock_guard lock(mu_);
+  const std::string what = fmt::format("set load balancer of {} host port {} for owner {}",
+                                       protocol_name(proto), host_port, owner);
+  BERTH_TRY(validate_config(cfg_));
+  BERTH_TRY(validate_owner(owner));
+  if (host_port == 0) return error("firewall", "{}: a load balancer needs a host port", what);
+  for (const auto& b : backends) {
+    if (b.ip == 0 || b.port == 0)
+      return error("firewall", "{}: invalid backend {}:{}", what, ipv4(b.ip), b.port);
+  }
+  BERTH_ASSIGN(auto rules, list_rules(cfg_, what));
+  if (!rules) {
+    if (backends.empty()) return {};
+    return error("firewall", "{}: table ip {} does not exist (ensure() first)", what, cfg_.table);
+  }
+  std::vector<RuleRef> replaced;
+  for (const auto& r : *rules) {
+    if (r.l4proto != protocol_name(proto) || r.dport != host_port) continue;
+    if (!has_owner(r, owner) || !r.numgen)
+      return port_taken(what, proto, host_port, comment_owner(r.comment).value_or(r.comment));
+    replaced.push_back({r.chain, r.handle});
+  }
+  if (replaced.empty() && backends.empty()) return {};
+  BERTH_TRY(
+      run_nft(build_load_balancer_script(cfg_, owner, proto, host_port, backends, replaced), what));
+  return {};
+}
+
+Result<std::vector<std::string>> Firewall::gc(const std::vector<std::string>& live) {
+  std::lock_guard lock(mu_);
+  const std::string what = fmt::format("gc of table ip {}", cfg_.table);
+  BERTH_TRY(validate_config(cfg_));
+  BERTH_ASSIGN(auto rules, list_rules(cfg_, what));
+  if (!rules) return std::vector<std::string>();
+  std::set<std::string> alive(live.begin(), live.end());
+  std::set<std::string> dead;
+  std::vector<RuleRef> refs;
+  for (const auto& r : *rules) {
+    auto owner = comment_owner(r.comment);
+    // Rules without our comment are not ours to judge; '@' ones are the
+    // table's own.
+    if (!owner || owner->front() == '@' || alive.contains(*owner)) continue;
+    dead.insert(*owner);
+    refs.push_back({r.chain, r.handle});
+  }
+  if (!refs.empty()) BERTH_TRY(run_nft(build_delete_script(cfg_, refs), what));
+  return std::vector<std::string>(dead.begin(), dead.end());
+}
+
+}  // namespace berth::netns
