@@ -340,11 +340,8 @@ Result<void> drive_init(int sync_fd, const Spec& spec, const std::string& state_
         BERTH_TRY(run_hooks(spec.hooks.create_runtime, state_json, "createRuntime"));
         BERTH_TRY(sync_send(sync_fd, {SyncType::hooks_done, 0, {}}));
         break;
-      case SyncType::error: {
-        auto nul = msg.payload.find('\0');
-        return std::unexpected(Error{msg.payload.substr(0, nul), msg.err,
-                                     nul == std::string::npos ? "" : msg.payload.substr(nul + 1)});
-      }
+      case SyncType::error:
+        return std::unexpected(sync_error(msg.err, msg.payload));
       default:
         return error("sync", "unexpected message {}", static_cast<unsigned>(msg.type));
     }
@@ -464,7 +461,15 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   BERTH_TRY(save_state(opts.root, st));
 
   std::string state_json = st.oci_json();
-  BERTH_TRY(sync_send(parent_end.get(), {SyncType::go, 0, state_json}));
+  if (auto sent = sync_send(parent_end.get(), {SyncType::go, 0, state_json}); !sent) {
+    // The init failed before `go` (joining its cgroups) and has exited: its
+    // report is still in the socket and says more than EPIPE.
+    auto report = sync_recv(parent_end.get());
+    if (report && report->type == SyncType::error) {
+      return wrap(sync_error(report->err, report->payload), "creating container " + opts.id);
+    }
+    return std::unexpected(sent.error());
+  }
   if (auto r = drive_init(parent_end.get(), spec, state_json); !r) {
     return wrap(r.error(), "creating container " + opts.id);
   }
@@ -505,10 +510,7 @@ Result<void> read_exec_result(int fd, const std::string& id) {
     return std::unexpected(msg.error());
   }
   if (msg->type == SyncType::error) {
-    auto nul = msg->payload.find('\0');
-    Error e{msg->payload.substr(0, nul), msg->err,
-            nul == std::string::npos ? "" : msg->payload.substr(nul + 1)};
-    return wrap(std::move(e), "starting container " + id);
+    return wrap(sync_error(msg->err, msg->payload), "starting container " + id);
   }
   return error("sync", "unexpected message {} from container {}", static_cast<unsigned>(msg->type),
                id);
@@ -549,10 +551,7 @@ Result<void> start_container(const std::string& root, const std::string& id) {
     if (buf.size() >= 8) {
       int32_t err;
       std::memcpy(&err, buf.data() + 4, sizeof err);
-      std::string payload = buf.substr(8);
-      auto nul = payload.find('\0');
-      Error e{payload.substr(0, nul), err, nul == std::string::npos ? "" : payload.substr(nul + 1)};
-      return wrap(std::move(e), "starting container " + id);
+      return wrap(sync_error(err, buf.substr(8)), "starting container " + id);
     }
     return error("container", "starting container {}: garbled reply", id);
   }

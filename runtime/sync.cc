@@ -51,18 +51,18 @@ Result<SyncMessage> sync_recv(int fd) {
 
 Result<SyncMessage> sync_expect(int fd, SyncType type) {
   BERTH_ASSIGN(SyncMessage msg, sync_recv(fd));
-  if (msg.type == SyncType::error) {
-    // payload is "step\0message"
-    auto nul = msg.payload.find('\0');
-    std::string step = nul == std::string::npos ? "init" : msg.payload.substr(0, nul);
-    std::string text = nul == std::string::npos ? msg.payload : msg.payload.substr(nul + 1);
-    return std::unexpected(Error{step, msg.err, text});
-  }
+  if (msg.type == SyncType::error) return std::unexpected(sync_error(msg.err, msg.payload));
   if (msg.type != type) {
     return error("sync", "expected message {}, got {}", static_cast<unsigned>(type),
                  static_cast<unsigned>(msg.type));
   }
   return msg;
+}
+
+Error sync_error(int32_t err, const std::string& payload) {
+  auto nul = payload.find('\0');
+  if (nul == std::string::npos) return Error{"init", err, payload};
+  return Error{payload.substr(0, nul), err, payload.substr(nul + 1)};
 }
 
 void sync_report_error(int fd, const Error& e) {

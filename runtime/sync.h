@@ -41,6 +41,8 @@ Result<SyncMessage> sync_recv(int fd);
 Result<SyncMessage> sync_expect(int fd, SyncType type);
 // Init side: reports `e` to the parent (best effort: the parent may be gone).
 void sync_report_error(int fd, const Error& e);
+// The Error an `error` message carries (payload "step\0message").
+Error sync_error(int32_t err, const std::string& payload);
 
 // SCM_RIGHTS helpers (console socket, seccomp listener).
 Result<void> send_fd(int sock, int fd, const std::string& name);
