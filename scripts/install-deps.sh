@@ -15,6 +15,8 @@ packages=(
   nettle-dev
   # task networking (netns/): netlink and nftables
   libnl-3-dev libnl-route-3-dev libnftables-dev
+  # images and root filesystems (rootfs-tools/): layer archives
+  libarchive-dev
   # static probe binary for the integration tests (libc.a comes with libc6-dev)
   libc6-dev
   # test and benchmark fixtures: the busybox rootfs and the baseline runtime
