@@ -7,6 +7,9 @@
 #   BENCH_RUNC    the baseline (default: runc on PATH, else /usr/sbin/runc)
 #   BENCH_NET_ROUNDS  rounds of the network benchmark (default 200)
 #   BENCH_CNI_PATH    the CNI plugins, its baseline (default /usr/lib/cni)
+#   BENCH_ROOTFS_ROUNDS  rounds of the rootfs-ready benchmark (default 200)
+#   BENCH_IMPORT_MB      size of the generated image to import (default 100; 0 skips)
+#   BENCH_IMPORT_RUNS    imports (and tar runs) per layer kind (default 3)
 #
 # Everything it creates lives in one temp dir, removed on exit (containers
 # left by a failed round are force-deleted first).
@@ -69,3 +72,17 @@ if [[ ! -x $netbench ]]; then
   exit 1
 fi
 "$netbench" --rounds "${BENCH_NET_ROUNDS:-200}" --cni-path "${BENCH_CNI_PATH:-/usr/lib/cni}"
+
+# The image store: overlay root filesystem ready from a local image (the test
+# image, imported into a private store), and import of a generated image
+# beside tar -x of the same layers. The bench keeps its stores and generated
+# files in its own temp dir and removes them (and any mount) at exit; the
+# test image lives in $work.
+rootfsbench=$build/bin/berth-rootfs-bench
+if [[ ! -x $rootfsbench ]]; then
+  echo "bench: $rootfsbench not found or not executable (make build)" >&2
+  exit 1
+fi
+bash "$here/../scripts/make-test-image.sh" --probe "$probe" "$work/test-image" >/dev/null
+"$rootfsbench" --image "$work/test-image" --rounds "${BENCH_ROOTFS_ROUNDS:-200}" \
+  --import-mb "${BENCH_IMPORT_MB:-100}" --import-runs "${BENCH_IMPORT_RUNS:-3}"

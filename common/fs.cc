@@ -1,10 +1,12 @@
 #include "common/fs.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <memory>
 
 namespace berth::fs {
 
@@ -85,6 +87,67 @@ Result<void> mkdir_p(const std::string& path, int mode) {
 bool exists(const std::string& path) {
   struct stat st;
   return ::lstat(path.c_str(), &st) == 0;
+}
+
+namespace {
+
+Result<void> remove_children(int dfd, const std::string& path, dev_t dev) {
+  DIR* dir = ::fdopendir(dfd);
+  if (dir == nullptr) {
+    auto e = sys_error("fs", "opendir {}", path);
+    ::close(dfd);
+    return e;
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> guard(dir, ::closedir);
+  while (true) {
+    errno = 0;
+    dirent* e = ::readdir(dir);
+    if (e == nullptr) {
+      if (errno != 0) return sys_error("fs", "readdir {}", path);
+      break;
+    }
+    std::string_view name = e->d_name;
+    if (name == "." || name == "..") continue;
+    std::string child = join(path, name);
+    struct stat st;
+    if (::fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) continue;
+      return sys_error("fs", "stat {}", child);
+    }
+    if (S_ISDIR(st.st_mode)) {
+      if (st.st_dev != dev) {
+        return error("fs", "refusing to remove {}: a mount point (another filesystem)", child);
+      }
+      int cfd = ::openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (cfd < 0) return sys_error("fs", "open {}", child);
+      BERTH_TRY(remove_children(cfd, child, dev));
+      if (::unlinkat(dfd, e->d_name, AT_REMOVEDIR) != 0 && errno != ENOENT) {
+        return sys_error("fs", "rmdir {}", child);
+      }
+    } else if (::unlinkat(dfd, e->d_name, 0) != 0 && errno != ENOENT) {
+      return sys_error("fs", "unlink {}", child);
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<void> remove_all(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return {};
+    return sys_error("fs", "stat {}", path);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return sys_error("fs", "unlink {}", path);
+    return {};
+  }
+  int dfd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0) return sys_error("fs", "open {}", path);
+  BERTH_TRY(remove_children(dfd, path, st.st_dev));
+  if (::rmdir(path.c_str()) != 0 && errno != ENOENT) return sys_error("fs", "rmdir {}", path);
+  return {};
 }
 
 std::string join(std::string_view a, std::string_view b) {

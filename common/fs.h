@@ -23,6 +23,11 @@ Result<void> write_file_atomic(const std::string& path, std::string_view data, i
 // mkdir -p; existing directories are fine.
 Result<void> mkdir_p(const std::string& path, int mode = 0755);
 bool exists(const std::string& path);
+// rm -rf that never leaves the filesystem `path` is on: a directory below it
+// that is a mount point (another st_dev) is an error, not descended into, so
+// a still-mounted container rootfs can never be emptied by a cleanup. A
+// missing `path` is fine. Symlinks are removed, never followed.
+Result<void> remove_all(const std::string& path);
 Result<UniqueFd> open(const std::string& path, int flags, int mode = 0);
 // Joins a and b with exactly one '/' between them.
 std::string join(std::string_view a, std::string_view b);

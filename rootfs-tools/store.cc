@@ -36,11 +36,22 @@ std::string hex_of(const uint8_t* bytes, size_t n) {
   return out;
 }
 
-Digest finish(sha256_ctx* ctx) {
+}  // namespace
+
+Digest sha256_finish(sha256_ctx ctx) {
   uint8_t bytes[SHA256_DIGEST_SIZE];
-  sha256_digest(ctx, sizeof bytes, bytes);
+  sha256_digest(&ctx, sizeof bytes, bytes);
   return Digest{"sha256", hex_of(bytes, sizeof bytes)};
 }
+
+Digest sha256_of(std::string_view data) {
+  sha256_ctx ctx;
+  sha256_init(&ctx);
+  sha256_update(&ctx, data.size(), reinterpret_cast<const uint8_t*>(data.data()));
+  return sha256_finish(ctx);
+}
+
+namespace {
 
 // A rename is only durable once the directory holding the new entry is
 // fsynced (ext4/xfs may otherwise lose the entry at a crash).
@@ -213,7 +224,7 @@ Result<std::string> BlobStore::read(const Digest& d, Verify verify) const {
     sha256_ctx ctx;
     sha256_init(&ctx);
     sha256_update(&ctx, data.size(), reinterpret_cast<const uint8_t*>(data.data()));
-    Digest actual = finish(&ctx);
+    Digest actual = sha256_finish(ctx);
     if (actual != d) {
       return error(kStep, "blob {} is corrupt: its content hashes to {}", path(d), actual.str());
     }
@@ -237,8 +248,9 @@ Result<std::vector<Digest>> BlobStore::list() const {
   return out;
 }
 
-Result<void> BlobStore::recover() {
+Result<void> BlobStore::recover(bool drop_partials) {
   return for_each_entry(tmp_dir(), [&](int dfd, const dirent* e) -> Result<void> {
+    if (!drop_partials && std::string_view(e->d_name).ends_with(".partial")) return {};
     std::string p = fs::join(tmp_dir(), e->d_name);
     int raw = ::openat(dfd, e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (raw < 0) {
@@ -314,9 +326,19 @@ Result<void> BlobStore::Writer::write(std::string_view chunk) {
   return {};
 }
 
+Result<void> BlobStore::adopt(int fd, const std::string& tmp_path, const Digest& d) {
+  if (::fchmod(fd, 0644) != 0) return sys_error(kStep, "chmod {}", tmp_path);
+  if (::fsync(fd) != 0) return sys_error(kStep, "fsync {}", tmp_path);
+  std::string final_path = path(d);
+  if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
+    return sys_error(kStep, "rename {} to {}", tmp_path, final_path);
+  }
+  return fsync_dir(blobs_dir());
+}
+
 Result<Digest> BlobStore::Writer::commit(const std::optional<Digest>& expected) {
   if (done_) return error(kStep, "commit of finished blob writer {}", tmp_path_);
-  Digest actual = finish(&ctx_);
+  Digest actual = sha256_finish(ctx_);
   if (expected && *expected != actual) {
     discard();
     return error(kStep, "digest mismatch: expected {}, got {} ({} bytes)", expected->str(),

@@ -39,6 +39,11 @@ struct Digest {
   bool operator==(const Digest&) const = default;
 };
 
+// The digest of what `ctx` has hashed so far (`ctx` is taken by value, so
+// the caller's running hash is left as it was).
+Digest sha256_finish(sha256_ctx ctx);
+Digest sha256_of(std::string_view data);
+
 class BlobStore {
  public:
   explicit BlobStore(std::string root);
@@ -81,6 +86,10 @@ class BlobStore {
   };
 
   Result<Writer> writer();
+  // Moves a file the caller wrote and verified as `d` (in tmp/, open as
+  // `fd`) into blobs/ the way Writer::commit does: chmod 0644, fsync,
+  // rename, fsync the directory.
+  Result<void> adopt(int fd, const std::string& tmp_path, const Digest& d);
   Result<Digest> put(std::string_view data, const std::optional<Digest>& expected = std::nullopt);
   Result<Digest> put_file(const std::string& path,
                           const std::optional<Digest>& expected = std::nullopt);
@@ -96,8 +105,10 @@ class BlobStore {
 
   // Removes the temporary files of writers that died (crash, kill). A live
   // Writer holds an flock on its temp file, so a file whose lock can be taken
-  // belongs to nobody, whatever its age.
-  Result<void> recover();
+  // belongs to nobody, whatever its age. Interrupted downloads
+  // (tmp/<hex>.partial, resumed by the next pull) are kept unless
+  // `drop_partials` (prune).
+  Result<void> recover(bool drop_partials = false);
 
   // An exclusive per-digest lock, released when destroyed.
   class Lock {

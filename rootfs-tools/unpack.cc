@@ -4,7 +4,9 @@
 #include <archive_entry.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "common/fd.h"
+#include "rootfs-tools/paths.h"
 
 namespace berth::rootfs {
 namespace {
@@ -37,6 +40,7 @@ struct PendingDir {
   std::string path;
   mode_t mode;
   struct timespec mtime;
+  bool implicit = false;  // a parent the archive did not list (see inherit_parent)
 };
 
 // Everything about the layer being unpacked, so that helpers stay small.
@@ -48,6 +52,7 @@ struct Unpacker {
   std::unordered_set<std::string> written;  // paths this layer created (and their parents)
   std::vector<std::string> opaque_dirs;     // apply mode: cleared at the end
   std::vector<PendingDir> dirs;
+  std::vector<UniqueFd> lowers;  // overlay mode: the layers below, top first
 
   template <class... Args>
   std::unexpected<Error> fail(std::string_view entry, int err, fmt::format_string<Args...> f,
@@ -57,45 +62,49 @@ struct Unpacker {
   }
 };
 
-std::vector<std::string> split(std::string_view path) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= path.size()) {
-    size_t next = path.find('/', pos);
-    if (next == std::string_view::npos) next = path.size();
-    std::string_view comp = path.substr(pos, next - pos);
-    if (!comp.empty() && comp != ".") out.emplace_back(comp);
-    pos = next + 1;
-  }
-  return out;
-}
-
-std::string join(const std::vector<std::string>& comps, size_t n) {
-  std::string out;
-  for (size_t i = 0; i < n; ++i) {
-    if (i) out += '/';
-    out += comps[i];
-  }
-  return out;
-}
-
 // Refuses what could name something outside the layer directory; returns the
 // path's components ("./a//b/" -> {a, b}). The root itself yields none.
 // `what` prefixes the reason when `path` is not the entry's own path.
 Result<std::vector<std::string>> normalize(const Unpacker& u, std::string_view entry,
                                            std::string_view path, std::string_view what = "") {
   if (path.starts_with('/')) return u.fail(entry, 0, "{}absolute path", what);
-  auto comps = split(path);
+  auto comps = split_path(path);
   for (const auto& c : comps) {
     if (c == "..") return u.fail(entry, 0, "{}path contains \"..\"", what);
   }
   return comps;
 }
 
+// A parent directory the archive does not list, created because an entry
+// below it is: in overlay mode it must look like the same directory in the
+// layers below (the topmost layer's attributes win in an overlay), so mode,
+// owner and mtime are copied from the first lower layer that has it, as
+// containerd does. Lower layers are our own unpacked dirs; they are still
+// looked into without following symlinks.
+Result<void> inherit_parent(Unpacker& u, std::string_view entry, int parent_fd, const char* name,
+                            const std::string& rel) {
+  for (const UniqueFd& lower : u.lowers) {
+    open_how how{};
+    how.flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    int fd = static_cast<int>(::syscall(SYS_openat2, lower.get(), rel.c_str(), &how, sizeof how));
+    if (fd < 0) continue;
+    UniqueFd found(fd);
+    struct stat st;
+    if (::fstat(found.get(), &st) != 0) continue;
+    if (u.opts.preserve_ownership &&
+        ::fchownat(parent_fd, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0)
+      return u.fail(entry, errno, "chown parent \"{}\" like the layer below", rel);
+    u.dirs.push_back({rel, static_cast<mode_t>(st.st_mode & 07777), st.st_mtim, true});
+    return {};
+  }
+  return {};
+}
+
 // Opens the directory `comps[0..n)` below the root, one component at a time
 // with O_NOFOLLOW, so a symlink planted by an earlier entry (or a lower layer)
 // is never followed. Missing directories are created when `create` is set.
-Result<UniqueFd> open_dir(const Unpacker& u, std::string_view entry,
+Result<UniqueFd> open_dir(Unpacker& u, std::string_view entry,
                           const std::vector<std::string>& comps, size_t n, bool create) {
   UniqueFd cur(::fcntl(u.root.get(), F_DUPFD_CLOEXEC, 0));
   if (!cur) return u.fail(entry, errno, "dup directory fd");
@@ -104,14 +113,15 @@ Result<UniqueFd> open_dir(const Unpacker& u, std::string_view entry,
     int fd = ::openat(cur.get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT && create) {
       if (::mkdirat(cur.get(), name, 0755) < 0 && errno != EEXIST)
-        return u.fail(entry, errno, "mkdir parent \"{}\"", join(comps, i + 1));
+        return u.fail(entry, errno, "mkdir parent \"{}\"", join_path(comps, i + 1));
+      BERTH_TRY(inherit_parent(u, entry, cur.get(), name, join_path(comps, i + 1)));
       fd = ::openat(cur.get(), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     }
     if (fd < 0) {
       if (errno == ELOOP || errno == ENOTDIR)
         return u.fail(entry, errno, "parent \"{}\" is a symlink or not a directory",
-                      join(comps, i + 1));
-      return u.fail(entry, errno, "open parent \"{}\"", join(comps, i + 1));
+                      join_path(comps, i + 1));
+      return u.fail(entry, errno, "open parent \"{}\"", join_path(comps, i + 1));
     }
     cur.reset(fd);
   }
@@ -313,7 +323,7 @@ Result<void> apply_whiteout(Unpacker& u, std::string_view entry,
     if (!overlay && dir.error().err == ENOENT) return {};
     return std::unexpected(dir.error());
   }
-  std::string path = n ? join(comps, n) + "/" + name : name;
+  std::string path = n ? join_path(comps, n) + "/" + name : name;
   if (overlay) {
     BERTH_TRY(clear_slot(u, entry, dir->get(), name, false));
     if (::mknodat(dir->get(), name.c_str(), S_IFCHR | 0, makedev(0, 0)) < 0)
@@ -332,17 +342,17 @@ Result<void> apply_opaque(Unpacker& u, std::string_view entry,
   if (u.opts.whiteouts == WhiteoutMode::apply) {
     // The marker may come after entries of the same directory, so lower
     // content is removed at the end, keeping what this layer wrote.
-    u.opaque_dirs.push_back(join(comps, n));
+    u.opaque_dirs.push_back(join_path(comps, n));
     return {};
   }
   BERTH_ASSIGN(UniqueFd dir, open_dir(u, entry, comps, n, true));
   if (::fsetxattr(dir.get(), "trusted.overlay.opaque", "y", 1, 0) < 0)
-    return u.fail(entry, errno, "set trusted.overlay.opaque on \"{}\"", join(comps, n));
+    return u.fail(entry, errno, "set trusted.overlay.opaque on \"{}\"", join_path(comps, n));
   return {};
 }
 
 void mark_written(Unpacker& u, const std::vector<std::string>& comps) {
-  for (size_t i = 1; i <= comps.size(); ++i) u.written.insert(join(comps, i));
+  for (size_t i = 1; i <= comps.size(); ++i) u.written.insert(join_path(comps, i));
 }
 
 Result<void> unpack_entry(Unpacker& u, struct archive* a, struct archive_entry* e) {
@@ -366,7 +376,7 @@ Result<void> unpack_entry(Unpacker& u, struct archive* a, struct archive_entry* 
     case AE_IFREG:
       return make_file(u, a, e, entry, dir.get(), name);
     case AE_IFDIR:
-      return make_dir(u, e, entry, dir.get(), name, join(comps, comps.size()));
+      return make_dir(u, e, entry, dir.get(), name, join_path(comps, comps.size()));
     case AE_IFLNK:
       return make_symlink(u, e, entry, dir.get(), name);
     case AE_IFCHR:
@@ -382,7 +392,7 @@ Result<void> unpack_entry(Unpacker& u, struct archive* a, struct archive_entry* 
 Result<void> clear_opaque(Unpacker& u, const std::string& path) {
   std::string entry =
       path.empty() ? std::string(kOpaqueMarker) : path + "/" + std::string(kOpaqueMarker);
-  auto comps = split(path);
+  auto comps = split_path(path);
   BERTH_ASSIGN(UniqueFd dir, open_dir(u, entry, comps, comps.size(), false));
   std::unique_ptr<DIR, DirCloser> d(::fdopendir(dir.release()));
   if (!d) return u.fail(entry, errno, "fdopendir \"{}\"", path);
@@ -404,10 +414,16 @@ Result<void> clear_opaque(Unpacker& u, const std::string& path) {
   return {};
 }
 
-// Deepest first, so that a parent's mtime is set after its children's.
+// Deepest first, so that a parent's mtime is set after its children's. An
+// implicit parent that the archive lists later takes the archive's values.
 Result<void> finish_dirs(Unpacker& u) {
+  std::unordered_set<std::string> listed;
+  for (const PendingDir& d : u.dirs) {
+    if (!d.implicit) listed.insert(d.path);
+  }
   for (auto it = u.dirs.rbegin(); it != u.dirs.rend(); ++it) {
-    auto comps = split(it->path);
+    if (it->implicit && listed.contains(it->path)) continue;
+    auto comps = split_path(it->path);
     BERTH_ASSIGN(UniqueFd fd, open_dir(u, it->path, comps, comps.size(), false));
     if (::fchmod(fd.get(), it->mode) < 0) return u.fail(it->path, errno, "chmod {:o}", it->mode);
     struct timespec times[2] = {it->mtime, it->mtime};
@@ -436,6 +452,11 @@ Result<UnpackStats> unpack_layer(const std::string& archive_path, const std::str
   Unpacker u{.archive_path = archive_path, .opts = opts};
   u.root.reset(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!u.root) return sys_error("unpack", "{}: open destination {}", archive_path, dest);
+  for (const std::string& dir : opts.lower_dirs) {
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return sys_error("unpack", "{}: open lower layer {}", archive_path, dir);
+    u.lowers.push_back(std::move(fd));
+  }
   BERTH_ASSIGN(ArchivePtr a, open_archive(archive_path));
   struct archive_entry* e;
   int rc;

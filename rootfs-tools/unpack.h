@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 
@@ -34,6 +35,11 @@ struct UnpackOptions {
   // chown entries to the uid/gid in the archive (needs CAP_CHOWN).
   bool preserve_ownership = true;
   WhiteoutMode whiteouts = WhiteoutMode::apply;
+  // Overlay mode: the unpacked layers below this one, topmost first. A parent
+  // directory the archive does not list takes mode, owner and mtime from the
+  // first of them that has it (else 0755, root), so the overlay shows what
+  // the flattened image would.
+  std::vector<std::string> lower_dirs;
 };
 
 struct UnpackStats {

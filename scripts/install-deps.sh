@@ -15,14 +15,19 @@ packages=(
   nettle-dev
   # task networking (netns/): netlink and nftables
   libnl-3-dev libnl-route-3-dev libnftables-dev
-  # images and root filesystems (rootfs-tools/): layer archives
-  libarchive-dev
+  # images and root filesystems (rootfs-tools/): layer archives, registry
+  # client; mkfs.ext4 for size-limited writable layers
+  libarchive-dev libcurl4-openssl-dev e2fsprogs
   # static probe binary for the integration tests (libc.a comes with libc6-dev)
   libc6-dev
   # test and benchmark fixtures: the busybox rootfs and the baseline runtime
   busybox-static runc
   # baseline of the network benchmark: the CNI bridge plugin
   containernetworking-plugins
+  # image tests: skopeo makes OCI layouts / docker archives and pushes to a
+  # local registry (docker-registry, the CNCF distribution registry);
+  # htpasswd -B writes its basic-auth file
+  skopeo docker-registry apache2-utils
   # tools the tests use on the host
   iproute2 util-linux procps nftables
 )

@@ -1,0 +1,78 @@
+// Pulling images from an OCI distribution registry (HTTP API v2) with libcurl.
+//
+// Transport: registries on loopback (localhost, 127.0.0.0/8, ::1) are spoken
+// to over plain http, as Docker does; every other registry over https with
+// certificate verification, unless PullOptions::insecure names it.
+// Auth: the WWW-Authenticate challenge flow. A 401 with "Basic" is answered
+// with the credentials given; "Bearer realm=...,service=...,scope=..." is
+// answered by fetching a token from the realm (with the credentials, if any,
+// else anonymously) and retrying with it; tokens are reused per scope.
+// Content: an index / manifest list is resolved to the platform's manifest;
+// docker v2 schema 2 and OCI manifests; the config and layers are fetched in
+// parallel into the blob store, each verified against its digest before it
+// is committed (a tampered blob is an error naming both digests and nothing
+// of it is kept). A download that is interrupted leaves a partial file that
+// the next pull resumes with a Range request.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.h"
+#include "rootfs-tools/image.h"
+#include "rootfs-tools/image_store.h"
+#include "rootfs-tools/reference.h"
+
+namespace berth::rootfs {
+
+struct Credentials {
+  std::string username;
+  std::string password;
+};
+
+struct PullOptions {
+  Platform platform = host_platform();
+  std::optional<Credentials> credentials;
+  // Registries (host[:port]) reached over plain http although not loopback.
+  std::vector<std::string> insecure_registries;
+  int parallel = 4;  // concurrent blob downloads
+  // Called one event at a time (serialised), from the download workers'
+  // threads; must not throw.
+  Progress progress;
+  // Total attempts per request on transient failures (connection reset,
+  // 5xx); a resumed blob continues where the last attempt stopped.
+  int attempts = 3;
+  long connect_timeout_s = 30;
+};
+
+struct PullStats {
+  uint64_t blobs_fetched = 0;  // downloaded by this pull (config + layers)
+  uint64_t blobs_present = 0;  // already in the store (or fetched by a concurrent pull)
+  uint64_t blobs_resumed = 0;  // continued from a partial download
+  uint64_t bytes_downloaded = 0;
+};
+
+struct PullResult {
+  Image image;
+  PullStats stats;
+};
+
+// Pulls `ref` and registers it under ref.str() (its tag, or the digest).
+Result<PullResult> pull(ImageStore& store, const Reference& ref, const PullOptions& opts = {});
+
+// One WWW-Authenticate challenge: scheme ("Basic", "Bearer") and its
+// parameters with lowercase keys (realm, service, scope, error); a token68
+// (RFC 7235 "Negotiate abc==") is stored under the empty key.
+struct Challenge {
+  std::string scheme;
+  std::map<std::string, std::string> params;
+};
+// Parses a WWW-Authenticate header value (RFC 7235: several challenges,
+// quoted strings with escapes, token68). Malformed input is an error.
+Result<std::vector<Challenge>> parse_www_authenticate(std::string_view header);
+
+}  // namespace berth::rootfs
