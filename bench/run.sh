@@ -86,3 +86,6 @@ fi
 bash "$here/../scripts/make-test-image.sh" --probe "$probe" "$work/test-image" >/dev/null
 "$rootfsbench" --image "$work/test-image" --rounds "${BENCH_ROOTFS_ROUNDS:-200}" \
   --import-mb "${BENCH_IMPORT_MB:-100}" --import-runs "${BENCH_IMPORT_RUNS:-3}"
+
+# The task shim: memory of 200 berth-shim processes running at once.
+bash "$here/shim_rss.sh" "$build" "${BENCH_SHIM_TASKS:-200}"

@@ -95,6 +95,8 @@ struct InitContext {
   int console_fd = -1;
   int seccomp_listener_fd = -1;
   unsigned preserve_fds = 0;
+  int stdio[3] = {-1, -1, -1};
+  bool die_with_parent = false;
   bool new_user_ns = false;
   bool new_cgroup_ns = false;
   bool runtime_hooks = false;
@@ -215,6 +217,16 @@ Result<UniqueFd> init_wait_for_start(const InitContext& ctx) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // The caller's stdio choice (the shim's log pipes); a terminal replaces
+  // it later. dup2 clears O_CLOEXEC on the new fd.
+  if (!spec.process->terminal) {
+    for (int i = 0; i < 3; ++i) {
+      if (ctx.stdio[i] >= 0 && ctx.stdio[i] != i && ::dup2(ctx.stdio[i], i) < 0) {
+        init_fail(report_fd,
+                  sys_error("process", "dup2 stdio fd {} to {}", ctx.stdio[i], i).error());
+      }
+    }
+  }
   // Not dumpable until execve: another process of the container cannot
   // open /proc/<init>/exe (our host binary) or our fds (CVE-2019-5736).
   ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -231,7 +243,7 @@ Result<UniqueFd> init_wait_for_start(const InitContext& ctx) {
 
   // Cleared before `ready`: once the parent has it, `create` may exit at
   // once, and a death signal still armed would kill the init it created.
-  ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+  if (!ctx.die_with_parent) ::prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
   check(sync_send(ctx.sync_fd, {SyncType::ready, 0, {}}));
 
   UniqueFd start_conn;
@@ -420,6 +432,8 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   ctx.console_fd = opts.console_fd >= 0 ? opts.console_fd : console.get();
   ctx.seccomp_listener_fd = seccomp_listener.get();
   ctx.preserve_fds = opts.preserve_fds;
+  std::copy(std::begin(opts.stdio), std::end(opts.stdio), std::begin(ctx.stdio));
+  ctx.die_with_parent = opts.die_with_parent;
   auto* userns = spec.linux.find_namespace(NamespaceType::user);
   ctx.new_user_ns = userns != nullptr && userns->path.empty();
   auto* cgroupns = spec.linux.find_namespace(NamespaceType::cgroup);

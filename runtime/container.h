@@ -28,6 +28,13 @@ struct CreateOptions {
   unsigned preserve_fds = 0;   // fds 3 .. 3+N-1 are passed to the process
   // run: the init execs as soon as it is ready instead of waiting for start.
   bool start_now = false;
+  // fds that become the process's stdin/stdout/stderr (-1: the caller's).
+  // Ignored for a terminal process (the pty is its stdio).
+  int stdio[3] = {-1, -1, -1};
+  // Keep the init's parent-death signal (SIGKILL) armed after `ready`: for a
+  // supervisor that stays the parent (berth-shim), so that the container
+  // dies with it. `create` of the CLI exits at once and must not set it.
+  bool die_with_parent = false;
 };
 
 struct CreatedContainer {

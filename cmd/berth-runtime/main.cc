@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "runtime/container.h"
 #include "runtime/default_profile.h"
+#include "runtime/exec.h"
 #include "runtime/features.h"
 #include "runtime/sync.h"
 
@@ -195,6 +196,41 @@ int cmd_run(const Globals& g, rt::CreateOptions opts, bool detach) {
   return code;
 }
 
+// ---- exec --------------------------------------------------------------------
+
+// --env K=V entries override the container process's variable K, or are
+// added (runc's rule).
+std::vector<std::string> merge_env(std::vector<std::string> env,
+                                   const std::vector<std::string>& extra) {
+  for (const auto& e : extra) {
+    std::string key = e.substr(0, e.find('='));
+    std::erase_if(env, [&](const std::string& v) { return v.substr(0, v.find('=')) == key; });
+    env.push_back(e);
+  }
+  return env;
+}
+
+int cmd_exec(const Globals& g, const std::string& id, rt::ExecOptions opts,
+             const std::vector<std::string>& extra_env) {
+  if (!extra_env.empty()) {
+    auto st = rt::container_state(g.root, id);
+    if (!st) return fail(st.error());
+    auto spec = rt::load_spec(st->bundle);
+    if (!spec) return fail(spec.error());
+    if (spec->process) opts.env = merge_env(spec->process->env, extra_env);
+  }
+  // As in `run`: the signals we forward must not kill us first.
+  sigset_t all, old;
+  sigfillset(&all);
+  for (int s : {SIGILL, SIGFPE, SIGSEGV, SIGBUS, SIGTRAP, SIGABRT}) sigdelset(&all, s);
+  ::sigprocmask(SIG_BLOCK, &all, &old);
+  auto proc = rt::exec_in_container(g.root, id, opts);
+  if (!proc) return fail(proc.error());
+  int code = wait_and_forward(proc->pid, all, nullptr);
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  return code;
+}
+
 // ---- spec ------------------------------------------------------------------
 
 int cmd_spec(const std::string& bundle, bool rootless) {
@@ -297,6 +333,17 @@ int main(int argc, char** argv) {
   events->add_option("id", id)->required();
   events->add_flag("--stats", stats, "print statistics once and exit")->required();
   auto* list = app.add_subcommand("list", "list containers");
+  rt::ExecOptions eopts;
+  std::vector<std::string> exec_env;
+  auto* exec = app.add_subcommand("exec", "run a process in a running container");
+  exec->add_option("--cwd", eopts.cwd, "working directory in the container (absolute)");
+  exec->add_option("-e,--env", exec_env, "set an environment variable (K=V; repeatable)")
+      ->allow_extra_args(false);
+  exec->add_option("id", id, "container id")->required();
+  exec->add_option("args", eopts.args, "the program and its arguments (after --)")->required();
+  // Everything after the id is the program's, dashes included (runc's
+  // `exec ID ARGS...` form works too).
+  exec->positionals_at_end();
 
   try {
     app.parse(argc, argv);
@@ -344,5 +391,12 @@ int main(int argc, char** argv) {
   if (*features) return print_json(rt::features_json());
   if (*events) return cmd_events_stats(g, id);
   if (*list) return cmd_list(g);
+  if (*exec) {
+    // With positionals_at_end, CLI11 keeps the `--` that separates the id
+    // from the program.
+    if (!eopts.args.empty() && eopts.args[0] == "--") eopts.args.erase(eopts.args.begin());
+    if (eopts.args.empty()) return fail(Error{"exec", 0, "no program given after the id"});
+    return cmd_exec(g, id, eopts, exec_env);
+  }
   return 1;
 }

@@ -1,0 +1,605 @@
+// berth-shim with real containers: the test plays the control plane — it
+// writes task.json, starts the shim binary, talks to it over its socket,
+// disconnects and reconnects, kills it, and checks what the kernel and the
+// state directory say afterwards.
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "tests/integration/harness.h"
+
+using namespace berth::test;
+namespace stdfs = std::filesystem;
+
+namespace {
+
+const std::string kShim = BERTH_BIN_DIR "/berth-shim";
+
+bool pid_alive(pid_t pid) {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0) return false;
+  // A zombie is not alive (the shim's starter is not its parent).
+  std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(st, line);
+  size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+// One connection to a shim's socket, line by line.
+class ShimClient {
+ public:
+  explicit ShimClient(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd_ >= 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  }
+  ~ShimClient() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  void send(const Json& req) {
+    std::string line = req.dump() + "\n";
+    REQUIRE(::send(fd_, line.data(), line.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(line.size()));
+  }
+
+  // The next message, or nullopt at EOF or after `timeout`.
+  std::optional<Json> next(std::chrono::milliseconds timeout = 60s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+      if (size_t nl = buf_.find('\n'); nl != std::string::npos) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return Json::parse(line);
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      char tmp[65536];
+      ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+      if (n <= 0) return std::nullopt;
+      buf_.append(tmp, static_cast<size_t>(n));
+    }
+  }
+
+  // Sends a request and returns its response (events before it are kept
+  // for wait_event).
+  Json call(Json req) {
+    req["id"] = ++id_;
+    send(req);
+    while (auto m = next()) {
+      if (m->contains("id") && (*m)["id"] == id_) return *m;
+      events_.push_back(*m);
+    }
+    FAIL("no response to " << req.dump());
+    return {};
+  }
+
+  // The first event (queued or new) for which `pred` holds.
+  std::optional<Json> wait_event(const std::function<bool(const Json&)>& pred,
+                                 std::chrono::milliseconds timeout = 60s) {
+    for (size_t i = 0; i < events_.size(); ++i) {
+      if (pred(events_[i])) {
+        Json e = events_[i];
+        events_.erase(events_.begin() + static_cast<long>(i));
+        return e;
+      }
+    }
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto m = next(std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now()));
+      if (!m) return std::nullopt;
+      if (pred(*m)) return m;
+      events_.push_back(*m);
+    }
+    return std::nullopt;
+  }
+
+  // True once the shim closed the connection.
+  bool wait_eof(std::chrono::milliseconds timeout = 60s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 200) <= 0) continue;
+      char tmp[65536];
+      ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+      if (n == 0) return true;
+      if (n < 0) return errno != EAGAIN;
+      buf_.append(tmp, static_cast<size_t>(n));
+    }
+    return false;
+  }
+
+ private:
+  int fd_ = -1;
+  int id_ = 0;
+  std::string buf_;
+  std::vector<Json> events_;
+};
+
+auto exited_event(const std::string& name) {
+  return [name](const Json& e) {
+    return e.value("event", "") == "container_exited" && e["container"]["name"] == name;
+  };
+}
+
+// A task: its directory, its containers' bundles, the shim process. The
+// destructor kills whatever is left and records leaks.
+class Task {
+ public:
+  explicit Task(Runtime& rt) : rt_(rt), id_(unique_name()) {}
+  ~Task() {
+    if (pid_alive(shim_pid_)) ::kill(shim_pid_, SIGKILL);
+    wait_until([&] { return !pid_alive(shim_pid_); }, 30s);
+    for (const auto& [name, b] : bundles_) {
+      std::string rid = id_ + "-" + name;
+      if (stdfs::exists(rt_.root() + "/" + rid)) {
+        record_leak("container state " + rid);
+        rt_.exec({"delete", "--force", rid});
+      }
+      for (const auto& dir : berth::test::cgroup_dirs(cgroups_path(name))) {
+        if (stdfs::exists(dir)) {
+          record_leak("cgroup " + dir);
+          remove_cgroup_tree(dir);
+        }
+      }
+    }
+  }
+
+  // A container running `args` (busybox + probe rootfs).
+  Bundle& add(const std::string& name, const std::vector<std::string>& args, Json extra = {}) {
+    auto b = std::make_unique<Bundle>(rt_);
+    b->config()["process"]["args"] = args;
+    b->config()["linux"]["cgroupsPath"] = cgroups_path(name);
+    b->save();
+    Json c = {{"name", name}, {"bundle", b->dir()}};
+    for (auto& [k, v] : extra.items()) c[k] = v;
+    containers_.push_back(c);
+    bundles_.emplace_back(name, std::move(b));
+    return *bundles_.back().second;
+  }
+
+  std::string cgroups_path(const std::string& name) const { return id_ + "-" + name; }
+  const std::string& dir() const { return dir_.path(); }
+  std::string socket() const { return dir_.path() + "/shim.sock"; }
+  pid_t shim_pid() const { return shim_pid_; }
+
+  void write_task() {
+    Json t = {{"version", 1},
+              {"task_id", id_},
+              {"runtime_root", rt_.root()},
+              {"containers", containers_}};
+    std::ofstream(dir_.path() + "/task.json") << t.dump(2);
+  }
+
+  CommandResult start_raw() {
+    write_task();
+    return exec_command({kShim, "--task-dir", dir_.path()});
+  }
+
+  void start() {
+    auto r = start_raw();
+    INFO(r);
+    REQUIRE(r.exit_code == 0);
+    shim_pid_ = std::stoi(r.out);
+    REQUIRE(pid_alive(shim_pid_));
+  }
+
+  Json state_file() const { return Json::parse(read_file(dir_.path() + "/state.json")); }
+
+  Json container_state(const Json& state, const std::string& name) const {
+    for (const auto& c : state["containers"]) {
+      if (c["name"] == name) return c;
+    }
+    FAIL("no container " << name << " in " << state.dump());
+    return {};
+  }
+
+ private:
+  Runtime& rt_;
+  std::string id_;
+  TempDir dir_;
+  Json containers_ = Json::array();
+  std::vector<std::pair<std::string, std::unique_ptr<Bundle>>> bundles_;
+  pid_t shim_pid_ = -1;
+};
+
+// sh as pid 1 ignores SIGTERM unless it traps it.
+const std::vector<std::string> kTermable = {
+    "/bin/sh", "-c",
+    "trap 'echo bye; exit 143' TERM; echo hello; echo oops >&2; "
+    "while true; do sleep 0.2; done"};
+
+}  // namespace
+
+TEST_CASE("shim: a two-container task runs, reports and stops cleanly", "[shim]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  Runtime rt;
+  Task task(rt);
+  task.add("web", kTermable);
+  task.add("sidecar", {"/bin/sleep", "1000"}, {{"essential", false}, {"stop_timeout", 2}});
+  task.start();
+
+  ShimClient c(task.socket());
+  auto hello = c.call({{"op", "hello"}, {"subscribe", true}});
+  REQUIRE(hello["ok"] == true);
+  CHECK(hello["result"]["version"] == 1);
+  auto state = hello["result"]["state"];
+  CHECK(state["status"] == "RUNNING");
+  for (const std::string name : {"web", "sidecar"}) {
+    auto cs = task.container_state(state, name);
+    CHECK(cs["status"] == "RUNNING");
+    CHECK(pid_alive(cs["pid"].get<pid_t>()));
+  }
+  // Output reaches the log, in the CRI format.
+  std::string data;
+  bool logged = wait_until([&] {
+    auto l = c.call({{"op", "logs"}, {"container", "web"}});
+    data = l["result"]["data"];
+    return data.find(" stdout F hello\n") != std::string::npos &&
+           data.find(" stderr F oops\n") != std::string::npos;
+  });
+  INFO(data);
+  REQUIRE(logged);
+  auto stats = c.call({{"op", "stats"}, {"container", "web"}});
+  REQUIRE(stats["ok"] == true);
+  CHECK(stats["result"]["pids_current"].get<int>() >= 1);
+  CHECK(stats["result"]["memory_current"].get<uint64_t>() > 0);
+
+  pid_t web_pid = task.container_state(state, "web")["pid"];
+  pid_t side_pid = task.container_state(state, "sidecar")["pid"];
+  auto stop = c.call({{"op", "stop"}, {"reason", "test"}});
+  CHECK(stop["ok"] == true);
+  auto web = c.wait_event(exited_event("web"));
+  REQUIRE(web);
+  CHECK((*web)["container"]["exit_code"] == 143);  // its TERM trap
+  CHECK((*web)["container"]["reason"] == "TaskStopped: test");
+  auto side = c.wait_event(exited_event("sidecar"));
+  REQUIRE(side);
+  CHECK((*side)["container"]["exit_code"] == 137);  // sleep ignores TERM as pid 1: SIGKILL
+  auto stopped = c.wait_event([](const Json& e) { return e["event"] == "task_stopped"; });
+  REQUIRE(stopped);
+  CHECK((*stopped)["state"]["status"] == "STOPPED");
+  CHECK(c.wait_eof());
+  CHECK(wait_until([&] { return !pid_alive(task.shim_pid()); }));
+  CHECK_FALSE(pid_alive(web_pid));
+  CHECK_FALSE(pid_alive(side_pid));
+
+  // The final state is on disk, with timestamps in order.
+  auto final_state = task.state_file();
+  CHECK(final_state["status"] == "STOPPED");
+  for (const std::string name : {"web", "sidecar"}) {
+    auto cs = task.container_state(final_state, name);
+    CHECK(cs["status"] == "STOPPED");
+    std::string started = cs["started_at"], finished = cs["finished_at"];
+    CHECK_FALSE(started.empty());
+    CHECK(started < finished);
+    CHECK_FALSE(stdfs::exists(rt.root() + "/" + cs["runtime_id"].get<std::string>()));
+    for (const auto& dir : cgroup_dirs(task.cgroups_path(name))) CHECK_FALSE(stdfs::exists(dir));
+  }
+  std::string log = read_file(task.dir() + "/logs/web.log");
+  CHECK(log.find(" stdout F bye\n") != std::string::npos);
+  CHECK_FALSE(stdfs::exists(task.socket()));
+}
+
+TEST_CASE("shim: the state survives clients that die and exits nobody saw", "[shim]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  Runtime rt;
+  Task task(rt);
+  task.add("main", kTermable, {{"stop_timeout", 5}});
+  task.add("job", {"/bin/sh", "-c", "read x; exit 3"}, {{"essential", false}});
+  task.start();
+
+  // A control plane that is killed -9 in the middle of a conversation.
+  pid_t cp = ::fork();
+  if (cp == 0) {
+    ShimClient c(task.socket());
+    c.send({{"id", 1}, {"op", "hello"}, {"subscribe", true}});
+    ::pause();
+    ::_exit(0);
+  }
+  ::usleep(1);
+  REQUIRE(wait_until([&] { return stdfs::exists(task.socket()); }));
+  ::kill(cp, SIGKILL);
+  ::waitpid(cp, nullptr, 0);
+
+  // With nobody connected, "job" exits (its stdin is /dev/null: read fails).
+  REQUIRE(wait_until([&] {
+    auto s = task.state_file();
+    return task.container_state(s, "job")["status"] == "STOPPED";
+  }));
+  ShimClient c(task.socket());
+  auto hello = c.call({{"op", "hello"}});
+  auto job = task.container_state(hello["result"]["state"], "job");
+  CHECK(job["exit_code"] == 3);
+  CHECK(job["reason"] == "Exited with 3");
+  CHECK(hello["result"]["state"]["status"] == "RUNNING");  // job is not essential
+  CHECK(task.container_state(hello["result"]["state"], "main")["status"] == "RUNNING");
+  c.call({{"op", "stop"}});
+  CHECK(c.wait_eof());
+  CHECK(wait_until([&] { return !pid_alive(task.shim_pid()); }));
+}
+
+TEST_CASE("shim: containers die with a killed shim", "[shim]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  Runtime rt;
+  Task task(rt);
+  task.add("a", {"/bin/sleep", "1000"});
+  task.add("b", {"/bin/sh", "-c", "sleep 1000 & wait"});
+  task.start();
+  ShimClient c(task.socket());
+  auto hello = c.call({{"op", "hello"}, {"subscribe", true}});
+  pid_t a = task.container_state(hello["result"]["state"], "a")["pid"];
+  pid_t b = task.container_state(hello["result"]["state"], "b")["pid"];
+  REQUIRE(pid_alive(a));
+  REQUIRE(pid_alive(b));
+  REQUIRE(::kill(task.shim_pid(), SIGKILL) == 0);
+  CHECK(c.wait_eof());  // the control plane sees the shim gone
+  CHECK(wait_until([&] { return !pid_alive(a) && !pid_alive(b); }));
+  // The runtime state and cgroups are what a new shim or berthd cleans up;
+  // this test does it as the control plane would.
+  for (const std::string name : {"a", "b"}) {
+    auto rid = task.container_state(hello["result"]["state"], name)["runtime_id"];
+    CHECK(wait_until([&] {
+      auto r = rt.exec({"delete", "--force", rid.get<std::string>()});
+      return r.exit_code == 0;
+    }));
+  }
+}
+
+TEST_CASE("shim: an essential container's exit stops the task", "[shim]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  Runtime rt;
+  Task task(rt);
+  task.add("app", {"/bin/sh", "-c", "sleep 0.5; exit 5"});
+  task.add("sidecar", kTermable, {{"essential", false}});
+  task.start();
+  ShimClient c(task.socket());
+  c.call({{"op", "hello"}, {"subscribe", true}});
+  REQUIRE(c.wait_eof());
+  auto s = task.state_file();
+  CHECK(s["status"] == "STOPPED");
+  CHECK(s["stopped_reason"] == "EssentialContainerExited: app");
+  CHECK(task.container_state(s, "app")["exit_code"] == 5);
+  CHECK(task.container_state(s, "sidecar")["exit_code"] == 143);
+  CHECK(task.container_state(s, "sidecar")["reason"] ==
+        "TaskStopped: EssentialContainerExited: app");
+}
+
+TEST_CASE("shim: dependsOn orders starts and settles unmet conditions", "[shim]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  Runtime rt;
+  Task task(rt);
+  task.add("init", {"/bin/sh", "-c", "sleep 0.3; exit 0"}, {{"essential", false}});
+  task.add("app", {"/bin/sh", "-c", "sleep 0.3; exit 0"},
+           {{"depends_on", Json::array({{{"container", "init"}, {"condition", "SUCCESS"}}})}});
+  task.add("watcher", {"/bin/sleep", "1000"},
+           {{"essential", false},
+            {"stop_timeout", 1},
+            {"depends_on", Json::array({{{"container", "app"}, {"condition", "START"}}})}});
+  task.add("never", {"/bin/true"},
+           {{"essential", false},
+            {"depends_on", Json::array({{{"container", "watcher"}, {"condition", "SUCCESS"}}})}});
+  task.start();
+  ShimClient c(task.socket());
+  c.call({{"op", "hello"}, {"subscribe", true}});
+  REQUIRE(c.wait_eof());
+  auto s = task.state_file();
+  auto init = task.container_state(s, "init");
+  auto app = task.container_state(s, "app");
+  auto watcher = task.container_state(s, "watcher");
+  CHECK(init["exit_code"] == 0);
+  CHECK(app["started_at"].get<std::string>() >= init["finished_at"].get<std::string>());
+  CHECK(watcher["started_at"].get<std::string>() >= app["started_at"].get<std::string>());
+  CHECK(watcher["exit_code"] == 137);  // stopped with the task when app (essential) ended
+  auto never = task.container_state(s, "never");
+  CHECK(never["exit_code"].is_null());
+  CHECK(never["started_at"] == "");
+  CHECK_THAT(never["reason"].get<std::string>(),
+             Catch::StartsWith("TaskStopped") || Catch::StartsWith("DependencyConditionNotMet"));
+
+  // SUCCESS that fails: the dependent never starts.
+  Task task2(rt);
+  task2.add("init", {"/bin/sh", "-c", "exit 1"}, {{"essential", false}});
+  task2.add("app", {"/bin/true"},
+            {{"depends_on", Json::array({{{"container", "init"}, {"condition", "SUCCESS"}}})}});
+  task2.start();
+  REQUIRE(wait_until([&] { return !pid_alive(task2.shim_pid()); }));
+  auto s2 = task2.state_file();
+  CHECK(task2.container_state(s2, "app")["reason"] == "DependencyConditionNotMet: init SUCCESS");
+  CHECK(s2["stopped_reason"] == "EssentialContainerExited: app");
+}
+
+TEST_CASE("shim: an OOM kill is reported as such", "[shim]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  Runtime rt;
+  Task task(rt);
+  auto& b = task.add("hog", {"/bin/sh", "-c", "x=aaaaaaaa; while true; do x=$x$x; done"});
+  b.config()["linux"]["resources"]["memory"] = {{"limit", 32 << 20}, {"swap", 32 << 20}};
+  b.save();
+  task.start();
+  REQUIRE(wait_until([&] { return !pid_alive(task.shim_pid()); }, 120s));
+  auto hog = task.container_state(task.state_file(), "hog");
+  CHECK(hog["oom_killed"] == true);
+  CHECK(hog["exit_code"] == 137);
+  CHECK(hog["reason"] == "OutOfMemoryError: Container killed due to memory usage");
+}
+
+TEST_CASE("shim: a bad task is refused before the shim detaches", "[shim]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  Runtime rt;
+  Task task(rt);
+  task.add("a", {"/bin/true"},
+           {{"depends_on", Json::array({{{"container", "b"}, {"condition", "START"}}})}});
+  auto r = task.start_raw();
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.err, Catch::Contains("no container named \"b\""));
+  CHECK_FALSE(stdfs::exists(task.socket()));
+}
+
+TEST_CASE("shim: restartPolicy restarts with backoff, gives up after the period", "[shim]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  Runtime rt;
+  Task task(rt);
+  task.add("flaky", {"/bin/sh", "-c", "echo run; sleep 0.2; exit 1"},
+           {{"restart_policy",
+             {{"enabled", true}, {"ignored_exit_codes", {0}}, {"restart_attempt_period", 4}}}});
+  task.start();
+  ShimClient c(task.socket());
+  c.call({{"op", "hello"}, {"subscribe", true}});
+  std::vector<double> starts;
+  auto seconds = [](const std::string& ts) {
+    // "2026-11-26T21:40:00.123456789Z": minutes and seconds are enough here.
+    return std::stod(ts.substr(14, 2)) * 60 + std::stod(ts.substr(17, 12));
+  };
+  std::optional<Json> last_exit;
+  while (auto e = c.wait_event([](const Json& e) {
+    return e["event"] == "container_started" || e["event"] == "container_exited" ||
+           e["event"] == "task_stopped";
+  })) {
+    if ((*e)["event"] == "task_stopped") break;
+    if ((*e)["event"] == "container_started") {
+      starts.push_back(seconds((*e)["container"]["started_at"]));
+    } else {
+      last_exit = (*e)["container"];
+      if ((*e)["container"]["status"] == "RESTARTING") {
+        CHECK((*e)["container"]["exit_code"] == 1);
+      }
+    }
+  }
+  REQUIRE(last_exit);
+  CHECK((*last_exit)["status"] == "STOPPED");
+  CHECK_THAT((*last_exit)["reason"].get<std::string>(), Catch::Contains("not restarted"));
+  int restarts = (*last_exit)["restart_count"];
+  CHECK(restarts >= 2);
+  // The first start came before we connected: these are the restarts, the
+  // first after 1 s of backoff, the next after 2 s, then 4 s.
+  REQUIRE(starts.size() == static_cast<size_t>(restarts));
+  REQUIRE(starts.size() >= 2);
+  CHECK(starts[1] - starts[0] >= 2.0);
+  if (starts.size() >= 3) CHECK(starts[2] - starts[1] >= 4.0);
+  CHECK(task.state_file()["stopped_reason"] == "EssentialContainerExited: flaky");
+  // Every run wrote to the same log.
+  std::string log = read_file(task.dir() + "/logs/flaky.log");
+  size_t runs = 0;
+  for (size_t p = 0; (p = log.find(" stdout F run\n", p)) != std::string::npos; ++p) runs++;
+  CHECK(runs == starts.size() + 1);
+}
+
+TEST_CASE("shim: ignoredExitCodes are not restarted", "[shim]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  Runtime rt;
+  Task task(rt);
+  task.add("done", {"/bin/sh", "-c", "exit 3"},
+           {{"restart_policy",
+             {{"enabled", true}, {"ignored_exit_codes", {0, 3}}, {"restart_attempt_period", 60}}}});
+  task.start();
+  REQUIRE(wait_until([&] { return !pid_alive(task.shim_pid()); }));
+  auto s = task.container_state(task.state_file(), "done");
+  CHECK(s["exit_code"] == 3);
+  CHECK(s["restart_count"] == 0);
+}
+
+TEST_CASE("shim: initProcessEnabled reaps zombies and forwards signals", "[shim]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  Runtime rt;
+  Task task(rt);
+  // An orphan that exits: reparented to pid 1, which must reap it.
+  task.add("app",
+           {"/bin/sh", "-c",
+            "(sleep 0.2 &); sleep 1; echo zombies=$(cat /proc/[0-9]*/stat | grep -c ') Z '); "
+            "echo pid1=$(tr '\\0' ' ' < /proc/1/cmdline); echo ready; "
+            "while true; do sleep 0.2; done"},
+           {{"init_process", true}, {"stop_timeout", 20}});
+  task.start();
+  ShimClient c(task.socket());
+  c.call({{"op", "hello"}, {"subscribe", true}});
+  std::string data;
+  REQUIRE(wait_until([&] {
+    data = c.call({{"op", "logs"}, {"container", "app"}})["result"]["data"];
+    return data.find("ready") != std::string::npos;
+  }));
+  INFO(data);
+  CHECK(data.find("zombies=0") != std::string::npos);
+  CHECK(data.find("pid1=/sbin/berth-init init -- /bin/sh") != std::string::npos);
+  // sh is not pid 1 under the init: the forwarded SIGTERM ends it at once.
+  c.call({{"op", "stop"}});
+  auto e = c.wait_event(exited_event("app"));
+  REQUIRE(e);
+  CHECK((*e)["container"]["exit_code"] == 143);
+  CHECK(c.wait_eof());
+}
+
+TEST_CASE("shim: health checks go HEALTHY, then UNHEALTHY; HEALTHY gates dependents", "[shim]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  Runtime rt;
+  Task task(rt);
+  // Healthy while /dev/shm/ok exists (the container's own tmpfs: the check
+  // must run in the container's mount namespace to see it); SIGUSR1 makes
+  // the container remove it.
+  task.add("app",
+           {"/bin/sh", "-c",
+            "trap 'rm -f /dev/shm/ok' USR1; touch /dev/shm/ok; while true; do sleep 0.2; done"},
+           {{"stop_timeout", 1},
+            {"health_check",
+             {{"command", {"CMD-SHELL", "test -e /dev/shm/ok"}},
+              {"interval", 1},
+              {"timeout", 2},
+              {"retries", 2}}}});
+  task.add("web", {"/bin/sh", "-c", "touch /dev/shm/x; while true; do sleep 0.2; done"},
+           {{"stop_timeout", 1},
+            {"depends_on", Json::array({{{"container", "app"}, {"condition", "HEALTHY"}}})}});
+  task.start();
+  ShimClient c(task.socket());
+  auto hello = c.call({{"op", "hello"}, {"subscribe", true}});
+  CHECK(task.container_state(hello["result"]["state"], "app")["health_status"] == "UNKNOWN");
+  CHECK(task.container_state(hello["result"]["state"], "web")["status"] == "PENDING");
+
+  auto healthy = c.wait_event([](const Json& e) {
+    return e["event"] == "health_changed" && e["container"]["health_status"] == "HEALTHY";
+  });
+  REQUIRE(healthy);
+  auto web = c.wait_event([](const Json& e) {
+    return e["event"] == "container_started" && e["container"]["name"] == "web";
+  });
+  REQUIRE(web);
+  CHECK((*web)["container"]["started_at"].get<std::string>() >=
+        (*healthy)["container"]["started_at"].get<std::string>());
+
+  // Make the check fail: the container removes /dev/shm/ok.
+  auto sig = c.call({{"op", "signal"}, {"container", "app"}, {"signal", SIGUSR1}});
+  REQUIRE(sig["ok"] == true);
+  auto unhealthy = c.wait_event([](const Json& e) {
+    return e["event"] == "health_changed" && e["container"]["health_status"] == "UNHEALTHY";
+  });
+  REQUIRE(unhealthy);
+  CHECK((*unhealthy)["container"]["health_output"] == "exit code 1");
+  CHECK(task.container_state(task.state_file(), "app")["health_status"] == "UNHEALTHY");
+  c.call({{"op", "stop"}});
+  CHECK(c.wait_eof());
+}
