@@ -379,8 +379,8 @@ Result<ExecedProcess> exec_in_container(const std::string& root, const std::stri
   ctx.sync_fd = child_end.get();
 
   std::optional<ForChildrenRestore> restore(std::in_place);
-
-  BERTH_ASSIGN(SpawnedInit child, spawn_init(CLONE_THREAD, cgroup_dir.get(), for_children));
+  BERTH_TRY(restore->save(for_children));
+  BERTH_ASSIGN(SpawnedInit child, spawn_init(0, cgroup_dir.get(), for_children));
   if (child.pid == -1) {
     parent_end.reset();
     exec_child_main(ctx);

@@ -689,12 +689,3 @@ TEST_CASE("berth-only: no fd of exec_in_container's caller leaks into the contai
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.empty());
 }
-TEST_CASE("TMP restore", "[tmprestore]") {
-  Runtime rt;
-  Container c(rt);
-  start_running(c);
-  auto p = brt::exec_in_container(rt.root(), c.id(), {.args = {"/bin/probe", "pid"}});
-  REQUIRE(!p);
-  INFO(p.error().str());
-  CHECK(read_link("/proc/self/ns/pid_for_children") == read_link("/proc/self/ns/pid"));
-}
