@@ -108,10 +108,28 @@ Result<UniqueFd> enter_for_children(const std::vector<JoinedNamespace>& joined, 
 
 Result<SpawnedInit> spawn_init(unsigned long flags, int cgroup_fd,
                                const std::vector<JoinedNamespace>& joined, bool legacy_clone) {
-  BERTH_ASSIGN(UniqueFd restore_pid,
+  // The caller's own pid/time namespaces for its later children, put back
+  // on every path out of here (a failed clone included: a long-lived caller
+  // like berth-shim would otherwise fork everything after into a container).
+  UniqueFd restore_pid, restore_time;
+  auto restore = [&]() -> Result<void> {
+    if (restore_pid && ::setns(restore_pid.get(), CLONE_NEWPID) != 0) {
+      return sys_error("namespaces", "restore pid_for_children");
+    }
+    if (restore_time && ::setns(restore_time.get(), CLONE_NEWTIME) != 0) {
+      return sys_error("namespaces", "restore time_for_children");
+    }
+    return {};
+  };
+  BERTH_ASSIGN(restore_pid,
                enter_for_children(joined, NamespaceType::pid, "/proc/self/ns/pid_for_children"));
-  BERTH_ASSIGN(UniqueFd restore_time,
-               enter_for_children(joined, NamespaceType::time, "/proc/self/ns/time_for_children"));
+  auto entered_time =
+      enter_for_children(joined, NamespaceType::time, "/proc/self/ns/time_for_children");
+  if (!entered_time) {
+    (void)restore();
+    return std::unexpected(entered_time.error());
+  }
+  restore_time = std::move(*entered_time);
   SpawnedInit out;
   int pidfd = -1;
   struct clone_args args = {};
@@ -142,15 +160,14 @@ Result<SpawnedInit> spawn_init(unsigned long flags, int cgroup_fd,
     pid =
         ::syscall(SYS_clone, (flags & 0xffffffffUL) | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
   }
-  if (pid < 0) return sys_error("namespaces", "clone3 with flags {:#x}", flags);
+  if (pid < 0) {
+    auto e = sys_error("namespaces", "clone3 with flags {:#x}", flags);
+    (void)restore();
+    return e;
+  }
   if (pid == 0) return out;  // child: pid stays -1 in out, caller checks the value
   // Parent: restore our own namespaces for later children.
-  if (restore_pid && ::setns(restore_pid.get(), CLONE_NEWPID) != 0) {
-    return sys_error("namespaces", "restore pid_for_children");
-  }
-  if (restore_time && ::setns(restore_time.get(), CLONE_NEWTIME) != 0) {
-    return sys_error("namespaces", "restore time_for_children");
-  }
+  BERTH_TRY(restore());
   out.pid = static_cast<pid_t>(pid);
   out.pidfd.reset(pidfd);
   return out;
