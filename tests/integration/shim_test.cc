@@ -603,3 +603,52 @@ TEST_CASE("shim: health checks go HEALTHY, then UNHEALTHY; HEALTHY gates depende
   c.call({{"op", "stop"}});
   CHECK(c.wait_eof());
 }
+
+TEST_CASE("shim: 200 tasks at once; each shim's memory is reported", "[shim][shim-200]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  constexpr int kTasks = 200;
+  Runtime rt;
+  std::vector<std::unique_ptr<Task>> tasks;
+  for (int i = 0; i < kTasks; ++i) {
+    tasks.push_back(std::make_unique<Task>(rt));
+    tasks.back()->add("c", {"/bin/sleep", "1000"}, {{"stop_timeout", 0}});
+    tasks.back()->start();
+  }
+  auto status_kb = [](pid_t pid, const std::string& key) {
+    for (const auto& line : split_lines(read_file("/proc/" + std::to_string(pid) + "/status"))) {
+      if (line.starts_with(key + ":")) return std::stoul(line.substr(key.size() + 1));
+    }
+    return 0ul;
+  };
+  auto pss_kb = [](pid_t pid) {
+    for (const auto& line :
+         split_lines(read_file("/proc/" + std::to_string(pid) + "/smaps_rollup"))) {
+      if (line.starts_with("Pss:")) return std::stoul(line.substr(4));
+    }
+    return 0ul;
+  };
+  unsigned long rss = 0, rss_max = 0, anon = 0, pss = 0, pss_max = 0;
+  for (auto& t : tasks) {
+    REQUIRE(t->container_state(t->state_file(), "c")["status"] == "RUNNING");
+    unsigned long r = status_kb(t->shim_pid(), "VmRSS"), p = pss_kb(t->shim_pid());
+    rss += r;
+    rss_max = std::max(rss_max, r);
+    anon += status_kb(t->shim_pid(), "RssAnon");
+    pss += p;
+    pss_max = std::max(pss_max, p);
+  }
+  WARN("berth-shim memory with " << kTasks << " tasks, KiB per shim: RSS mean " << rss / kTasks
+                                 << " max " << rss_max << " (binary text shared by all), PSS mean "
+                                 << pss / kTasks << " max " << pss_max << ", RssAnon mean "
+                                 << anon / kTasks);
+  CHECK(pss / kTasks <= 1536);
+  for (auto& t : tasks) {
+    ShimClient c(t->socket());
+    c.call({{"op", "stop"}});
+  }
+  for (auto& t : tasks) {
+    CHECK(wait_until([&] { return !pid_alive(t->shim_pid()); }, 120s));
+    CHECK(t->state_file()["status"] == "STOPPED");
+  }
+}
