@@ -667,4 +667,12 @@ Result<CgroupStats> container_stats(const std::string& root, const std::string& 
   return cg->stats();
 }
 
+Result<UniqueFd> connect_unix_socket(const std::string& path) {
+  return connect_unix(path);
+}
+
+Result<UniqueFd> open_container_init(const ContainerState& st) {
+  return open_init_pidfd(st);
+}
+
 }  // namespace berth::runtime

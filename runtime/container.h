@@ -56,4 +56,10 @@ Result<void> kill_container(const std::string& root, const std::string& id, int 
 Result<void> delete_container(const std::string& root, const std::string& id, bool force);
 Result<CgroupStats> container_stats(const std::string& root, const std::string& id);
 
+// Shared with exec.cc: a connected unix stream socket (console socket,
+// seccomp listenerPath), and a pidfd of a container's init that is checked to
+// still be that init (start time), ESRCH otherwise.
+Result<UniqueFd> connect_unix_socket(const std::string& path);
+Result<UniqueFd> open_container_init(const ContainerState& st);
+
 }  // namespace berth::runtime

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "runtime/caps.h"
 #include "runtime/cgroup.h"
+#include "runtime/container.h"
 #include "runtime/namespaces.h"
 #include "runtime/process.h"
 #include "runtime/seccomp.h"
@@ -43,15 +44,7 @@ Result<UniqueFd> open_running_init(const ContainerState& st) {
     return error(kStep, "cannot exec in container {}: it is {}, not running", st.id,
                  status_name(status));
   }
-  int fd = static_cast<int>(::syscall(SYS_pidfd_open, st.pid, 0));
-  if (fd < 0) return sys_error(kStep, "pidfd_open {} (the init of container {})", st.pid, st.id);
-  UniqueFd pidfd(fd);
-  // Checked after the pidfd exists: a matching start time means the pidfd
-  // is the init's and not a reused pid's.
-  if (process_start_time(st.pid) != st.pid_start_time) {
-    return errno_error(kStep, ESRCH, "container {} is not running", st.id);
-  }
-  return pidfd;
+  return open_container_init(st);
 }
 
 struct NamespaceFile {
@@ -131,24 +124,6 @@ class ForChildrenRestore {
  private:
   UniqueFd pid_, time_;
 };
-
-// The notify listener of a SCMP_ACT_NOTIFY profile goes to listenerPath, as
-// the init's does (glue: container.cc's socket helpers are file-static).
-Result<UniqueFd> connect_listener(const std::string& path) {
-  sockaddr_un addr = {};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    return error("seccomp", "listenerPath {} is longer than {} bytes", path,
-                 sizeof addr.sun_path - 1);
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return sys_error("seccomp", "socket(AF_UNIX)");
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    return sys_error("seccomp", "connect to listenerPath {}", path);
-  }
-  return fd;
-}
 
 // Everything the child needs, so that it only acts.
 struct ExecContext {
@@ -348,7 +323,7 @@ Result<ExecedProcess> exec_in_container(const std::string& root, const std::stri
   if (spec.linux.seccomp) {
     BERTH_ASSIGN(seccomp, compile_seccomp(*spec.linux.seccomp, fs::join(root, "seccomp-cache")));
     if (seccomp->uses_notify()) {
-      BERTH_ASSIGN(seccomp_listener, connect_listener(spec.linux.seccomp->listener_path));
+      BERTH_ASSIGN(seccomp_listener, connect_unix_socket(spec.linux.seccomp->listener_path));
     }
   }
   BERTH_ASSIGN(std::vector<JoinedNamespace> for_children,
