@@ -21,10 +21,16 @@ build-asan: deps
 	cmake --build $(ASAN_DIR) -j $(JOBS) --target berth-unit-tests
 
 # Unit tests under ASan+UBSan, then every test (privileged ones included) on
-# the normal build.
+# the normal build. A test that cannot run here shows as "Skipped" (ctest's
+# summary counts it as not run); check-skips.sh then fails the target for
+# every skip that tests/expected-skips.txt does not list.
+EXPECTED_SKIPS ?= tests/expected-skips.txt
 test: build build-asan format-check
-	cd $(ASAN_DIR) && ctest --output-on-failure -L unit
-	cd $(BUILD_DIR) && ctest --output-on-failure
+	rm -f $(ASAN_DIR)/ctest-junit.xml $(BUILD_DIR)/ctest-junit.xml
+	cd $(ASAN_DIR) && ctest --output-on-failure -L unit --output-junit ctest-junit.xml
+	bash scripts/check-skips.sh $(EXPECTED_SKIPS) $(ASAN_DIR)/ctest-junit.xml
+	cd $(BUILD_DIR) && ctest --output-on-failure --output-junit ctest-junit.xml
+	bash scripts/check-skips.sh $(EXPECTED_SKIPS) $(BUILD_DIR)/ctest-junit.xml
 
 bench: build
 	bash bench/run.sh $(BUILD_DIR)

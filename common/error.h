@@ -6,6 +6,12 @@
 //   cgroup: write "max" to /sys/fs/cgroup/x/memory.max: Permission denied
 // (crun's crun_make_error, youki's typed errors). No exceptions: the runtime's
 // child runs between clone and execve and must never unwind.
+//
+// An Error also has a kind, so that callers (the control plane mapping to
+// ECS exceptions) can tell bad input from a missing or existing object
+// without matching strings. Every helper makes `internal` errors; the sites
+// that know better say so: kind_error(ErrorKind::invalid, ...) or
+// with_kind(ErrorKind::not_found, sys_error(...)).
 #pragma once
 
 #include <cerrno>
@@ -18,12 +24,24 @@
 
 namespace berth {
 
+enum class ErrorKind {
+  internal,     // the default: a failure of the system or of berth itself
+  invalid,      // bad input: a spec, a task, a request, an id
+  not_found,    // the container, image or object named does not exist
+  exists,       // the id or name is taken
+  busy,         // the object is in a state that forbids the operation now
+  unsupported,  // valid, but this host or berth cannot do it
+};
+// "internal", "invalid", "not_found", "exists", "busy", "unsupported".
+const char* error_kind_name(ErrorKind k);
+
 struct Error {
   std::string step;     // "cgroup", "mount", "spec", ...
   int err = 0;          // errno, or 0
   std::string message;  // what was attempted, with the path or value
+  ErrorKind kind = ErrorKind::internal;
 
-  // "step: message: strerror(err)"
+  // "step: message: strerror(err)" (the kind is not part of the text)
   std::string str() const;
 };
 
@@ -54,7 +72,23 @@ std::unexpected<Error> error(std::string_view step, fmt::format_string<Args...> 
   return std::unexpected(Error{std::string(step), 0, fmt::format(f, std::forward<Args>(args)...)});
 }
 
-// Prefixes the context of a caller: "creating container x: <inner>".
+// An error of a given kind that is not a system call's.
+template <class... Args>
+std::unexpected<Error> kind_error(ErrorKind kind, std::string_view step,
+                                  fmt::format_string<Args...> f, Args&&... args) {
+  return std::unexpected(
+      Error{std::string(step), 0, fmt::format(f, std::forward<Args>(args)...), kind});
+}
+
+// Sets the kind of an error made by another helper:
+//   return with_kind(ErrorKind::not_found, errno_error("container", ENOENT, ...));
+inline std::unexpected<Error> with_kind(ErrorKind kind, std::unexpected<Error> e) {
+  e.error().kind = kind;
+  return e;
+}
+
+// Prefixes the context of a caller: "creating container x: <inner>" (the
+// kind is kept).
 inline std::unexpected<Error> wrap(Error e, std::string_view context) {
   e.message = fmt::format("{}: {}", context, e.message);
   return std::unexpected(std::move(e));

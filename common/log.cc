@@ -6,13 +6,33 @@
 
 #include <atomic>
 #include <cstdio>
+#include <memory>
+#include <mutex>
+#include <utility>
 
 namespace berth::log {
 namespace {
 
+// setup() may run while other threads log (berthd reconfigures; tests call
+// it from many threads): the logger and its format are swapped together
+// under g_mutex, and write() logs through its own reference, so a logger
+// being replaced stays alive until its last line is written. The loggers are
+// not registered with spdlog (its registry refuses a second logger of the
+// same name, which made a second setup fail).
 std::atomic<int> g_level{static_cast<int>(Level::warn)};
-std::shared_ptr<spdlog::logger> g_logger;
-Format g_format = Format::text;
+std::mutex g_mutex;
+std::shared_ptr<spdlog::logger> g_logger;  // guarded by g_mutex
+Format g_format = Format::text;            // guarded by g_mutex
+
+struct Current {
+  std::shared_ptr<spdlog::logger> logger;
+  Format format;
+};
+
+Current current() {
+  std::lock_guard lock(g_mutex);
+  return {g_logger, g_format};
+}
 
 spdlog::level::level_enum to_spd(Level l) {
   switch (l) {
@@ -61,26 +81,37 @@ std::string json_escape(std::string_view s) {
 }  // namespace
 
 bool setup(const Options& opts) {
-  g_level = static_cast<int>(opts.level);
-  g_format = opts.format;
+  // The new logger is built completely before anybody can see it.
+  std::shared_ptr<spdlog::logger> logger;
   try {
+    spdlog::sink_ptr sink;
     if (opts.file.empty()) {
-      g_logger = spdlog::stderr_logger_mt("berth-stderr");
+      sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     } else {
-      g_logger = spdlog::basic_logger_mt("berth-file", opts.file);
+      sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(opts.file);
     }
+    logger = std::make_shared<spdlog::logger>(opts.file.empty() ? "berth-stderr" : "berth-file",
+                                              std::move(sink));
   } catch (const spdlog::spdlog_ex& e) {
     std::fprintf(stderr, "log: cannot open %s: %s\n", opts.file.c_str(), e.what());
     return false;
   }
   if (opts.format == Format::json) {
-    g_logger->set_pattern(R"({"level":"%l","time":"%Y-%m-%dT%H:%M:%S.%fZ","msg":"%v"})",
-                          spdlog::pattern_time_type::utc);
+    logger->set_pattern(R"({"level":"%l","time":"%Y-%m-%dT%H:%M:%S.%fZ","msg":"%v"})",
+                        spdlog::pattern_time_type::utc);
   } else {
-    g_logger->set_pattern("%Y-%m-%dT%H:%M:%S.%f %l %v");
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%f %l %v");
   }
-  g_logger->set_level(to_spd(opts.level));
-  g_logger->flush_on(spdlog::level::warn);
+  logger->set_level(to_spd(opts.level));
+  logger->flush_on(spdlog::level::warn);
+  std::shared_ptr<spdlog::logger> old;
+  {
+    std::lock_guard lock(g_mutex);
+    old = std::exchange(g_logger, std::move(logger));
+    g_format = opts.format;
+    g_level = static_cast<int>(opts.level);
+  }
+  if (old) old->flush();  // outside the lock; destroyed once its writers are done
   return true;
 }
 
@@ -89,19 +120,20 @@ bool enabled(Level level) {
 }
 
 void write(Level level, std::string_view msg) {
-  if (!g_logger) {
+  Current cur = current();
+  if (!cur.logger) {
     std::fprintf(stderr, "%.*s\n", static_cast<int>(msg.size()), msg.data());
     return;
   }
-  if (g_format == Format::json) {
-    g_logger->log(to_spd(level), "{}", json_escape(msg));
+  if (cur.format == Format::json) {
+    cur.logger->log(to_spd(level), "{}", json_escape(msg));
   } else {
-    g_logger->log(to_spd(level), "{}", msg);
+    cur.logger->log(to_spd(level), "{}", msg);
   }
 }
 
 void flush() {
-  if (g_logger) g_logger->flush();
+  if (auto cur = current(); cur.logger) cur.logger->flush();
 }
 
 }  // namespace berth::log

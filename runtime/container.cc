@@ -373,7 +373,8 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   std::string dir = container_dir(opts.root, opts.id);
   if (::mkdir(dir.c_str(), 0700) != 0) {
     if (errno == EEXIST)
-      return errno_error("container", EEXIST, "container \"{}\" already exists", opts.id);
+      return with_kind(ErrorKind::exists, errno_error("container", EEXIST,
+                                                      "container \"{}\" already exists", opts.id));
     return sys_error("container", "mkdir {}", dir);
   }
   // Declared before the guard, which uses it while unwinding.

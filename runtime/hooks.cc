@@ -12,7 +12,6 @@
 
 #include "common/fd.h"
 #include "common/log.h"
-#include "runtime/process.h"
 
 namespace berth::runtime {
 
@@ -45,16 +44,36 @@ Result<int> wait_with_timeout(pid_t pid, int timeout_s, const std::string& what)
   return status;
 }
 
+// argv / envp for execve, built before fork: between fork and execve the
+// child only calls async-signal-safe functions (no allocation, no locks), so
+// hooks are safe to run from a process with threads (berthd).
+struct ExecArgs {
+  std::vector<std::string> args;
+  std::vector<char*> argv, envp;
+
+  explicit ExecArgs(const Hook& hook)
+      : args(hook.args.empty() ? std::vector{hook.path} : hook.args) {
+    argv.reserve(args.size() + 1);
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    envp.reserve(hook.env.size() + 1);
+    for (const std::string& e : hook.env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+  }
+};
+
 Result<void> run_hook(const Hook& hook, const std::string& state_json, const std::string& what) {
   int in[2];
   if (::pipe2(in, O_CLOEXEC) != 0) return sys_error("hooks", "pipe for {}", what);
   UniqueFd rd(in[0]), wr(in[1]);
+  const ExecArgs exec(hook);
+  const char* path = hook.path.c_str();
   pid_t pid = ::fork();
   if (pid < 0) return sys_error("hooks", "fork {}", what);
   if (pid == 0) {
+    // Async-signal-safe only from here on.
     ::dup2(rd.get(), STDIN_FILENO);
-    std::vector<std::string> args = hook.args.empty() ? std::vector{hook.path} : hook.args;
-    (void)exec_process(hook.path, args, hook.env);
+    ::execve(path, exec.argv.data(), exec.envp.data());
     ::_exit(127);
   }
   rd.reset();

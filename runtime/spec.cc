@@ -904,8 +904,10 @@ std::optional<int> rlimit_from_name(std::string_view name) {
 
 Result<Spec> parse_spec(std::string_view json_text) {
   json doc = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) return invalid_json(json_text);
-  return parse_document(doc);
+  // Whatever is wrong with the document is the caller's input.
+  Result<Spec> spec = doc.is_discarded() ? invalid_json(json_text) : parse_document(doc);
+  if (!spec) spec.error().kind = ErrorKind::invalid;
+  return spec;
 }
 
 Result<Spec> load_spec(const std::string& bundle_dir) {

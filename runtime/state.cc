@@ -43,14 +43,15 @@ std::string ContainerState::oci_json() const {
 
 Result<void> validate_id(const std::string& id) {
   if (id.empty() || id.size() > 1024 || id == "." || id == "..") {
-    return error("container", "invalid container id \"{}\"", id);
+    return kind_error(ErrorKind::invalid, "container", "invalid container id \"{}\"", id);
   }
   for (char c : id) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '+' || c == '.' || c == '-';
     if (!ok) {
-      return error("container",
-                   "invalid container id \"{}\": only letters, digits and _+.- are allowed", id);
+      return kind_error(ErrorKind::invalid, "container",
+                        "invalid container id \"{}\": only letters, digits and _+.- are allowed",
+                        id);
     }
   }
   return {};
@@ -83,7 +84,8 @@ Result<ContainerState> load_state(const std::string& root, const std::string& id
   auto text = fs::read_file(path);
   if (!text) {
     if (text.error().err == ENOENT) {
-      return errno_error("container", ENOENT, "container \"{}\" does not exist", id);
+      return with_kind(ErrorKind::not_found,
+                       errno_error("container", ENOENT, "container \"{}\" does not exist", id));
     }
     return std::unexpected(text.error());
   }

@@ -124,12 +124,16 @@ class Shim {
   void run_health_check(Container& c);
   void on_health_result(Container& c, bool ok, const std::string& why);
   Result<void> add_init_process(const ContainerSpec& spec);
+  Result<void> claim_bundle(const ContainerSpec& spec);
+  Result<bool> owns(const Container& c) const;
+  void delete_if_owned(const Container& c);
   void reap();
   void begin_stop(const std::string& reason, std::optional<int> timeout_s);
   void on_timer();
   void arm_timer();
   bool finished() const;
   void finish();
+  void release();  // --hold: start the task
 
   // Protocol.
   void accept_clients();
@@ -165,6 +169,7 @@ class Shim {
   std::string stopping_at_;
   bool stopping_ = false;
   bool done_ = false;
+  bool held_ = false;  // --hold and no `start` yet
   UniqueFd devnull_;
 };
 
@@ -219,6 +224,7 @@ Result<void> Shim::setup() {
                  LogFile::open(c.log_path, LogLimits{spec.log_max_bytes, spec.log_max_files}));
     c.log = std::make_unique<LogFile>(std::move(log));
     containers_.push_back(std::move(c));
+    BERTH_TRY(claim_bundle(spec));
     if (spec.init_process) BERTH_TRY(add_init_process(spec));
   }
 
@@ -292,6 +298,55 @@ Result<void> Shim::add_init_process(const ContainerSpec& spec) {
   return fs::write_file_atomic(path, cfg.dump(2) + "\n", 0644, fs::Durable::yes);
 }
 
+// Marks the bundle as this task's (annotation berth.task, which the runtime
+// copies into the container's state), so that the shim can tell its own
+// containers from anybody else's before it deletes or kills one.
+Result<void> Shim::claim_bundle(const ContainerSpec& spec) {
+  const std::string key(kOwnerAnnotation);
+  std::string path = fs::join(spec.bundle, "config.json");
+  BERTH_ASSIGN(std::string text, fs::read_file(path));
+  BERTH_ASSIGN(json cfg, parse_json(text, path));
+  if (!cfg.is_object()) return error(kStep, "{}: not a JSON object", path);
+  auto ann = cfg.find("annotations");
+  if (ann != cfg.end() && !ann->is_null() && !ann->is_object()) {
+    return error(kStep, "{}: annotations must be an object", path);
+  }
+  if (ann != cfg.end() && ann->is_object() && ann->value(key, "") == task_.task_id) return {};
+  cfg["annotations"][key] = task_.task_id;
+  return fs::write_file_atomic(path, cfg.dump(2) + "\n", 0644, fs::Durable::yes);
+}
+
+// True if the runtime has a container under c's id that this task owns,
+// false if there is none; an error (naming the owner) if it is somebody
+// else's.
+Result<bool> Shim::owns(const Container& c) const {
+  auto st = runtime::load_state(task_.runtime_root, c.runtime_id);
+  if (!st) {
+    if (st.error().err == ENOENT) return false;
+    return std::unexpected(st.error());
+  }
+  auto it = st->annotations.find(std::string(kOwnerAnnotation));
+  if (it == st->annotations.end() || it->second != task_.task_id) {
+    return kind_error(ErrorKind::exists, kStep,
+                      "container {} exists and is not this task's (annotation {}: {:?})",
+                      c.runtime_id, kOwnerAnnotation,
+                      it == st->annotations.end() ? std::string("none") : it->second);
+  }
+  return true;
+}
+
+void Shim::delete_if_owned(const Container& c) {
+  auto own = owns(c);
+  if (!own) {
+    log::error("not deleting: {}", own.error().str());
+    return;
+  }
+  if (!*own) return;
+  if (auto d = runtime::delete_container(task_.runtime_root, c.runtime_id, true); !d) {
+    log::error("delete container {}: {}", c.runtime_id, d.error().str());
+  }
+}
+
 void Shim::start_container(Container& c) {
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
@@ -311,13 +366,16 @@ void Shim::start_container(Container& c) {
   co.stdio[1] = out_w.get();
   co.stdio[2] = err_w.get();
   co.die_with_parent = true;
-  // A leftover of an earlier shim of this task (crash) would block the id.
-  (void)runtime::delete_container(task_.runtime_root, c.runtime_id, /*force=*/true);
-  auto created = runtime::create_container(co);
+  // A leftover of an earlier shim of this task (crash) would block the id;
+  // a container of anybody else is left alone (and create fails on it).
+  auto own = owns(c);
+  if (own && *own) delete_if_owned(c);
+  auto created = own ? runtime::create_container(co)
+                     : Result<runtime::CreatedContainer>(std::unexpected(own.error()));
   Result<void> started = created ? runtime::wait_exec(*created, task_.runtime_root)
                                  : Result<void>(std::unexpected(created.error()));
   if (!started) {
-    if (created) (void)runtime::delete_container(task_.runtime_root, c.runtime_id, true);
+    if (created) delete_if_owned(c);
     c.status = Status::stopped;
     c.reason = "CannotStartContainerError: " + started.error().str();
     c.finished_at = now_rfc3339();
@@ -453,9 +511,7 @@ void Shim::on_exit(Container& c, int ws) {
   // What is still in the pipes belongs to this run.
   drain(c, c.out, Stream::out);
   drain(c, c.err, Stream::err);
-  if (auto d = runtime::delete_container(task_.runtime_root, c.runtime_id, true); !d) {
-    log::error("delete container {}: {}", c.runtime_id, d.error().str());
-  }
+  delete_if_owned(c);
   if (plan_restart(c)) {
     c.status = Status::restarting;
     persist_and_announce("container_exited", &c);
@@ -553,6 +609,7 @@ void Shim::reap() {
 void Shim::begin_stop(const std::string& reason, std::optional<int> timeout_s) {
   if (stopping_) return;
   stopping_ = true;
+  held_ = false;
   status_ = "STOPPING";
   stopped_reason_ = reason;
   stopping_at_ = now_rfc3339();
@@ -626,6 +683,15 @@ void Shim::on_timer() {
     }
   }
   arm_timer();
+}
+
+void Shim::release() {
+  if (!held_ || stopping_) return;
+  held_ = false;
+  status_ = "RUNNING";
+  persist_and_announce("task_started", nullptr);
+  schedule();
+  if (finished() && !done_) finish();
 }
 
 bool Shim::finished() const {
@@ -823,17 +889,21 @@ void Shim::handle_request(Client& cl, std::string_view line) {
   } else if (op == "subscribe") {
     cl.subscribed = true;
     reply["result"] = state_json();
+  } else if (op == "start") {
+    // --hold: the client has subscribed (or not); now the containers go.
+    reply["result"] = state_json();
+    send(cl, reply);
+    release();
+    return;
   } else if (op == "stop") {
-    std::optional<int> timeout;
-    if (auto t = req->find("timeout"); t != req->end() && t->is_number_integer()) {
-      timeout = std::clamp(t->get<int>(), 0, 86400);
-    }
+    auto timeout = parse_stop_timeout(*req);
+    if (!timeout) return fail(timeout.error().str());
     std::string reason = "StopTask";
     if (auto r = req->find("reason"); r != req->end() && r->is_string()) {
       reason = r->get<std::string>();
     }
     send(cl, reply);
-    begin_stop(reason, timeout);
+    begin_stop(reason, *timeout);
     if (finished() && !done_) finish();
     return;
   } else if (op == "signal") {
@@ -864,15 +934,9 @@ void Shim::handle_request(Client& cl, std::string_view line) {
   } else if (op == "logs") {
     Container* c = container_arg();
     if (!c) return fail("logs: no such container");
-    uint64_t offset = 0;
-    size_t max = 256 << 10;
-    if (auto o = req->find("offset"); o != req->end() && o->is_number_unsigned()) {
-      offset = o->get<uint64_t>();
-    }
-    if (auto m = req->find("max_bytes"); m != req->end() && m->is_number_unsigned()) {
-      max = std::clamp<size_t>(m->get<size_t>(), 1, 1 << 20);
-    }
-    auto chunk = c->log->read(offset, max);
+    auto args = parse_logs_request(*req);
+    if (!args) return fail(args.error().str());
+    auto chunk = c->log->read(args->offset, args->max_bytes);
     if (!chunk) return fail("logs: " + chunk.error().str());
     reply["result"] = {{"data", chunk->data},
                        {"next_offset", chunk->next_offset},
@@ -926,8 +990,10 @@ int Shim::run(int ready_fd) {
     if (ready_fd >= 0) ::close(ready_fd);
     return 1;
   }
+  held_ = opts_.hold;
+  if (held_) status_ = "PENDING";
   persist_and_announce("task_created", nullptr);
-  schedule();
+  if (!held_) schedule();
   if (ready_fd >= 0) {
     char ok = 'R';
     (void)!::write(ready_fd, &ok, 1);
@@ -942,6 +1008,46 @@ int Shim::run(int ready_fd) {
 }
 
 }  // namespace
+
+namespace {
+
+// JSON text gives unsigned numbers for what is not negative; a json built
+// in C++ from an int has a signed one.
+bool non_negative_integer(const json& v) {
+  return v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0);
+}
+
+}  // namespace
+
+Result<LogsRequest> parse_logs_request(const json& req) {
+  LogsRequest r;
+  if (auto o = req.find("offset"); o != req.end() && !o->is_null()) {
+    if (!non_negative_integer(*o)) {
+      return kind_error(ErrorKind::invalid, "logs",
+                        "\"offset\" must be an integer 0 or more, got {}", o->dump());
+    }
+    r.offset = o->get<uint64_t>();
+  }
+  if (auto m = req.find("max_bytes"); m != req.end() && !m->is_null()) {
+    if (!non_negative_integer(*m) || m->get<uint64_t>() == 0) {
+      return kind_error(ErrorKind::invalid, "logs",
+                        "\"max_bytes\" must be an integer 1 or more, got {}", m->dump());
+    }
+    r.max_bytes = static_cast<size_t>(std::min<uint64_t>(m->get<uint64_t>(), 1 << 20));
+  }
+  return r;
+}
+
+Result<std::optional<int>> parse_stop_timeout(const json& req) {
+  auto t = req.find("timeout");
+  if (t == req.end() || t->is_null()) return std::optional<int>();
+  if (!t->is_number_integer() || t->get<int64_t>() < 0 || t->get<int64_t>() > 86400) {
+    return kind_error(ErrorKind::invalid, "stop",
+                      "\"timeout\" must be an integer number of seconds 0-86400, got {}",
+                      t->dump());
+  }
+  return std::optional<int>(static_cast<int>(t->get<int64_t>()));
+}
 
 int run_shim(const TaskSpec& task, const ShimOptions& opts, int ready_fd) {
   Shim shim(task, opts);

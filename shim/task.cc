@@ -16,7 +16,8 @@ constexpr std::string_view kStep = "task.json";
 
 template <class... A>
 std::unexpected<Error> fail(std::string_view path, fmt::format_string<A...> f, A&&... args) {
-  return error(kStep, "{}: {}", path, fmt::format(f, std::forward<A>(args)...));
+  return kind_error(ErrorKind::invalid, kStep, "{}: {}", path,
+                    fmt::format(f, std::forward<A>(args)...));
 }
 
 Result<std::string> get_string(const json& o, const char* key, std::string_view path,
@@ -40,6 +41,11 @@ Result<int64_t> get_int(const json& o, const char* key, std::string_view path, i
   return v;
 }
 
+// Task ids and container names: no ".", which joins them into runtime ids.
+constexpr std::string_view kNameRule =
+    "must be 1-64 of [A-Za-z0-9_-] (no \".\": it separates the task id from the container name "
+    "in runtime ids)";
+
 bool valid_name(std::string_view n) {
   return !n.empty() && n.size() <= 64 && std::ranges::all_of(n, [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
@@ -58,7 +64,9 @@ Result<ContainerSpec> parse_container(const json& c, const std::string& path) {
   if (!c.is_object()) return fail(path, "must be an object");
   ContainerSpec s;
   BERTH_ASSIGN(s.name, get_string(c, "name", path + ".name", true));
-  if (!valid_name(s.name)) return fail(path + ".name", "{:?}: 1-64 of [A-Za-z0-9_-]", s.name);
+  if (!valid_name(s.name)) {
+    return fail(path + ".name", "{:?}: {}", s.name, kNameRule);
+  }
   BERTH_ASSIGN(s.bundle, get_string(c, "bundle", path + ".bundle", true));
   if (!s.bundle.starts_with('/')) return fail(path + ".bundle", "must be an absolute path");
   if (auto e = c.find("essential"); e != c.end() && !e->is_null()) {
@@ -173,13 +181,15 @@ const ContainerSpec* TaskSpec::find(std::string_view name) const {
 }
 
 Result<TaskSpec> parse_task(std::string_view text) {
-  BERTH_ASSIGN(json j, parse_json(text, kStep));
-  if (!j.is_object()) return error(kStep, "not a JSON object");
+  auto parsed = parse_json(text, kStep);
+  if (!parsed) return with_kind(ErrorKind::invalid, std::unexpected(parsed.error()));
+  json j = std::move(*parsed);
+  if (!j.is_object()) return kind_error(ErrorKind::invalid, kStep, "not a JSON object");
   BERTH_ASSIGN(int64_t version, get_int(j, "version", "version", 0, 1, 1));
   (void)version;
   TaskSpec t;
   BERTH_ASSIGN(t.task_id, get_string(j, "task_id", "task_id", true));
-  if (!valid_name(t.task_id)) return fail("task_id", "{:?}: 1-64 of [A-Za-z0-9_-]", t.task_id);
+  if (!valid_name(t.task_id)) return fail("task_id", "{:?}: {}", t.task_id, kNameRule);
   BERTH_ASSIGN(t.runtime_root, get_string(j, "runtime_root", "runtime_root", true));
   if (!t.runtime_root.starts_with('/')) return fail("runtime_root", "must be an absolute path");
   auto cs = j.find("containers");

@@ -15,7 +15,12 @@
 //
 // Each bundle is an OCI bundle the control plane prepared (config.json with
 // root.path on the container's overlay, the microhost's netns path, cgroup
-// limits). The runtime id of a container is "<task_id>-<name>".
+// limits). The runtime id of a container is "<task_id>.<name>": both parts are
+// [A-Za-z0-9_-], so the "." between them is unambiguous (task "a-b" with
+// container "c" and task "a" with container "b-c" do not collide), and the
+// shim marks each bundle with the annotation berth.task = <task_id>, which
+// the runtime records, so that it never deletes or kills a container it does
+// not own.
 #pragma once
 
 #include <cstdint>
@@ -78,16 +83,25 @@ struct ContainerSpec {
   int log_max_files = 3;
 };
 
+// Between the task id and the container name in a runtime id; neither may
+// contain it.
+inline constexpr char kRuntimeIdSeparator = '.';
+// The bundle annotation (and so the runtime state's) naming the owning task.
+inline constexpr std::string_view kOwnerAnnotation = "berth.task";
+
 struct TaskSpec {
   std::string task_id;
   std::string runtime_root;
   std::vector<ContainerSpec> containers;
 
-  std::string runtime_id(const ContainerSpec& c) const { return task_id + "-" + c.name; }
+  std::string runtime_id(const ContainerSpec& c) const {
+    return task_id + std::string(1, kRuntimeIdSeparator) + c.name;
+  }
   const ContainerSpec* find(std::string_view name) const;
 };
 
-// Parses and validates task.json: names unique and [A-Za-z0-9_-]{1,64},
+// Parses and validates task.json: task id and names [A-Za-z0-9_-]{1,64}
+// (no "."), names unique,
 // bundles absolute, dependencies on existing containers and acyclic, at
 // least one essential container. Errors name the field.
 Result<TaskSpec> parse_task(std::string_view json);

@@ -3,12 +3,13 @@
 // the child subreaper of everything its containers spawn, and runs the task
 // through the runtime library in-process. Protocol: shim/PROTOCOL.md.
 //
-//   berth-shim --task-dir DIR [--socket PATH] [--foreground] [--debug]
+//   berth-shim --task-dir DIR [--socket PATH] [--hold] [--foreground] [--debug]
 //   berth-shim init -- CMD...      (pid 1 of an initProcessEnabled container)
 //
 // Without --foreground it prints the shim's pid once the socket listens and
 // the containers were started, and exits 0; the shim goes on alone. Its own
-// log is <task-dir>/shim.log.
+// log is <task-dir>/shim.log. With --hold no container starts before a
+// client sends `start` (shim/PROTOCOL.md).
 #include <fcntl.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -28,8 +29,8 @@ namespace {
 
 int usage(const char* why) {
   std::fprintf(stderr,
-               "berth-shim: %s\nusage: berth-shim --task-dir DIR [--socket PATH] [--foreground] "
-               "[--debug]\n",
+               "berth-shim: %s\nusage: berth-shim --task-dir DIR [--socket PATH] [--hold] "
+               "[--foreground] [--debug]\n",
                why);
   return 2;
 }
@@ -48,6 +49,8 @@ int main(int argc, char** argv) {
     std::string_view a = argv[i];
     if ((a == "--task-dir" || a == "--socket") && i + 1 < argc) {
       (a == "--task-dir" ? opts.task_dir : opts.socket_path) = argv[++i];
+    } else if (a == "--hold") {
+      opts.hold = true;
     } else if (a == "--foreground") {
       foreground = true;
     } else if (a == "--debug") {

@@ -137,14 +137,14 @@ void wait_forever(int cmd_r, int) {
 // The host's layout, or a reason to skip.
 std::optional<CgroupLayout> v1_layout() {
   if (auto why = berth::test::privileged_skip_reason()) {
-    WARN("skipped: " << *why);
+    BERTH_SKIP_NOTE(*why);
     return std::nullopt;
   }
   auto l = CgroupLayout::detect();
   REQUIRE(l.has_value());
   if (l->mode == CgroupLayout::Mode::unified) {
-    WARN(
-        "skipped: this host is cgroup v2 only; these tests cover the v1 driver (the v2 driver "
+    BERTH_SKIP_NOTE(
+        "this host is cgroup v2 only; these tests cover the v1 driver (the v2 driver "
         "is tested with fixtures)");
     return std::nullopt;
   }
@@ -393,8 +393,7 @@ TEST_CASE("cgroup v1: the devices cgroup denies what the rules do not allow",
     }
   }
   if (block.empty()) {
-    WARN("skipped: no block device node in /dev to be denied");
-    return;
+    BERTH_SKIP("no block device node in /dev to be denied");
   }
   const std::string name = berth::test::unique_name();
   CgroupGuard guard;

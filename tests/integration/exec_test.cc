@@ -419,8 +419,7 @@ TEST_CASE("exec joins a container's user namespace", "[privileged][exec]") {
   REQUIRE_PRIVILEGED();
   if (!fs::exists("/proc/self/ns/user") ||
       std::stoi(read_file("/proc/sys/user/max_user_namespaces")) == 0) {
-    WARN("skipped: user namespaces are disabled on this host");
-    return;
+    BERTH_SKIP("user namespaces are disabled on this host");
   }
   Runtime rt;
   Container c(rt);

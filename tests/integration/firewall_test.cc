@@ -91,8 +91,7 @@ std::optional<std::string> firewall_skip_reason() {
 #define REQUIRE_FIREWALL_HOST()              \
   do {                                       \
     if (auto why = firewall_skip_reason()) { \
-      WARN("skipped: " << *why);             \
-      return;                                \
+      BERTH_SKIP(*why);                      \
     }                                        \
   } while (0)
 

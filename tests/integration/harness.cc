@@ -597,7 +597,9 @@ bool listing_only(const Catch::ConfigData& c) {
 int main(int argc, char** argv) {
   Catch::Session session;
   if (int rc = session.applyCommandLine(argc, argv); rc != 0) return rc;
-  if (berth::test::listing_only(session.configData()) || geteuid() != 0) return session.run();
+  if (berth::test::listing_only(session.configData()) || geteuid() != 0) {
+    return berth::test::finish_skips(session.run());
+  }
 
   auto before = berth::test::take_snapshot();
   int failed = session.run();
@@ -606,7 +608,7 @@ int main(int argc, char** argv) {
   if (!berth::test::leaks().empty()) {
     std::cerr << "FAILED: " << berth::test::leaks().size()
               << " leftover(s) from this run (see LEAK lines above)\n";
-    return failed ? failed : 1;
+    return berth::test::finish_skips(failed ? failed : 1);
   }
-  return failed;
+  return berth::test::finish_skips(failed);
 }

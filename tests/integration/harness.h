@@ -29,6 +29,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "tests/skip.h"
+
 namespace berth::test {
 
 using Json = nlohmann::json;
@@ -49,14 +51,13 @@ bool is_ours(const std::string& name);
 // name_prefix() + "-<n>", unique within the process.
 std::string unique_name();
 
-// Skips the current test (with the reason printed) unless the runtime is
-// berth. Catch2 v2 has no SKIP: WARN + return is the team's convention.
-#define BERTH_ONLY(why)                                                                          \
-  do {                                                                                           \
-    if (!::berth::test::runtime_is_berth()) {                                                    \
-      WARN("skipped: [berth-only] " << why << "; runtime is " << ::berth::test::runtime_path()); \
-      return;                                                                                    \
-    }                                                                                            \
+// Skips the current test (BERTH_SKIP, tests/skip.h) unless the runtime is
+// berth.
+#define BERTH_ONLY(why)                                                                       \
+  do {                                                                                        \
+    if (!::berth::test::runtime_is_berth()) {                                                 \
+      BERTH_SKIP("[berth-only] " << why << "; runtime is " << ::berth::test::runtime_path()); \
+    }                                                                                         \
   } while (0)
 
 // Skips unless the test runs as root. (A missing runtime or probe is a
@@ -64,8 +65,7 @@ std::string unique_name();
 #define REQUIRE_PRIVILEGED()                                  \
   do {                                                        \
     if (auto why = ::berth::test::privileged_skip_reason()) { \
-      WARN("skipped: " << *why);                              \
-      return;                                                 \
+      BERTH_SKIP(*why);                                       \
     }                                                         \
   } while (0)
 std::optional<std::string> privileged_skip_reason();

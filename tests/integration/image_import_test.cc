@@ -36,13 +36,12 @@ namespace {
 
 constexpr const char* kSkopeo = "/usr/bin/skopeo";
 
-#define REQUIRE_IMPORT_TOOLS()                                                                \
-  do {                                                                                        \
-    REQUIRE_PRIVILEGED();                                                                     \
-    if (access(kSkopeo, X_OK) != 0) {                                                         \
-      WARN("skipped: " << kSkopeo << " not installed (scripts/install-deps.sh installs it)"); \
-      return;                                                                                 \
-    }                                                                                         \
+#define REQUIRE_IMPORT_TOOLS()                                                       \
+  do {                                                                               \
+    REQUIRE_PRIVILEGED();                                                            \
+    if (access(kSkopeo, X_OK) != 0) {                                                \
+      BERTH_SKIP(kSkopeo << " not installed (scripts/install-deps.sh installs it)"); \
+    }                                                                                \
   } while (0)
 
 std::string sha256_hex(std::string_view data) {

@@ -337,9 +337,8 @@ TEST_CASE("linux.personality LINUX32 makes the kernel report a 32-bit machine",
   utsname host{};
   uname(&host);
   if (std::string(host.machine) != "x86_64") {
-    WARN("skipped: the expected 32-bit machine name is only known for x86_64, host is "
-         << host.machine);
-    return;
+    BERTH_SKIP("the expected 32-bit machine name is only known for x86_64, host is "
+               << host.machine);
   }
   Runtime rt;
   Container c(rt);
@@ -593,8 +592,7 @@ TEST_CASE("berth-only: a user-namespaced init's /proc files belong to host root 
   REQUIRE_PRIVILEGED();
   BERTH_ONLY("checks berth's non-dumpable init (PR_SET_DUMPABLE before execve)");
   if (auto why = userns_skip_reason()) {
-    WARN("skipped: " << *why);
-    return;
+    BERTH_SKIP(*why);
   }
   Runtime rt;
   Container c(rt);

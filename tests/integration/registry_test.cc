@@ -59,8 +59,7 @@ std::optional<std::string> tools_skip_reason() {
   do {                                    \
     REQUIRE_PRIVILEGED();                 \
     if (auto why = tools_skip_reason()) { \
-      WARN("skipped: " << *why);          \
-      return;                             \
+      BERTH_SKIP(*why);                   \
     }                                     \
   } while (0)
 

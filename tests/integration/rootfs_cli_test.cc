@@ -385,8 +385,7 @@ TEST_CASE("berth-rootfs mount --size gives the container a limited writable laye
           "[privileged][rootfs-cli]") {
   REQUIRE_PRIVILEGED();
   if (exec_command({"sh", "-c", "command -v mkfs.ext4"}).exit_code != 0) {
-    WARN("skipped: mkfs.ext4 not installed (e2fsprogs, from scripts/install-deps.sh)");
-    return;
+    BERTH_SKIP("mkfs.ext4 not installed (e2fsprogs, from scripts/install-deps.sh)");
   }
   Store store;
   TestImage image;
@@ -497,8 +496,7 @@ TEST_CASE("berth-rootfs pull reports progress per phase and a summary",
   REQUIRE_PRIVILEGED();
   for (const char* tool : {"/usr/bin/docker-registry", "/usr/bin/skopeo"}) {
     if (::access(tool, X_OK) != 0) {
-      WARN("skipped: " << tool << " not installed (scripts/install-deps.sh installs it)");
-      return;
+      BERTH_SKIP(tool << " not installed (scripts/install-deps.sh installs it)");
     }
   }
   Registry registry;

@@ -470,7 +470,7 @@ std::set<std::string> split_set(const std::string& s) {
 
 bool skip_unless_root() {
   if (::geteuid() == 0) return false;
-  WARN("skipped: rootfs tests need root (mount, pivot_root, mknod)");
+  BERTH_SKIP_NOTE("rootfs tests need root (mount, pivot_root, mknod)");
   return true;
 }
 
@@ -611,8 +611,7 @@ TEST_CASE("rootfs: in a user namespace devices are bound and sysfs falls back to
     return std::string(WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "" : "no=1\n");
   }());
   if (probe.count("no")) {
-    WARN("skipped: this host does not allow user namespaces");
-    return;
+    BERTH_SKIP("this host does not allow user namespaces");
   }
   // With a cgroup namespace of its own the user namespace may mount
   // cgroupfs; without one the kernel refuses (EPERM) and the container's

@@ -18,6 +18,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "tests/skip.h"
+
 #include "common/fd.h"
 
 using berth::UniqueFd;
@@ -155,9 +157,8 @@ TEST_CASE("caps: names the kernel does not know are dropped", "[caps]") {
   // CAP_CHECKPOINT_RESTORE (40) is libcap 2.66's newest; only a kernel
   // older than 5.9 lacks it.
   if (cap_max_bits() > CAP_CHECKPOINT_RESTORE) {
-    WARN("skipped: this kernel knows every capability libcap knows (cap_max_bits " << cap_max_bits()
-                                                                                   << ")");
-    return;
+    BERTH_SKIP("this kernel knows every capability libcap knows (cap_max_bits " << cap_max_bits()
+                                                                                << ")");
   }
   auto caps = resolve_capabilities({"CAP_KILL", "CAP_CHECKPOINT_RESTORE"});
   REQUIRE(caps.has_value());
@@ -166,8 +167,7 @@ TEST_CASE("caps: names the kernel does not know are dropped", "[caps]") {
 
 TEST_CASE("caps: a child ends up with exactly the spec's sets", "[caps]") {
   if (!has_effective_setpcap()) {
-    WARN("skipped: dropping from the bounding set needs CAP_SETPCAP");
-    return;
+    BERTH_SKIP("dropping from the bounding set needs CAP_SETPCAP");
   }
   Capabilities caps;
   caps.bounding = {"CAP_KILL", "CAP_CHOWN"};
@@ -188,8 +188,7 @@ TEST_CASE("caps: a child ends up with exactly the spec's sets", "[caps]") {
 
 TEST_CASE("caps: ambient capabilities are raised", "[caps]") {
   if (!has_effective_setpcap()) {
-    WARN("skipped: dropping from the bounding set needs CAP_SETPCAP");
-    return;
+    BERTH_SKIP("dropping from the bounding set needs CAP_SETPCAP");
   }
   Capabilities caps;
   caps.bounding = {"CAP_KILL", "CAP_NET_BIND_SERVICE"};
@@ -208,8 +207,7 @@ TEST_CASE("caps: ambient capabilities are raised", "[caps]") {
 
 TEST_CASE("caps: an ambient cap outside permitted+inheritable is an error", "[caps]") {
   if (!has_effective_setpcap()) {
-    WARN("skipped: dropping from the bounding set needs CAP_SETPCAP");
-    return;
+    BERTH_SKIP("dropping from the bounding set needs CAP_SETPCAP");
   }
   Capabilities caps;
   caps.bounding = {"CAP_KILL", "CAP_CHOWN"};

@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "tests/skip.h"
+
 #include "common/fs.h"
 #include "runtime/process.h"
 #include "temp_dir.h"
@@ -86,8 +88,7 @@ TEST_CASE("a cwd outside the root is refused", "[process]") {
   // into a temp dir while holding a fd to the outside, fchdir there.
   TempDir d;
   if (::geteuid() != 0) {
-    WARN("skipped: chroot needs root");
-    return;
+    BERTH_SKIP("chroot needs root");
   }
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);

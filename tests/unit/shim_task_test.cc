@@ -55,7 +55,7 @@ TEST_CASE("shim task: a full task parses with ECS defaults", "[shim-task]") {
   CHECK(web->restart.attempt_period_s == 60);
   CHECK(web->init_process);
   CHECK(web->log_max_bytes == 65536);
-  CHECK(ok->runtime_id(*web) == "t1-web");
+  CHECK(ok->runtime_id(*web) == "t1.web");
 }
 
 TEST_CASE("shim task: bad tasks name what is wrong", "[shim-task]") {

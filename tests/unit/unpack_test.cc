@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+
 #include <filesystem>
 #include <string>
 #include <vector>
+#include "tests/skip.h"
 
 #include "common/fs.h"
 #include "tests/unit/tar_writer.h"
@@ -133,8 +135,7 @@ TEST_CASE("unpack: whiteouts and opaque directories in apply mode", "[unpack]") 
 
 TEST_CASE("unpack: whiteouts become overlayfs whiteouts in overlay mode", "[unpack]") {
   if (::geteuid() != 0) {
-    WARN("skipped: overlay whiteouts need CAP_MKNOD and trusted.* xattrs (root)");
-    return;
+    BERTH_SKIP("overlay whiteouts need CAP_MKNOD and trusted.* xattrs (root)");
   }
   TempDir tmp, dest;
   write_layer(tmp / "upper.tar", {
@@ -202,8 +203,7 @@ TEST_CASE("unpack: hostile archives are refused and nothing lands outside", "[un
 
 TEST_CASE("unpack: device nodes are created only when allowed", "[unpack]") {
   if (::geteuid() != 0) {
-    WARN("skipped: mknod of a character device needs CAP_MKNOD (root)");
-    return;
+    BERTH_SKIP("mknod of a character device needs CAP_MKNOD (root)");
   }
   TempDir tmp, dest;
   write_layer(tmp / "dev.tar",
