@@ -548,7 +548,9 @@ class HttpClient {
       transient_ = is_transient(rc);
       if (rc == CURLE_ABORTED_BY_CALLBACK) return error(kStep, "GET {}: cancelled", url);
       if (rc == CURLE_OPERATION_TIMEDOUT) {
-        return error(kStep, "GET {}: {} (the limits: at least {} bytes/s over {} s, {} ms in all)",
+        return error(kStep,
+                     "GET {}: {} (limits: at least {} bytes/s over {} s, a deadline of {} ms; "
+                     "PullOptions::min_speed_*, blob_deadline_*)",
                      url, errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc),
                      std::max(1L, min_speed_bytes_), std::max(1L, min_speed_time_s_),
                      req.timeout_ms);
