@@ -114,7 +114,7 @@ struct RemoveAtExit {
 
 }  // namespace
 
-TEST_CASE("image store: a 20,000-level layer is refused, or unpacked and pruned when allowed",
+TEST_CASE("image store: a 20000-level layer is refused, or unpacked and pruned when allowed",
           "[image-store][hostile]") {
   TempDir tmp;
   RemoveAtExit cleanup{tmp / "store"};

@@ -333,8 +333,7 @@ TEST_CASE("fs: write_file_atomic from many threads at once", "[fs][store]") {
   CHECK(entries(tmp.path()) == 1);  // no temporaries left
 }
 
-TEST_CASE("fs: remove_all of a tree 20,000 levels deep, without following symlinks",
-          "[fs][store]") {
+TEST_CASE("fs: remove_all of a tree 20000 levels deep, without following symlinks", "[fs][store]") {
   TempDir tmp;
   std::string top = tmp / "deep";
   std::string outside = tmp / "outside";
