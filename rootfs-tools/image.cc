@@ -217,6 +217,10 @@ Result<Manifest> parse_manifest(std::string_view text) {
   if (layers == j.end() || !layers->is_array()) return r.fail("layers", "must be an array");
   for (size_t i = 0; i < layers->size(); ++i) {
     BERTH_ASSIGN(Descriptor d, r.descriptor((*layers)[i], fmt::format("layers[{}]", i)));
+    if (!media::is_layer_type(d.media_type)) {
+      return r.fail(fmt::format("layers[{}].mediaType", i),
+                    fmt::format("{:?} is not a layer type berth can unpack", d.media_type));
+    }
     m.layers.push_back(std::move(d));
   }
   BERTH_ASSIGN(m.annotations, r.string_map(j, "annotations", "annotations"));
@@ -355,6 +359,23 @@ const char* phase_name(ProgressEvent::Phase p) {
 
 std::string short_id(const Digest& d) {
   return d.hex.substr(0, 12);
+}
+
+bool media::is_layer_type(std::string_view t) {
+  static constexpr std::string_view kTypes[] = {
+      oci_layer,
+      oci_layer_gzip,
+      oci_layer_zstd,
+      "application/vnd.oci.image.layer.nondistributable.v1.tar",
+      "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+      "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+      "application/vnd.docker.image.rootfs.diff.tar",
+      docker_layer_gzip,
+      "application/vnd.docker.image.rootfs.diff.tar.zstd",
+      "application/vnd.docker.image.rootfs.foreign.diff.tar",
+      docker_foreign_layer_gzip,
+  };
+  return std::ranges::find(kTypes, t) != std::end(kTypes);
 }
 
 }  // namespace berth::rootfs

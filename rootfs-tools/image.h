@@ -39,6 +39,11 @@ inline constexpr std::string_view docker_layer_gzip =
     "application/vnd.docker.image.rootfs.diff.tar.gzip";
 inline constexpr std::string_view docker_foreign_layer_gzip =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+// A layer type we can unpack: the OCI tar, tar+gzip and tar+zstd layers and
+// their non-distributable variants, and Docker's diff/foreign diff layers
+// (plain, gzip, zstd). Anything else (encrypted layers, artifacts, an
+// invented type) is refused when a manifest is parsed.
+bool is_layer_type(std::string_view t);
 }  // namespace media
 
 struct Platform {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/loop.h>
+#include <spawn.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -13,10 +14,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <memory>
 #include <set>
 
 #include "common/fs.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "rootfs-tools/reference.h"
 #include "rootfs-tools/unpack.h"
 
@@ -87,26 +90,30 @@ Result<void> unmount_if_mounted(const std::string& path) {
   return sys_error(kStep, "unmount {}", path);
 }
 
-// Runs a program and waits; its stderr is returned in the error.
+// Runs a program and waits; its stderr is returned in the error. Spawned
+// with posix_spawnp and everything built beforehand: nothing allocates
+// between fork and exec, which matters once the caller has threads.
 Result<void> run_program(const std::vector<std::string>& argv) {
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) return sys_error(kStep, "pipe");
   UniqueFd rd(pipefd[0]), wr(pipefd[1]);
-  pid_t pid = ::fork();
-  if (pid < 0) return sys_error(kStep, "fork for {}", argv[0]);
-  if (pid == 0) {
-    ::dup2(wr.get(), 2);
-    int devnull = ::open("/dev/null", O_RDWR);
-    if (devnull >= 0) {
-      ::dup2(devnull, 0);
-      ::dup2(devnull, 1);
-    }
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  if (int rc = ::posix_spawn_file_actions_init(&actions); rc != 0) {
+    return errno_error(kStep, rc, "posix_spawn_file_actions_init");
   }
+  std::unique_ptr<posix_spawn_file_actions_t, int (*)(posix_spawn_file_actions_t*)> guard(
+      &actions, ::posix_spawn_file_actions_destroy);
+  int rc = ::posix_spawn_file_actions_adddup2(&actions, wr.get(), 2);
+  if (rc == 0) rc = ::posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDWR, 0);
+  if (rc == 0) rc = ::posix_spawn_file_actions_adddup2(&actions, 0, 1);
+  if (rc != 0) return errno_error(kStep, rc, "posix_spawn file actions for {}", argv[0]);
+  pid_t pid = -1;
+  rc = ::posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  if (rc == ENOENT) return error(kStep, "{} could not be run (is it installed?)", argv[0]);
+  if (rc != 0) return errno_error(kStep, rc, "spawn {}", argv[0]);
   wr.reset();
   std::string err;
   char buf[512];
@@ -255,18 +262,31 @@ Result<void> ImageStore::init() {
   BERTH_TRY(fs::mkdir_p(layers_dir(root_), 0755));
   BERTH_TRY(fs::mkdir_p(containers_dir(root_), 0711));
   BERTH_TRY(blobs_.recover());
-  // Half-unpacked layers of crashed writers: layers/.tmp-<hex>-*, whose
-  // layer lock nobody holds.
+  // Half-unpacked layers of crashed writers (layers/.tmp-<hex>-*) and
+  // half-removed ones (.del-<hex>), whose layer lock nobody holds. Clearing
+  // them is housekeeping: a leftover that cannot be removed (whatever it
+  // holds) is logged and left for the next prune, never a reason for the
+  // store not to open.
+  auto clear = [&](const std::string& n) {
+    if (auto r = fs::remove_all(fs::join(layers_dir(root_), n)); !r) {
+      log::warn("image store: leaving {} for later: {}", fs::join(layers_dir(root_), n),
+                r.error().str());
+    }
+  };
   return for_each_name(layers_dir(root_), [&](const std::string& n) -> Result<void> {
     if (!n.starts_with(".tmp-") && !n.starts_with(".del-")) return {};
     std::string hex = n.substr(5, 64);
     Result<Digest> d = Digest::from_hex(hex);
-    if (!d) return fs::remove_all(fs::join(layers_dir(root_), n));
+    if (!d) {
+      clear(n);
+      return {};
+    }
     int raw = ::open(layer_lock_path(root_, *d).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (raw < 0) return sys_error(kStep, "open {}", layer_lock_path(root_, *d));
     UniqueFd lock(raw);
     if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) return {};  // being unpacked now
-    return fs::remove_all(fs::join(layers_dir(root_), n));
+    clear(n);
+    return {};
   });
 }
 
@@ -321,6 +341,7 @@ Result<std::string> ImageStore::ensure_layer(const Descriptor& layer, const Prog
   UnpackOptions opts;
   opts.whiteouts = WhiteoutMode::overlay;
   opts.lower_dirs = lowers;
+  opts.limits = unpack_limits_;
   Result<UnpackStats> stats = unpack_layer(blobs_.path(d), root, opts);
   if (!stats) return fail(stats.error());
   if (auto w = fs::write_file_atomic(fs::join(tmp, "size"), std::to_string(stats->bytes), 0644,

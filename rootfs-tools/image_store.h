@@ -31,6 +31,7 @@
 #include "common/fd.h"
 #include "rootfs-tools/image.h"
 #include "rootfs-tools/store.h"
+#include "rootfs-tools/unpack.h"
 
 namespace berth::rootfs {
 
@@ -85,6 +86,9 @@ class ImageStore {
   Result<void> init();
 
   const std::string& root() const { return root_; }
+  // The bounds every layer this store unpacks must keep (UnpackLimits).
+  void set_unpack_limits(const UnpackLimits& limits) { unpack_limits_ = limits; }
+  const UnpackLimits& unpack_limits() const { return unpack_limits_; }
   BlobStore& blobs() { return blobs_; }
   const BlobStore& blobs() const { return blobs_; }
 
@@ -149,6 +153,7 @@ class ImageStore {
  private:
   std::string root_;
   BlobStore blobs_;
+  UnpackLimits unpack_limits_;
 };
 
 }  // namespace berth::rootfs

@@ -968,17 +968,25 @@ struct DirCloser {
 // except security.selinux (the host's labels) and system.* (ACLs).
 class DirectoryTar {
  public:
-  DirectoryTar(std::string source, struct archive* a) : source_(std::move(source)), a_(a) {}
+  // `max_depth`: the store's UnpackLimits::max_depth (0: none). The walk
+  // recurses and holds an fd per level, so a deeper tree is refused here,
+  // as unpacking the layer would refuse it.
+  DirectoryTar(std::string source, struct archive* a, uint32_t max_depth)
+      : source_(std::move(source)), a_(a), max_depth_(max_depth) {}
 
-  Result<void> walk(int dirfd, const std::string& rel) {
+  Result<void> walk(int dirfd, const std::string& rel, uint32_t depth = 0) {
     BERTH_ASSIGN(std::vector<std::string> names, list(dirfd, rel));
+    if (max_depth_ != 0 && depth >= max_depth_ && !names.empty()) {
+      return fail(where(rel + "/" + names.front()),
+                  "deeper than {} levels (max_depth, --max-layer-depth)", max_depth_);
+    }
     for (const std::string& name : names) {
       std::string child = rel.empty() ? name : rel + "/" + name;
       struct stat st;
       if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
         return sys_fail(where(child), "stat");
       }
-      BERTH_TRY(add(dirfd, name, child, st));
+      BERTH_TRY(add(dirfd, name, child, st, depth + 1));
     }
     return {};
   }
@@ -1007,7 +1015,7 @@ class DirectoryTar {
   }
 
   Result<void> add(int dirfd, const std::string& name, const std::string& rel,
-                   const struct stat& st) {
+                   const struct stat& st, uint32_t depth) {
     if (S_ISSOCK(st.st_mode)) return {};  // tar cannot hold sockets; they are runtime state
     if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
       return fail(where(rel), "device node refused (a rootfs may not ship devices)");
@@ -1033,7 +1041,7 @@ class DirectoryTar {
     if (!fd) return sys_fail(where(rel), "open");
     BERTH_TRY(add_xattrs(e.get(), fd.get(), rel));
     BERTH_TRY(header(e.get(), rel));
-    if (S_ISDIR(st.st_mode)) return walk(fd.get(), rel);
+    if (S_ISDIR(st.st_mode)) return walk(fd.get(), rel, depth);
     return data(fd.get(), rel, st.st_size);
   }
 
@@ -1100,6 +1108,7 @@ class DirectoryTar {
 
   std::string source_;
   struct archive* a_;
+  uint32_t max_depth_;
   std::map<std::pair<dev_t, ino_t>, std::string> links_;
   std::unique_ptr<char[]> buf_;
 };
@@ -1134,7 +1143,7 @@ Result<std::vector<Image>> import_rootfs_dir(ImageStore& store, const std::strin
   if (archive_write_open(a.get(), &sink, nullptr, write_sink, nullptr) != ARCHIVE_OK) {
     return fail(dir, "open tar writer: {}", archive_error_string(a.get()));
   }
-  DirectoryTar tar(dir, a.get());
+  DirectoryTar tar(dir, a.get(), store.unpack_limits().max_depth);
   Result<void> walked = tar.walk(root.get(), "");
   if (!walked) {
     if (sink.failure) return within(dir, *sink.failure);

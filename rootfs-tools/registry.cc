@@ -46,9 +46,6 @@ using Json = nlohmann::json;  // read with find()/is_*() only: built with JSON_N
 using Phase = ProgressEvent::Phase;
 
 constexpr std::string_view kStep = "registry";
-// containerd refuses manifests above 4 MiB too; a bigger one is an attack or
-// a mistake, and it is held in memory.
-constexpr size_t kMaxManifestBytes = 4 << 20;
 constexpr size_t kMaxTokenBytes = 1 << 20;
 constexpr size_t kMaxErrorBodyBytes = 64 << 10;
 constexpr int kMaxRedirects = 10;
@@ -380,7 +377,8 @@ struct HttpRequest {
   // The Authorization value, sent to the origin of `url` only.
   std::string authorization;
   const BodySink* sink = nullptr;
-  size_t max_body = kMaxManifestBytes;  // of a body kept in memory
+  size_t max_body = 0;  // of a body kept in memory (PullOptions::max_manifest_bytes)
+  long timeout_ms = 0;  // the whole request, 0: none
 };
 
 // The state libcurl's callbacks share with one perform.
@@ -461,8 +459,12 @@ int on_xferinfo(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 // threads); connections are kept alive across requests.
 class HttpClient {
  public:
-  HttpClient(long connect_timeout_s, const std::atomic<bool>* cancel)
-      : connect_timeout_s_(connect_timeout_s), cancel_(cancel), curl_(curl_easy_init()) {}
+  HttpClient(const PullOptions& opts, const std::atomic<bool>* cancel)
+      : connect_timeout_s_(opts.connect_timeout_s),
+        min_speed_bytes_(opts.min_speed_bytes),
+        min_speed_time_s_(opts.min_speed_time_s),
+        cancel_(cancel),
+        curl_(curl_easy_init()) {}
 
   CURL* handle() const { return curl_.get(); }
   // Whether the last failed get() might succeed when tried again.
@@ -521,9 +523,10 @@ class HttpClient {
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for DNS timeouts
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, connect_timeout_s_);
-    // A stalled transfer (under 1 byte/s for a minute) fails as transient.
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+    // A stalled or dripping transfer fails as transient (PullOptions::min_speed_*).
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, std::max(1L, min_speed_bytes_));
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, std::max(1L, min_speed_time_s_));
+    if (req.timeout_ms > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req.timeout_ms);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
@@ -538,11 +541,20 @@ class HttpClient {
 
     if (t.sink_error) return std::unexpected(*t.sink_error);
     if (t.too_large) {
-      return error(kStep, "GET {}: the response is larger than {} bytes", url, req.max_body);
+      return error(kStep, "GET {}: the response is larger than the limit of {} bytes", url,
+                   req.max_body);
     }
     if (rc != CURLE_OK) {
       transient_ = is_transient(rc);
       if (rc == CURLE_ABORTED_BY_CALLBACK) return error(kStep, "GET {}: cancelled", url);
+      if (rc == CURLE_OPERATION_TIMEDOUT) {
+        return error(kStep,
+                     "GET {}: {} (limits: at least {} bytes/s over {} s, a deadline of {} ms; "
+                     "PullOptions::min_speed_*, blob_deadline_*)",
+                     url, errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc),
+                     std::max(1L, min_speed_bytes_), std::max(1L, min_speed_time_s_),
+                     req.timeout_ms);
+      }
       return error(kStep, "GET {}: {}", url, errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
     }
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t.response.status);
@@ -558,6 +570,8 @@ class HttpClient {
   }
 
   long connect_timeout_s_;
+  long min_speed_bytes_;
+  long min_speed_time_s_;
   const std::atomic<bool>* cancel_;
   CurlPtr curl_;
   bool transient_ = false;
@@ -612,7 +626,23 @@ class Session {
   std::string url(std::string_view tail) const {
     return fmt::format("{}/v2/{}/{}", base_, ref_.repository, tail);
   }
-  HttpClient client() const { return HttpClient(opts_.connect_timeout_s, &cancel_); }
+  HttpClient client() const { return HttpClient(opts_, &cancel_); }
+  // The time a transfer of `bytes` may take (PullOptions::blob_deadline_*).
+  std::chrono::milliseconds deadline_for(uint64_t bytes) const {
+    uint64_t rate = std::max<uint64_t>(1, opts_.blob_deadline_rate);
+    auto ms = static_cast<uint64_t>(std::max(0L, opts_.blob_deadline_base_s)) * 1000 +
+              bytes / rate * 1000 + (bytes % rate) * 1000 / rate;
+    return std::chrono::milliseconds(std::min<uint64_t>(ms, uint64_t{1} << 40));
+  }
+  // For requests without a sink: the size limit and the deadline of a
+  // document.
+  HttpRequest document_request(std::string url, std::vector<std::string> headers = {}) const {
+    return HttpRequest{
+        .url = std::move(url),
+        .headers = std::move(headers),
+        .max_body = opts_.max_manifest_bytes,
+        .timeout_ms = static_cast<long>(deadline_for(opts_.max_manifest_bytes).count())};
+  }
   bool cancelled() const { return cancel_.load(); }
   void cancel() { cancel_.store(true); }
 
@@ -750,7 +780,8 @@ class Session {
     HttpRequest req{.url = url,
                     .headers = {"Accept: application/json"},
                     .authorization = creds ? basic_authorization(*creds) : "",
-                    .max_body = kMaxTokenBytes};
+                    .max_body = kMaxTokenBytes,
+                    .timeout_ms = static_cast<long>(deadline_for(kMaxTokenBytes).count())};
     BERTH_ASSIGN(HttpResponse r, http.get(req));
     if (r.status == 401 || r.status == 403) {
       if (!creds) {
@@ -823,7 +854,7 @@ Result<Document> fetch_document(Session& s, HttpClient& http, const std::string&
                                 std::optional<Digest> expected, const std::string& what) {
   std::string accept = fmt::format("Accept: {}, {}, {}, {}", media::oci_index, media::docker_list,
                                    media::oci_manifest, media::docker_manifest);
-  HttpRequest req{.url = s.url("manifests/" + ref), .headers = {accept}};
+  HttpRequest req = s.document_request(s.url("manifests/" + ref), {accept});
   BERTH_ASSIGN(HttpResponse r, s.get_retrying(http, req));
   if (r.status == 404) {
     return error(kStep, "{} not found in registry {}{}", what, s.registry(),
@@ -1105,9 +1136,19 @@ class BlobFetcher {
     const auto total = static_cast<uint64_t>(d.size);
     const std::string url = s_.url("blobs/" + d.digest.str());
     const int attempts = std::max(1, s_.opts().attempts);
+    const auto deadline = std::chrono::steady_clock::now() + s_.deadline_for(total);
     bool used_old_bytes = false;
     for (int attempt = 1;; ++attempt) {
       if (part.size() == total && total > 0) return true;  // complete before this attempt
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        return error(kStep,
+                     "blob {} from registry {}: not complete within its deadline of {} ms ({} of "
+                     "{} bytes; PullOptions::blob_deadline_*)",
+                     d.digest.str(), s_.registry(), s_.deadline_for(total).count(), part.size(),
+                     total);
+      }
       bool retryable = false, spoiled = false;
       auto last_event = std::chrono::steady_clock::time_point();
       BodySink sink{
@@ -1142,7 +1183,7 @@ class BlobFetcher {
             }
             return {};
           }};
-      HttpRequest req{.url = url, .sink = &sink};
+      HttpRequest req{.url = url, .sink = &sink, .timeout_ms = static_cast<long>(left.count())};
       if (part.size() > 0) req.headers.push_back(fmt::format("Range: bytes={}-", part.size()));
       auto r = s_.get(http, req);
       Error failure;
@@ -1212,6 +1253,15 @@ Result<PullResult> pull(ImageStore& store, const Reference& ref, const PullOptio
   BERTH_ASSIGN(Document doc, resolve_manifest(session, http, store.blobs()));
   auto manifest = parse_manifest(doc.body);
   if (!manifest) return wrap(manifest.error(), "image " + ref.str());
+  // Refused before any byte of it is fetched: the config is read into memory.
+  if (manifest->config.size >= 0 &&
+      static_cast<uint64_t>(manifest->config.size) > opts.max_config_bytes) {
+    return error(kStep,
+                 "image {}: config {} is {} bytes by its descriptor, more than the limit of {} "
+                 "(max_config_bytes)",
+                 ref.str(), manifest->config.digest.str(), manifest->config.size,
+                 opts.max_config_bytes);
+  }
   BlobFetcher fetcher(session, store.blobs(), blobs_of(*manifest));
   BERTH_TRY(fetcher.run());
 

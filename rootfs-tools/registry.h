@@ -47,6 +47,24 @@ struct PullOptions {
   // 5xx); a resumed blob continues where the last attempt stopped.
   int attempts = 3;
   long connect_timeout_s = 30;
+  // A transfer slower than min_speed_bytes per second over min_speed_time_s
+  // seconds fails (as transient: retried, a blob resumed). A registry that
+  // drips bytes cannot keep a pull alive forever.
+  long min_speed_bytes = 1024;
+  long min_speed_time_s = 60;
+  // Every blob (all attempts together) must arrive within
+  // blob_deadline_base_s plus its declared size at blob_deadline_rate bytes
+  // per second (a 1 GiB layer: 10 min + 4.5 h at the defaults); manifests,
+  // indexes and tokens each within the deadline of a max_manifest_bytes blob.
+  long blob_deadline_base_s = 600;
+  uint64_t blob_deadline_rate = 64 << 10;
+  // Manifests and indexes are held in memory: larger ones are refused, as
+  // containerd and distribution refuse manifests above 4 MiB.
+  size_t max_manifest_bytes = 4 << 20;
+  // A config is read into memory too; real ones are a few KiB (rarely more
+  // than 1 MiB with long histories). Checked against its descriptor before
+  // the download, and while streaming.
+  uint64_t max_config_bytes = 8 << 20;
 };
 
 struct PullStats {

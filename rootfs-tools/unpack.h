@@ -28,6 +28,25 @@ namespace berth::rootfs {
 
 enum class WhiteoutMode { apply, overlay };
 
+// Bounds on what one layer may make us do; an archive beyond one fails with
+// an error naming the limit and the entry. The defaults are far above real
+// images (Docker Hub images nest about 10-40 levels deep, paths stay well
+// under 1 KiB, big layers hold a few hundred thousand entries and tens of
+// GiB) and far below what hurts the host: a 50 KB tar can otherwise hold a
+// directory 20,000 levels deep. 0 means no limit.
+struct UnpackLimits {
+  // Components of an entry's path (and of a hardlink target).
+  uint32_t max_depth = 512;
+  // Bytes of an entry's path: PATH_MAX, beyond which the container could not
+  // use the file by its name anyway.
+  uint32_t max_path = 4096;
+  // Entries in the archive (whiteouts included).
+  uint64_t max_entries = 4'000'000;
+  // Bytes of file data written (sparse holes are not written, so not
+  // counted).
+  uint64_t max_bytes = 256ull << 30;
+};
+
 struct UnpackOptions {
   // Character and block devices are refused unless set: a layer that ships
   // /dev/sda with mode 0666 hands the disk to the container. FIFOs are fine.
@@ -40,6 +59,7 @@ struct UnpackOptions {
   // first of them that has it (else 0755, root), so the overlay shows what
   // the flattened image would.
   std::vector<std::string> lower_dirs;
+  UnpackLimits limits;
 };
 
 struct UnpackStats {
@@ -51,7 +71,10 @@ struct UnpackStats {
 };
 
 // Unpacks the layer at `archive_path` into `dest`, an existing directory.
-// Errors read `unpack: <archive>: entry "<path>": <reason>`. On error, entries
+// Errors read `unpack: <archive>: entry "<path>": <reason>`. Time and memory
+// are linear in the archive's size whatever its depth (directory fds are
+// reused between neighbouring entries, never re-walked from the root). On
+// error, entries
 // before the failing one stay in `dest` (the caller unpacks into a temporary
 // directory and renames it into place only on success).
 Result<UnpackStats> unpack_layer(const std::string& archive_path, const std::string& dest,

@@ -621,6 +621,20 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log", log_file, "log file (default: stderr)");
   app.add_flag("--debug", debug, "log debug messages");
+  rfs::UnpackLimits limits;
+  std::string max_layer_size = std::to_string(limits.max_bytes);
+  app.add_option("--max-layer-depth", limits.max_depth,
+                 "most path components of a layer entry (0: no limit)")
+      ->capture_default_str();
+  app.add_option("--max-layer-path", limits.max_path,
+                 "most bytes of a layer entry's path (0: no limit)")
+      ->capture_default_str();
+  app.add_option("--max-layer-entries", limits.max_entries, "most entries in a layer (0: no limit)")
+      ->capture_default_str();
+  app.add_option("--max-layer-size", max_layer_size,
+                 "most bytes of file data in an unpacked layer (0: no limit)")
+      ->check(kSize)
+      ->capture_default_str();
 
   ImportArgs ia;
   auto* import = app.add_subcommand("import", "import an OCI layout, docker archive or rootfs");
@@ -681,6 +695,8 @@ int main(int argc, char** argv) {
   g_log_to_file = berth::log::setup(lo) && !log_file.empty();
 
   rfs::ImageStore store(absolute(store_dir));
+  limits.max_bytes = parse_size(max_layer_size).value_or(limits.max_bytes);
+  store.set_unpack_limits(limits);
   if (auto r = store.init(); !r) return fail("open image store " + store.root(), r.error());
   berth::log::debug("image store {}", store.root());
 

@@ -206,7 +206,33 @@ void HttpFront::serve(int fd) {
   if (!opts_.redirect_blobs_to.empty() && req.target.find("/blobs/sha256:") != std::string::npos) {
     return respond(fd, id, 307, "", {"Location: " + opts_.redirect_blobs_to + req.target});
   }
+  if (!opts_.synthetic_path.empty() && req.method == "GET" &&
+      req.target.find(opts_.synthetic_path) != std::string::npos) {
+    return synthetic(fd, id);
+  }
   forward(fd, id, req, head);
+}
+
+void HttpFront::synthetic(int fd, size_t id) {
+  std::string head = "HTTP/1.1 200 OK\r\nContent-Type: " + opts_.synthetic_type +
+                     "\r\nContent-Length: " + std::to_string(opts_.synthetic_bytes) +
+                     "\r\nConnection: close\r\n\r\n";
+  set_status(id, 200);
+  if (!send_all(fd, head.data(), head.size())) return;
+  if (opts_.drip_interval.count() > 0) {
+    for (size_t i = 0; i < opts_.synthetic_bytes; ++i) {
+      pollfd p{stop_fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(opts_.drip_interval.count())) != 0) return;  // stopping
+      if (!send_all(fd, "x", 1)) return;  // the client gave up
+    }
+    return;
+  }
+  std::string chunk(64 * 1024, 'x');
+  for (size_t left = opts_.synthetic_bytes; left > 0;) {
+    size_t n = std::min(left, chunk.size());
+    if (!send_all(fd, chunk.data(), n)) return;
+    left -= n;
+  }
 }
 
 void HttpFront::respond(int fd, size_t id, int status, const std::string& body,

@@ -5,12 +5,15 @@
 //     challenge) and hand them out at GET /token, checking Basic
 //     credentials: the token flow of Docker Hub, against real registry content;
 //   - cut one response short after N body bytes (an interrupted download);
-//   - redirect blob GETs to another base URL (a registry's storage host).
+//   - redirect blob GETs to another base URL (a registry's storage host);
+//   - answer GETs of one path itself, with made-up bytes, all at once or
+//     dripped one byte at a time (a hostile or broken registry).
 // One request per connection (every answer says "Connection: close"), one
 // thread per connection; the destructor stops and joins them all.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <string>
@@ -38,6 +41,14 @@ class HttpFront {
     // Drop the Range header on the way to the registry: a server without
     // range support, which answers 200 with the whole blob.
     bool strip_range = false;
+    // GETs whose target contains synthetic_path are answered by the front:
+    // 200, Content-Type synthetic_type, Content-Length synthetic_bytes and as
+    // many bytes of 'x' — one every drip_interval when that is set (until
+    // the client goes away or the front stops), else all at once.
+    std::string synthetic_path;
+    size_t synthetic_bytes = 0;
+    std::string synthetic_type = "application/octet-stream";
+    std::chrono::milliseconds drip_interval{0};
   };
 
   struct Request {
@@ -65,6 +76,7 @@ class HttpFront {
   void respond(int fd, size_t id, int status, const std::string& body,
                const std::vector<std::string>& extra_headers = {});
   void forward(int fd, size_t id, const Request& req, const std::string& head);
+  void synthetic(int fd, size_t id);
   // The log entry is made when the request arrives and completed before the
   // client sees the answer, so a client that has its answer finds it there.
   size_t record(const Request& req);

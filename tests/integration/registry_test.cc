@@ -665,3 +665,112 @@ TEST_CASE("registry: a server that ignores Range gets the blob from the start", 
   CHECK(store.blobs().has(digest(fx.image.layer)));
   CHECK(stdfs::is_regular_file(store.layer_dir(digest(fx.image.layer)) + "/bin/busybox"));
 }
+
+// ---- hostile registries (issue 9) ---------------------------------------------------
+
+namespace {
+
+// After a refused pull: no layer blob, no unpacked layer, no image; what a
+// failed transfer keeps for the next pull (tmp/*.partial) goes with prune.
+void check_nothing_kept(ImageStore& store, const TestImage& img) {
+  CHECK_FALSE(store.blobs().has(digest(img.layer)));
+  CHECK_FALSE(store.has_layer(digest(img.layer)));
+  auto images = store.list();
+  REQUIRE(images.has_value());
+  CHECK(images->empty());
+  REQUIRE(store.prune().has_value());
+  CHECK(stdfs::is_empty(store.root() + "/tmp"));
+  CHECK(stdfs::is_empty(store.root() + "/layers"));
+}
+
+}  // namespace
+
+TEST_CASE("registry: a registry that drips bytes fails the pull in bounded time",
+          "[registry][hostile]") {
+  REQUIRE_REGISTRY_TOOLS();
+  Fixture fx;
+  ImageStore store = fx.make_store();
+  // The layer blob comes at 1 byte/s, forever as far as the client knows.
+  HttpFront front({.upstream_port = fx.registry.port(),
+                   .synthetic_path = "/blobs/" + fx.image.layer,
+                   .synthetic_bytes = fx.image.layer_size,
+                   .drip_interval = 1s});
+  std::string name = front.host() + "/" + kRepository + ":latest";
+
+  SECTION("below the minimum throughput") {
+    // The old limit was 1 byte per 60 s, which a drip keeps up with forever.
+    std::string msg =
+        pull_error(store, name, {.attempts = 1, .min_speed_bytes = 100, .min_speed_time_s = 2});
+    CHECK_THAT(msg, Contains("/blobs/" + fx.image.layer));
+    CHECK_THAT(msg, Contains("at least 100 bytes/s over 2 s"));
+  }
+  SECTION("past the blob's deadline") {
+    // Fast enough for the throughput limit (1 byte/s), not for the deadline:
+    // 2 s plus nothing for the size. Each attempt gets what is left of it.
+    std::string msg = pull_error(store, name,
+                                 {.attempts = 3,
+                                  .min_speed_bytes = 1,
+                                  .min_speed_time_s = 60,
+                                  .blob_deadline_base_s = 2,
+                                  .blob_deadline_rate = uint64_t{1} << 40});
+    CHECK_THAT(msg, Contains("blob " + fx.image.layer));
+    CHECK_THAT(msg, Contains("deadline"));
+  }
+  check_nothing_kept(store, fx.image);
+}
+
+TEST_CASE("registry: a blob longer or shorter than its descriptor is refused",
+          "[registry][hostile]") {
+  REQUIRE_REGISTRY_TOOLS();
+  Fixture fx;
+  ImageStore store = fx.make_store();
+  SECTION("longer: stopped at the declared size") {
+    HttpFront front({.upstream_port = fx.registry.port(),
+                     .synthetic_path = "/blobs/" + fx.image.layer,
+                     .synthetic_bytes = fx.image.layer_size + (8 << 20)});
+    std::string name = front.host() + "/" + kRepository + ":latest";
+    std::string msg = pull_error(store, name, {.attempts = 1});
+    CHECK_THAT(msg, Contains("blob " + fx.image.layer + " from registry " + front.host() +
+                             ": more than the " + std::to_string(fx.image.layer_size) +
+                             " bytes of its descriptor"));
+    // Nothing of it is kept, not even for a resume.
+    CHECK_FALSE(stdfs::exists(partial_path(store, fx.image.layer)));
+  }
+  SECTION("shorter") {
+    HttpFront front({.upstream_port = fx.registry.port(),
+                     .synthetic_path = "/blobs/" + fx.image.layer,
+                     .synthetic_bytes = fx.image.layer_size - 10});
+    std::string name = front.host() + "/" + kRepository + ":latest";
+    std::string msg = pull_error(store, name, {.attempts = 1});
+    CHECK_THAT(msg, Contains("got " + std::to_string(fx.image.layer_size - 10) + " of " +
+                             std::to_string(fx.image.layer_size) + " bytes"));
+  }
+  check_nothing_kept(store, fx.image);
+}
+
+TEST_CASE("registry: manifests and configs beyond their size limits are refused",
+          "[registry][hostile]") {
+  REQUIRE_REGISTRY_TOOLS();
+  Fixture fx;
+  ImageStore store = fx.make_store();
+  SECTION("a 5 MiB manifest") {
+    HttpFront front({.upstream_port = fx.registry.port(),
+                     .synthetic_path = "/manifests/",
+                     .synthetic_bytes = 5 << 20,
+                     .synthetic_type = std::string(media::oci_manifest)});
+    std::string name = front.host() + "/" + kRepository + ":latest";
+    std::string msg = pull_error(store, name);
+    CHECK_THAT(msg, Contains("/manifests/latest: the response is larger than the limit of " +
+                             std::to_string(4 << 20) + " bytes"));
+  }
+  SECTION("a config above max_config_bytes, refused before it is fetched") {
+    HttpFront front({.upstream_port = fx.registry.port()});
+    std::string name = front.host() + "/" + kRepository + ":latest";
+    std::string msg = pull_error(store, name, {.max_config_bytes = 16});
+    CHECK_THAT(msg, Contains("config " + fx.image.config));
+    CHECK_THAT(msg, Contains("more than the limit of 16 (max_config_bytes)"));
+    CHECK(blob_gets(front, fx.image.config).empty());
+    CHECK_FALSE(store.blobs().has(digest(fx.image.config)));
+  }
+  check_nothing_kept(store, fx.image);
+}

@@ -67,6 +67,31 @@ TEST_CASE("image: manifest errors name the field", "[image]") {
   CHECK_THAT(k.error().str(), Catch::Contains("schema 1"));
 }
 
+TEST_CASE("image: a layer of a type berth cannot unpack is refused", "[image][hostile]") {
+  std::string t = manifest_text();
+  auto with_type = [&](std::string_view type) {
+    std::string m = t;
+    std::string old = "application/vnd.oci.image.layer.v1.tar\"";
+    m.replace(m.find(old), old.size(), std::string(type) + "\"");
+    return parse_manifest(m);
+  };
+  auto evil = with_type("application/x-evil");
+  REQUIRE_FALSE(evil);
+  CHECK_THAT(evil.error().str(),
+             Catch::Contains("layers[1].mediaType: \"application/x-evil\" is not a layer type"));
+  CHECK_FALSE(with_type("application/vnd.oci.image.layer.v1.tar+gzip+encrypted"));
+  CHECK_FALSE(with_type(""));
+  for (std::string_view ok :
+       {"application/vnd.oci.image.layer.v1.tar", "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"}) {
+    INFO(ok);
+    CHECK(with_type(ok).has_value());
+  }
+}
+
 TEST_CASE("image: index platform selection", "[image]") {
   std::string text =
       R"({"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[)"

@@ -592,3 +592,26 @@ TEST_CASE("import: hostile rootfs tarballs are refused before anything is stored
     }
   }
 }
+
+TEST_CASE("import: a rootfs directory deeper than max_depth is refused", "[import][hostile]") {
+  // The directory walk recurses with an fd per level: it stops at the
+  // store's depth limit, which unpacking would enforce anyway.
+  Fixture f;
+  rfs::UnpackLimits limits;
+  limits.max_depth = 40;
+  f.store.set_unpack_limits(limits);
+  std::string src = f.tmp / "src";
+  std::string deep = src;
+  for (int i = 0; i < 60; ++i) deep += "/d";
+  std::filesystem::create_directories(deep);
+  write_file(deep + "/file", "x");
+  std::string msg = f.import_error(src);
+  CHECK_THAT(msg, Catch::Contains("deeper than 40 levels (max_depth, --max-layer-depth)"));
+  CHECK(f.image_count() == 0);
+  // Within the limit it imports.
+  limits.max_depth = 100;
+  f.store.set_unpack_limits(limits);
+  auto r = f.import(src);
+  CHECK(
+      std::filesystem::is_regular_file(f.root_of(r.images[0]) + deep.substr(src.size()) + "/file"));
+}

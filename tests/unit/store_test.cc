@@ -4,21 +4,25 @@
 #include "rootfs-tools/store.h"
 
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "common/fs.h"
 #include "tests/unit/temp_dir.h"
 
 using berth::rootfs::BlobStore;
@@ -296,4 +300,93 @@ TEST_CASE("store: the digest lock excludes another process", "[store]") {
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
   CHECK(got == 'y');
+}
+
+// ---- common/fs.h helpers the store stands on ----------------------------------------
+
+TEST_CASE("fs: write_file_atomic from many threads at once", "[fs][store]") {
+  // The temporary was <path>.tmp.<pid>: two threads of one process wrote
+  // into the same file, and one's rename found it gone.
+  TempDir tmp;
+  std::string path = tmp / "shared.json";
+  constexpr int kThreads = 8, kWrites = 50;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::string body = std::string(4096, static_cast<char>('a' + t));
+      for (int i = 0; i < kWrites; ++i) {
+        if (!berth::fs::write_file_atomic(path, body, 0640, berth::fs::Durable::no)) ++failures;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(failures.load() == 0);
+  auto content = berth::fs::read_file(path);
+  REQUIRE(content.has_value());
+  REQUIRE(content->size() == 4096);
+  // One writer's whole content, never a mix.
+  CHECK(std::count(content->begin(), content->end(), content->front()) == 4096);
+  struct stat st;
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0640);
+  CHECK(entries(tmp.path()) == 1);  // no temporaries left
+}
+
+TEST_CASE("fs: remove_all of a tree 20000 levels deep, without following symlinks", "[fs][store]") {
+  TempDir tmp;
+  std::string top = tmp / "deep";
+  std::string outside = tmp / "outside";
+  REQUIRE(berth::fs::mkdir_p(outside + "/dir"));
+  REQUIRE(berth::fs::write_file_atomic(outside + "/dir/file", "keep"));
+  REQUIRE(berth::fs::mkdir_p(top));
+  int fd = ::open(top.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  for (int i = 0; i < 20000; ++i) {
+    // Siblings on the way: files, symlinks to the outside, empty dirs.
+    if (i % 1000 == 0) {
+      REQUIRE(::symlinkat(outside.c_str(), fd, "link") == 0);
+      REQUIRE(::symlinkat((outside + "/dir").c_str(), fd, "dirlink") == 0);
+      REQUIRE(::mknodat(fd, "file", S_IFREG | 0644, 0) == 0);
+      REQUIRE(::mkdirat(fd, "empty", 0755) == 0);
+    }
+    REQUIRE(::mkdirat(fd, "d", 0755) == 0);
+    int next = ::openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ::close(fd);
+    REQUIRE(next >= 0);
+    fd = next;
+  }
+  ::close(fd);
+  auto r = berth::fs::remove_all(top);
+  INFO((r ? "" : r.error().str()));
+  REQUIRE(r.has_value());
+  CHECK_FALSE(std::filesystem::exists(std::filesystem::symlink_status(top)));
+  CHECK(*berth::fs::read_file(outside + "/dir/file") == "keep");
+  // A path that is a symlink is removed itself.
+  REQUIRE(::symlink(outside.c_str(), (tmp / "toplink").c_str()) == 0);
+  REQUIRE(berth::fs::remove_all(tmp / "toplink"));
+  CHECK(std::filesystem::exists(outside + "/dir/file"));
+}
+
+TEST_CASE("fs: remove_all still refuses to cross a mount point, however deep", "[fs][store]") {
+  if (::geteuid() != 0) {
+    WARN("BERTH-SKIPPED: mounting a tmpfs needs root");
+    std::cout << "BERTH-SKIPPED: mounting a tmpfs needs root" << std::endl;
+    return;
+  }
+  TempDir tmp;
+  std::string top = tmp / "top";
+  std::string mnt = top;
+  for (int i = 0; i < 300; ++i) mnt += "/d";
+  REQUIRE(berth::fs::mkdir_p(mnt));
+  REQUIRE(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") == 0);
+  struct Unmount {
+    std::string p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  REQUIRE(berth::fs::write_file_atomic(mnt + "/precious", "x"));
+  auto r = berth::fs::remove_all(top);
+  REQUIRE_FALSE(r.has_value());
+  CHECK_THAT(r.error().str(), Catch::Contains("a mount point (another filesystem)"));
+  CHECK(std::filesystem::exists(mnt + "/precious"));
 }
