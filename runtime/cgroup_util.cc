@@ -383,4 +383,61 @@ bool subtree_has(std::string_view subtree_control, std::string_view controller) 
   return contains_word(subtree_control, controller);
 }
 
+Result<void> enable_subtree_controller(const std::string& dir, std::string_view controller) {
+  auto r = write_file(dir, "cgroup.subtree_control", fmt::format("+{}", controller));
+  if (r || r.error().err != EBUSY) return r;
+  return wrap(r.error(),
+              fmt::format("{} has processes, and cgroup v2 lets no cgroup with processes "
+                          "enable controllers for its children (the no-internal-process "
+                          "rule); use an absolute cgroupsPath in a delegated subtree (e.g. "
+                          "\"/berth/<id>\")",
+                          dir));
+}
+
+Result<void> enable_v2_controller(const CgroupDir& d, std::string_view controller,
+                                  std::string_view what) {
+  for (const auto& a : d.ancestors()) {
+    BERTH_ASSIGN(std::string available, read_file(a, "cgroup.controllers"));
+    if (!subtree_has(available, controller)) {
+      return error("cgroup", "{} needs the {} controller, which {} does not offer", what,
+                   controller, a);
+    }
+    BERTH_ASSIGN(std::string enabled, read_file(a, "cgroup.subtree_control"));
+    if (!subtree_has(enabled, controller)) BERTH_TRY(enable_subtree_controller(a, controller));
+  }
+  return {};
+}
+
+Result<void> write_hugepage_limits(const std::string& dir, const std::vector<HugepageLimit>& limits,
+                                   std::string_view suffix) {
+  for (size_t i = 0; i < limits.size(); ++i) {
+    const HugepageLimit& h = limits[i];
+    const std::string file = fmt::format("hugetlb.{}.{}", h.page_size, suffix);
+    if (!has_file(dir, file)) {
+      return errno_error("cgroup", ENOENT,
+                         "linux.resources.hugepageLimits[{}].pageSize \"{}\": this host has no "
+                         "such huge page size ({} is missing)",
+                         i, h.page_size, path_of(dir, file));
+    }
+    BERTH_TRY(write_file(dir, file, std::to_string(h.limit)));
+  }
+  return {};
+}
+
+Result<void> refuse_v1_only(const Resources& res, std::string_view why) {
+  if (res.memory && res.memory->kernel_tcp) {
+    return errno_error("cgroup", EOPNOTSUPP,
+                       "linux.resources.memory.kernelTCP cannot be applied: {} has no TCP buffer "
+                       "limit (memory.kmem.tcp.* is cgroup v1 only)",
+                       why);
+  }
+  if (res.network) {
+    return errno_error("cgroup", EOPNOTSUPP,
+                       "linux.resources.network cannot be applied: {} has no net_cls/net_prio "
+                       "controllers (cgroup v1 only)",
+                       why);
+  }
+  return {};
+}
+
 }  // namespace berth::runtime::cgroup_util

@@ -107,6 +107,25 @@ std::string device_line(const BlockIoDeviceValue& d, std::string_view value);
 // Whether a cgroup.subtree_control text lists `controller`.
 bool subtree_has(std::string_view subtree_control, std::string_view controller);
 
+// "+<controller>" into <dir>/cgroup.subtree_control; EBUSY (the cgroup has
+// processes) is explained in the error.
+Result<void> enable_subtree_controller(const std::string& dir, std::string_view controller);
+// Enables `controller` top-down in every ancestor of `d` (v2 tree) that has
+// it available but not enabled. Missing from an ancestor's
+// cgroup.controllers: an error naming `what`.
+Result<void> enable_v2_controller(const CgroupDir& d, std::string_view controller,
+                                  std::string_view what);
+
+// linux.resources.hugepageLimits: hugetlb.<pageSize>.<suffix> in `dir`
+// ("limit_in_bytes" on v1, "max" on v2). A page size the host does not have
+// is an error naming the field.
+Result<void> write_hugepage_limits(const std::string& dir, const std::vector<HugepageLimit>& limits,
+                                   std::string_view suffix);
+
+// Fields cgroup v2 has no file for, refused with an error naming each:
+// memory.kernelTCP, network (net_cls / net_prio).
+Result<void> refuse_v1_only(const Resources& res, std::string_view why);
+
 // The v2 freezer (cgroup.freeze, then cgroup.events "frozen 1"); both drivers
 // use it, v1 on the v2 tree of a hybrid host.
 Result<void> freeze_unified(const std::string& dir, bool frozen);

@@ -121,6 +121,8 @@ class CgroupV1 final : public CgroupDriver {
       BERTH_ASSIGN(const std::string* d, need("blkio", "linux.resources.blockIO"));
       BERTH_TRY(apply_blkio(*d, *res.block_io));
     }
+    if (res.network) BERTH_TRY(apply_network(*res.network));
+    if (!res.hugepage_limits.empty()) BERTH_TRY(apply_hugetlb(res.hugepage_limits));
     if (const std::string* d = dir_of("devices")) {
       BERTH_TRY(apply_devices(*d, res.devices));
     } else if (!res.devices.empty()) {
@@ -307,7 +309,44 @@ class CgroupV1 final : public CgroupDriver {
       BERTH_TRY(write_file(dir, "memory.swappiness", std::to_string(*m.swappiness)));
     }
     if (m.disable_oom_killer.value_or(false)) BERTH_TRY(write_file(dir, "memory.oom_control", "1"));
+    if (m.kernel_tcp) {
+      static constexpr const char* kTcp = "memory.kmem.tcp.limit_in_bytes";
+      if (!has_file(dir, kTcp)) {
+        return errno_error("cgroup", EOPNOTSUPP,
+                           "linux.resources.memory.kernelTCP cannot be applied: this kernel has "
+                           "no {}",
+                           kTcp);
+      }
+      BERTH_TRY(write_file(dir, kTcp, std::to_string(*m.kernel_tcp)));
+    }
     return {};
+  }
+
+  Result<void> apply_network(const NetworkResources& n) {
+    if (n.class_id) {
+      BERTH_ASSIGN(const std::string* d, need("net_cls", "linux.resources.network.classID"));
+      BERTH_TRY(write_file(*d, "net_cls.classid", std::to_string(*n.class_id)));
+    }
+    if (!n.priorities.empty()) {
+      BERTH_ASSIGN(const std::string* d, need("net_prio", "linux.resources.network.priorities"));
+      for (const auto& p : n.priorities) {
+        BERTH_TRY(write_file(*d, "net_prio.ifpriomap", fmt::format("{} {}", p.name, p.priority)));
+      }
+    }
+    return {};
+  }
+
+  // The v1 hugetlb controller, or on a hybrid host the v2 one.
+  Result<void> apply_hugetlb(const std::vector<HugepageLimit>& limits) {
+    if (const std::string* d = dir_of("hugetlb")) {
+      return write_hugepage_limits(*d, limits, "limit_in_bytes");
+    }
+    if (!unified_) {
+      return std::unexpected(need("hugetlb", "linux.resources.hugepageLimits").error());
+    }
+    BERTH_TRY(enable_v2_controller(*unified_, "hugetlb",
+                                   "linux.resources.hugepageLimits (not mounted on v1 either)"));
+    return write_hugepage_limits(unified_->dir, limits, "max");
   }
 
   Result<void> apply_cpu(const CpuResources& c) {

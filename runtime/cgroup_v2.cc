@@ -36,10 +36,17 @@ class CgroupV2 final : public CgroupDriver {
   }
 
   Result<void> apply(const Resources& res) override {
+    BERTH_TRY(refuse_v1_only(res, "cgroup v2"));
     if (res.memory) BERTH_TRY(apply_memory(*res.memory));
     if (res.cpu) BERTH_TRY(apply_cpu(*res.cpu));
     if (res.pids_limit) BERTH_TRY(write_file(dir_.dir, "pids.max", pids_max(*res.pids_limit)));
     if (res.block_io) BERTH_TRY(apply_io(*res.block_io));
+    if (!res.hugepage_limits.empty()) {
+      // create() enabled hugetlb where the tree offers it; this names the
+      // field when it does not.
+      BERTH_TRY(enable_v2_controller(dir_, "hugetlb", "linux.resources.hugepageLimits"));
+      BERTH_TRY(write_hugepage_limits(dir_.dir, res.hugepage_limits, "max"));
+    }
     if (!res.devices.empty()) {
       log::debug(
           "cgroup: linux.resources.devices is not enforced on cgroup v2 (needs an eBPF "
@@ -109,16 +116,9 @@ class CgroupV2 final : public CgroupDriver {
   }
 
   Result<void> enable_controller(const std::string& dir, std::string_view c) {
-    auto r = write_file(dir, "cgroup.subtree_control", fmt::format("+{}", c));
+    auto r = enable_subtree_controller(dir, c);
     if (r) return {};
-    if (r.error().err == EBUSY) {
-      return wrap(r.error(),
-                  fmt::format("{} has processes, and cgroup v2 lets no cgroup with processes "
-                              "enable controllers for its children (the no-internal-process "
-                              "rule); use an absolute cgroupsPath in a delegated subtree (e.g. "
-                              "\"/berth/<id>\")",
-                              dir));
-    }
+    if (r.error().err == EBUSY) return r;
     if (std::find(kUsedControllers.begin(), kUsedControllers.end(), c) == kUsedControllers.end()) {
       log::debug("cgroup: not enabling {}: {}", c, r.error().str());
       return {};

@@ -19,7 +19,9 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "runtime/caps.h"
+#include "runtime/devices.h"
 #include "runtime/hooks.h"
+#include "runtime/lsm.h"
 #include "runtime/namespaces.h"
 #include "runtime/process.h"
 #include "runtime/rootfs.h"
@@ -100,6 +102,7 @@ struct InitContext {
   bool new_user_ns = false;
   bool new_cgroup_ns = false;
   bool runtime_hooks = false;
+  bool has_process = true;  // false: config.json has none, `start` fails
 };
 
 // ---- The container's init, between clone and execve -------------------
@@ -131,6 +134,14 @@ Result<void> init_filesystem(const InitContext& ctx, const std::string& state_js
     // exist and before pivot_root: the parent runs them.
     BERTH_TRY(sync_send(ctx.sync_fd, {SyncType::run_runtime_hooks, 0, {}}));
     BERTH_TRY(sync_expect(ctx.sync_fd, SyncType::hooks_done));
+  }
+  if (!spec.linux.has_namespace(NamespaceType::mount)) {
+    // The caller's mount namespace: no mount at all, a chroot for a root
+    // (check_runnable refused what would need mounts).
+    BERTH_TRY(run_hooks(spec.hooks.create_container, state_json, "createContainer"));
+    BERTH_TRY(chroot_into_rootfs(ctx.rootfs));
+    BERTH_TRY(set_hostname(spec.hostname, spec.domainname));
+    return write_sysctls(spec.linux.sysctl);
   }
   RootfsContext rc;
   rc.spec = &spec;
@@ -238,8 +249,13 @@ Result<UniqueFd> init_wait_for_start(const InitContext& ctx) {
   check(init_enter_namespaces(ctx));
   check(init_filesystem(ctx, state_json));
   check(init_credentials(ctx, state_json));
-  auto exe = find_executable(spec.process->args[0], spec.process->env);
-  if (!exe) init_fail(report_fd, exe.error());
+  // Without a process (config.md: REQUIRED only when start is called) the
+  // init waits like any other and fails `start`.
+  Result<std::string> exe = error("process", "config.json has no process: nothing to start");
+  if (ctx.has_process) {
+    exe = find_executable(spec.process->args[0], spec.process->env);
+    if (!exe) init_fail(report_fd, exe.error());
+  }
 
   // Cleared before `ready`: once the parent has it, `create` may exit at
   // once, and a death signal still armed would kill the init it created.
@@ -254,9 +270,13 @@ Result<UniqueFd> init_wait_for_start(const InitContext& ctx) {
     report_fd = start_conn.get();
     ::close(ctx.exec_listen_fd);
   }
+  if (!exe) init_fail(report_fd, exe.error());
   check(run_hooks(spec.hooks.start_container, state_json, "startContainer"));
   // Last, when no_new_privileges allows loading it unprivileged: the filter
   // then does not have to allow anything the runtime itself needs.
+  // For the execve only; check_lsm_fields refused it where AppArmor is off.
+  // Before the filter, which need not allow the runtime's own writes.
+  check(apply_apparmor_profile(spec.process->apparmor_profile));
   if (spec.process->no_new_privileges) check(init_load_seccomp(ctx, state_json));
   init_fail(report_fd, exec_process(*exe, spec.process->args, spec.process->env));
 }
@@ -277,11 +297,18 @@ class CreateGuard {
     if (cgroup_) {
       if (auto r = cgroup_->destroy(); !r) log::warn("cleanup: {}", r.error().str());
     }
+    if (auto r = remove_device_nodes(rootfs_, device_nodes_); !r) {
+      log::warn("cleanup: {}", r.error().str());
+    }
     ::unlink(fs::join(dir_, kExecSocket).c_str());
     ::unlink(fs::join(dir_, "state.json").c_str());
     ::rmdir(dir_.c_str());
   }
   void set_pid(pid_t pid) { pid_ = pid; }
+  void set_device_nodes(const std::string& rootfs, const std::vector<std::string>& paths) {
+    rootfs_ = rootfs;
+    device_nodes_ = paths;
+  }
   void set_cgroup(CgroupDriver* cg) { cgroup_ = cg; }
   void commit() { committed_ = true; }
 
@@ -289,6 +316,8 @@ class CreateGuard {
   std::string dir_;
   pid_t pid_ = -1;
   CgroupDriver* cgroup_ = nullptr;
+  std::string rootfs_;
+  std::vector<std::string> device_nodes_;
   bool committed_ = false;
 };
 
@@ -303,12 +332,20 @@ Result<std::string> resolve_rootfs(const Spec& spec, const std::string& bundle) 
 }
 
 Result<void> check_runnable(const Spec& spec, const CreateOptions& opts) {
-  if (!spec.process || spec.process->args.empty()) {
-    return error("spec", "process.args: a process to run is required");
+  BERTH_TRY(check_lsm_fields(spec));
+  // config-linux.md "Namespaces": a type that is not listed is inherited
+  // from the runtime; a listed path is joined (open_joined_namespaces).
+  if (!spec.linux.has_namespace(NamespaceType::mount)) {
+    BERTH_TRY(check_rootfs_without_mount_namespace(spec));
   }
-  if (!spec.linux.has_namespace(NamespaceType::mount) ||
-      spec.linux.find_namespace(NamespaceType::mount)->path.size() > 0) {
-    return error("spec", "linux.namespaces: a new mount namespace is required");
+  // config.md: process is REQUIRED when start is called, so `create` takes a
+  // config without one (`start` then fails) but `run` cannot.
+  if (!spec.process) {
+    if (opts.start_now) return error("spec", "process: a process to run is required");
+    return {};
+  }
+  if (spec.process->args.empty()) {
+    return error("spec", "process.args: a process to run is required");
   }
   if (spec.process->terminal && opts.console_socket.empty() && opts.console_fd < 0) {
     return error("terminal",
@@ -366,6 +403,9 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   BERTH_TRY(validate_id(opts.id));
   BERTH_ASSIGN(Spec spec, load_spec(opts.bundle));
   BERTH_TRY(check_runnable(spec, opts));
+  const bool has_process = spec.process.has_value();
+  // The init's own settings while it waits (root, no terminal).
+  if (!has_process) spec.process.emplace();
   BERTH_ASSIGN(std::string rootfs, resolve_rootfs(spec, opts.bundle));
   resolve_bind_sources(spec, opts.bundle);
 
@@ -440,7 +480,12 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   auto* cgroupns = spec.linux.find_namespace(NamespaceType::cgroup);
   ctx.new_cgroup_ns = cgroupns != nullptr && cgroupns->path.empty();
   ctx.runtime_hooks = !spec.hooks.prestart.empty() || !spec.hooks.create_runtime.empty();
+  ctx.has_process = has_process;
 
+  // Looked at before the init can make any; removed again by `delete` or
+  // by the guard.
+  std::vector<std::string> device_nodes = device_nodes_to_create(spec, rootfs);
+  guard.set_device_nodes(rootfs, device_nodes);
   BERTH_ASSIGN(SpawnedInit init,
                spawn_init(namespace_create_flags(spec.linux), cgroup_dir.get(), joined));
   if (init.pid == -1) {
@@ -473,6 +518,7 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   st.annotations = spec.annotations;
   st.cgroup_paths = cgroup->paths();
   st.cgroup_ns = ctx.new_cgroup_ns;
+  st.device_nodes = std::move(device_nodes);
   BERTH_TRY(save_state(opts.root, st));
 
   std::string state_json = st.oci_json();
@@ -630,8 +676,11 @@ Result<void> kill_container(const std::string& root, const std::string& id, int 
 
 Result<void> delete_container(const std::string& root, const std::string& id, bool force) {
   BERTH_ASSIGN(ContainerState st, container_state(root, id));
-  if (st.status == Status::running && !force) {
-    return error("container", "cannot delete container {} that is not stopped: running", id);
+  // runtime-spec runtime.md "Delete": deleting a container that is not
+  // stopped MUST generate an error; created counts as not stopped.
+  if (st.status != Status::stopped && !force) {
+    return error("container", "cannot delete container {} that is not stopped: {}", id,
+                 status_name(st.status));
   }
   BERTH_ASSIGN(auto cg, reopen_cgroups(st));
   if (st.status != Status::stopped) {
@@ -646,6 +695,11 @@ Result<void> delete_container(const std::string& root, const std::string& id, bo
   // Processes that outlived a pid-namespace-less init still pin the cgroup.
   if (auto pids = cg->pids(); pids && !pids->empty()) BERTH_TRY(cg->kill_all(SIGKILL));
   BERTH_TRY(cg->destroy());
+  // The init is gone, and its mount namespace with it: what is left at
+  // these paths is on the rootfs's own filesystem.
+  if (auto r = remove_device_nodes(st.rootfs, st.device_nodes); !r) {
+    log::warn("device nodes of {} left in its rootfs: {}", id, r.error().str());
+  }
 
   if (auto spec = load_spec(st.bundle); spec) {
     st.status = Status::stopped;

@@ -135,7 +135,58 @@ class UmaskGuard {
   mode_t old_;
 };
 
+// The parent directory of `path` in the root, or ENOENT; and the last name.
+Result<std::pair<UniqueFd, std::string>> open_parent(const RootDir& root, const std::string& path) {
+  const size_t slash = path.rfind('/');
+  std::string name = path.substr(slash + 1);
+  if (name.empty() || name == "..")
+    return error("devices", "device path \"{}\" names no file", path);
+  BERTH_ASSIGN(UniqueFd dir, open_in_root(root, path.substr(0, slash), Create::none));
+  return std::pair{std::move(dir), std::move(name)};
+}
+
 }  // namespace
+
+std::vector<std::string> device_nodes_to_create(const Spec& spec, const std::string& rootfs) {
+  // populate_dev creates nodes only in a /dev the spec mounts.
+  if (!mounts_at(spec, "/dev")) return {};
+  auto root = RootDir::open(rootfs);
+  if (!root) return {};
+  std::vector<std::string> out;
+  for (const Device& d : devices_to_create(spec)) {
+    const std::string path = clean_path(d.path);
+    auto parent = open_parent(*root, path);
+    struct stat st;
+    if (parent &&
+        ::fstatat(parent->first.get(), parent->second.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      continue;  // the image's own file: never ours to remove
+    }
+    out.push_back(path);
+  }
+  return out;
+}
+
+Result<void> remove_device_nodes(const std::string& rootfs, const std::vector<std::string>& paths) {
+  if (paths.empty()) return {};
+  BERTH_ASSIGN(RootDir root, RootDir::open(rootfs));
+  for (const std::string& path : paths) {
+    auto parent = open_parent(root, path);
+    if (!parent && parent.error().err == ENOENT) continue;
+    if (!parent) return std::unexpected(std::move(parent).error());
+    const auto& [dir, name] = *parent;
+    struct stat st;
+    if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) continue;  // made on the container's own /dev
+      return sys_error("devices", "stat {}", root.where(path));
+    }
+    // Only a node: whatever else is there now is not what create made.
+    if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode) && !S_ISFIFO(st.st_mode)) continue;
+    if (::unlinkat(dir.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
+      return sys_error("devices", "remove {}", root.where(path));
+    }
+  }
+  return {};
+}
 
 Result<void> populate_dev(const Spec& spec, const std::string& rootfs, bool in_user_namespace,
                           const std::string& console_path) {

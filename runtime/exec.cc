@@ -148,6 +148,16 @@ Result<void> check_options(const ExecOptions& opts, const Spec& spec, const std:
     return error(kStep, "cwd {} is not an absolute path", opts.cwd);
   }
   if (!spec.process) return error("spec", "container {} has no process in its config.json", id);
+  // The init of such a container only chrooted into its rootfs, and setns()
+  // into its (the caller's) mount namespace would not put the new process
+  // there: it would run in the host's root.
+  if (!spec.linux.has_namespace(NamespaceType::mount)) {
+    return error(kStep, "container {} has no mount namespace: exec is not supported for it", id);
+  }
+  // The exec'd process would run unconfined.
+  if (!spec.process->apparmor_profile.empty()) {
+    return error(kStep, "container {} has process.apparmorProfile, which exec does not apply", id);
+  }
   return {};
 }
 

@@ -69,7 +69,7 @@ nlohmann::json features_json() {
           {"archs",
            {"SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X32", "SCMP_ARCH_X86",
             "SCMP_ARCH_X86_64"}}}},
-        {"apparmor", {{"enabled", false}}},
+        {"apparmor", {{"enabled", true}}},  // applied where the host has it on (lsm.h)
         {"selinux", {{"enabled", false}}}}},
       {"annotations", {{"org.berth.runtime.version", "0.1.0"}}},
   };

@@ -26,9 +26,12 @@ bool is_under(std::string_view path, std::string_view dir) {
 }
 
 // pivot_root(2) fails with EINVAL when the new root's parent mount is shared,
-// and a bind below a shared mount would propagate to the host; runc makes
-// that one mount private (rootfsParentMountPrivate).
-Result<void> make_parent_mount_private(const std::string& rootfs) {
+// and a bind below a shared mount would propagate to the host. runc makes
+// that one mount private (rootfsParentMountPrivate); a slave is enough for
+// both, and keeps what the host mounts there reaching the container, so the
+// bind made from it is a slave too and rootfsPropagation "slave" (and the
+// default rslave) still mean something after the pivot.
+Result<void> make_parent_mount_slave(const std::string& rootfs) {
   char real[PATH_MAX];
   if (::realpath(rootfs.c_str(), real) == nullptr) {
     return sys_error("rootfs", "resolve rootfs {}", rootfs);
@@ -46,8 +49,8 @@ Result<void> make_parent_mount_private(const std::string& rootfs) {
   bool shared = std::ranges::any_of(parent->optional,
                                     [](const std::string& f) { return f.starts_with("shared:"); });
   if (!shared) return {};
-  if (::mount(nullptr, parent->mount_point.c_str(), nullptr, MS_PRIVATE, nullptr) != 0) {
-    return sys_error("rootfs", "make {} (parent mount of {}) private", parent->mount_point, rootfs);
+  if (::mount(nullptr, parent->mount_point.c_str(), nullptr, MS_SLAVE, nullptr) != 0) {
+    return sys_error("rootfs", "make {} (parent mount of {}) a slave", parent->mount_point, rootfs);
   }
   return {};
 }
@@ -62,6 +65,16 @@ Result<unsigned long> root_propagation(const Spec& spec) {
     return error("rootfs", "linux.rootfsPropagation: unknown propagation \"{}\"", name);
   }
   return f.propagation;
+}
+
+// The propagation "/" gets before the rootfs is bound: the asked one, except
+// that an unbindable "/" could not be bound at all (EINVAL). Unbindable is
+// private that also refuses binds, so private until the pivot is done;
+// finalize_rootfs then applies what was asked.
+Result<unsigned long> propagation_before_bind(const Spec& spec) {
+  BERTH_ASSIGN(unsigned long p, root_propagation(spec));
+  if ((p & MS_UNBINDABLE) != 0) p = (p & ~static_cast<unsigned long>(MS_UNBINDABLE)) | MS_PRIVATE;
+  return p;
 }
 
 bool is_dev_mount(const Mount& m) {
@@ -142,13 +155,13 @@ Result<void> prepare_rootfs(const RootfsContext& ctx) {
   if (!ctx.rootfs.starts_with('/')) {
     return error("rootfs", "rootfs {} is not an absolute path", ctx.rootfs);
   }
-  BERTH_ASSIGN(unsigned long propagation, root_propagation(*ctx.spec));
+  BERTH_ASSIGN(unsigned long propagation, propagation_before_bind(*ctx.spec));
   if (::mount(nullptr, "/", nullptr, propagation, nullptr) != 0) {
     return sys_error(
         "rootfs", "set propagation {} on /",
         ctx.spec->linux.rootfs_propagation.empty() ? "rslave" : ctx.spec->linux.rootfs_propagation);
   }
-  BERTH_TRY(make_parent_mount_private(ctx.rootfs));
+  BERTH_TRY(make_parent_mount_slave(ctx.rootfs));
   // pivot_root needs the new root to be a mount point.
   if (::mount(ctx.rootfs.c_str(), ctx.rootfs.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
     return sys_error("mount", "bind rootfs {} on itself", ctx.rootfs);
@@ -180,10 +193,35 @@ Result<void> pivot_into_rootfs(const std::string& rootfs) {
   return {};
 }
 
+Result<void> chroot_into_rootfs(const std::string& rootfs) {
+  if (::chdir(rootfs.c_str()) != 0) return sys_error("rootfs", "chdir to {}", rootfs);
+  if (::chroot(".") != 0) return sys_error("rootfs", "chroot to {}", rootfs);
+  if (::chdir("/") != 0) return sys_error("rootfs", "chdir to / of {}", rootfs);
+  return {};
+}
+
+Result<void> check_rootfs_without_mount_namespace(const Spec& spec) {
+  auto refuse = [](std::string_view field) {
+    return error("spec",
+                 "{}: cannot be applied without a mount namespace (it would change the host's "
+                 "mount table); add a mount namespace to linux.namespaces",
+                 field);
+  };
+  if (!spec.mounts.empty()) return refuse("mounts");
+  if (spec.root.readonly) return refuse("root.readonly");
+  if (!spec.linux.masked_paths.empty()) return refuse("linux.maskedPaths");
+  if (!spec.linux.readonly_paths.empty()) return refuse("linux.readonlyPaths");
+  if (!spec.linux.devices.empty()) return refuse("linux.devices");
+  if (!spec.linux.rootfs_propagation.empty()) return refuse("linux.rootfsPropagation");
+  if (spec.process && spec.process->terminal) return refuse("process.terminal (/dev/console)");
+  return {};
+}
+
 Result<void> finalize_rootfs(const Spec& spec) {
-  // The parent of the rootfs may have been made private before the bind
-  // (make_parent_mount_private), so "/" is given the asked propagation again
-  // now that it is the root, as runc does after pivot_root.
+  // The parent of the rootfs may have been made a slave before the bind
+  // (make_parent_mount_slave), and unbindable had to wait for the bind, so
+  // "/" is given the asked propagation again now that it is the root, as
+  // runc does after pivot_root.
   if (!spec.linux.rootfs_propagation.empty()) {
     BERTH_ASSIGN(unsigned long propagation, root_propagation(spec));
     if (::mount(nullptr, "/", nullptr, propagation, nullptr) != 0) {

@@ -33,6 +33,15 @@ Result<void> prepare_rootfs(const RootfsContext& ctx);
 Result<void> pivot_into_rootfs(const std::string& rootfs);
 Result<void> finalize_rootfs(const Spec& spec);
 
+// Without a mount namespace (runtime-spec config-linux.md: a namespace type
+// not listed is inherited) the container shares the caller's mount table,
+// which the runtime must not change: no mount is made, and the init only
+// chroots into the rootfs (runc's fallback when there is no mount
+// namespace). check_rootfs_without_mount_namespace refuses, naming the
+// field, what could only be done with mounts (parent side, before create).
+Result<void> check_rootfs_without_mount_namespace(const Spec& spec);
+Result<void> chroot_into_rootfs(const std::string& rootfs);
+
 // Mount flags from spec options ("ro", "nosuid", "rbind", "rprivate", ...).
 // Unknown options are passed to the filesystem as data, as mount(8) does.
 struct MountFlags {

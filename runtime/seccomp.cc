@@ -1,5 +1,6 @@
 #include "runtime/seccomp.h"
 
+#include <linux/audit.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
 #include <sys/mman.h>
@@ -308,6 +309,89 @@ Result<uint32_t> default_action_of(const Seccomp& spec) {
   return def.action;
 }
 
+// ---- the ENOSYS stub ----
+
+bool enosys_stub_applies(const Seccomp& spec) {
+  // A permissive default has nothing to fall back from, and a default of
+  // ENOSYS is the stub's answer already.
+  if (spec.default_action == SeccompAction::allow || spec.default_action == SeccompAction::log) {
+    return false;
+  }
+  return !(spec.default_action == SeccompAction::errno_ret &&
+           spec.default_errno_ret.value_or(EPERM) == ENOSYS);
+}
+
+// The highest number, on `arch`, of a syscall the profile names (in any rule,
+// whatever its action); nullopt when it names none libseccomp knows there.
+std::optional<uint32_t> last_named_syscall(const Seccomp& spec, uint32_t arch) {
+  std::optional<uint32_t> last;
+  for (const auto& rule : spec.syscalls) {
+    for (const auto& name : rule.names) {
+      // Negative: unknown, or a pseudo-syscall that does not exist on `arch`.
+      const int nr = seccomp_syscall_resolve_name_arch(arch, name.c_str());
+      if (nr < 0) continue;
+      last = std::max(last.value_or(0), static_cast<uint32_t>(nr));
+    }
+  }
+  return last;
+}
+
+// x32 syscalls are made with the x86_64 audit arch and this bit set.
+constexpr uint32_t kX32SyscallBit = 0x40000000;
+constexpr uint32_t kRetEnosys = SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA);
+constexpr uint32_t kNrOffset = 0;    // offsetof(seccomp_data, nr)
+constexpr uint32_t kArchOffset = 4;  // offsetof(seccomp_data, arch)
+
+// One architecture's section of the stub, with jumps by label (an index
+// into the section) until it is placed; `to_filter` marks the final jump to
+// the instruction after the stub, whose distance is only known at the end.
+struct StubInsn {
+  sock_filter insn;
+  int jt = -1, jf = -1;  // labels; -1: none
+  bool to_filter = false;
+};
+
+std::vector<StubInsn> stub_section(uint32_t audit_arch, std::optional<uint32_t> native_last,
+                                   std::optional<uint32_t> x32_last) {
+  std::vector<StubInsn> body;
+  body.push_back({BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNrOffset)});
+  // Labels, filled in once the layout is known.
+  const bool split = audit_arch == AUDIT_ARCH_X86_64;
+  const int jset = split ? static_cast<int>(body.size()) : -1;
+  if (split) body.push_back({BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, kX32SyscallBit, 0, 0)});
+  const int native_check = native_last ? static_cast<int>(body.size()) : -1;
+  if (native_last) body.push_back({BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, *native_last, 0, 0)});
+  const int x32_check = x32_last ? static_cast<int>(body.size()) : -1;
+  if (x32_last) body.push_back({BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, *x32_last, 0, 0)});
+  const int ret = static_cast<int>(body.size());
+  body.push_back({BPF_STMT(BPF_RET | BPF_K, kRetEnosys)});
+  const int out = static_cast<int>(body.size());
+  body.push_back({BPF_STMT(BPF_JMP | BPF_JA, 0), -1, -1, true});
+  if (split) {
+    body[jset].jt = x32_check >= 0 ? x32_check : out;
+    body[jset].jf = native_check >= 0 ? native_check : out;
+  }
+  for (int check : {native_check, x32_check}) {
+    if (check < 0) continue;
+    body[check].jt = ret;
+    body[check].jf = out;
+  }
+  return body;
+}
+
+// Appends a section with its labels resolved to relative jumps.
+void place(BpfProgram& out, std::vector<size_t>& to_filter, const std::vector<StubInsn>& body) {
+  const size_t base = out.size();
+  for (size_t i = 0; i < body.size(); ++i) {
+    sock_filter insn = body[i].insn;
+    // Sections are a handful of instructions: every label fits in 8 bits.
+    if (body[i].jt >= 0) insn.jt = static_cast<uint8_t>(body[i].jt - static_cast<int>(i) - 1);
+    if (body[i].jf >= 0) insn.jf = static_cast<uint8_t>(body[i].jf - static_cast<int>(i) - 1);
+    if (body[i].to_filter) to_filter.push_back(base + i);
+    out.push_back(insn);
+  }
+}
+
 // What compile_seccomp validated up front, before any libseccomp work.
 struct Plan {
   uint32_t default_action = 0;
@@ -364,6 +448,18 @@ Result<BpfProgram> export_program(scmp_filter_ctx ctx) {
   return std::move(*program);
 }
 
+// The exported program with the ENOSYS stub in front when it applies.
+Result<BpfProgram> patched_program(const Seccomp& spec, const SeccompFilter& compiled) {
+  BERTH_ASSIGN(BpfProgram program, export_program(static_cast<scmp_filter_ctx>(compiled.ctx())));
+  BpfProgram stub = seccomp_enosys_stub(seccomp_enosys_bounds(spec));
+  if (stub.empty()) return program;
+  stub.insert(stub.end(), program.begin(), program.end());
+  if (auto ok = check_bpf_program(stub); !ok) {
+    return wrap(std::move(ok).error(), "the compiled filter with its ENOSYS stub");
+  }
+  return stub;
+}
+
 // Hit: the stored program, no libseccomp. Miss: compile, export, store.
 Result<SeccompFilter> compile_cached(const Seccomp& spec, const Plan& plan, const std::string& key,
                                      const std::string& cache_dir) {
@@ -372,7 +468,7 @@ Result<SeccompFilter> compile_cached(const Seccomp& spec, const Plan& plan, cons
     return SeccompFilter(std::move(*cached), plan.load_flags, true);
   }
   BERTH_ASSIGN(const SeccompFilter compiled, build_context(spec, plan));
-  BERTH_ASSIGN(BpfProgram program, export_program(static_cast<scmp_filter_ctx>(compiled.ctx())));
+  BERTH_ASSIGN(BpfProgram program, patched_program(spec, compiled));
   if (auto stored = write_cached_program(cache_dir, key, program); !stored) {
     // Not the message: fs's write error quotes the (binary) data.
     const Error& e = stored.error();
@@ -385,8 +481,15 @@ Result<SeccompFilter> compile_cached(const Seccomp& spec, const Plan& plan, cons
 }
 
 // seccomp(2) directly, as seccomp_load would: no_new_privs (or
-// CAP_SYS_ADMIN) is the caller's business.
-Result<void> load_program(const BpfProgram& program, unsigned flags) {
+// CAP_SYS_ADMIN) is the caller's business. With `notify`, the kernel hands
+// back the listener fd (close-on-exec), as seccomp_load asks it to.
+Result<UniqueFd> load_program(const BpfProgram& program, unsigned flags, bool notify) {
+  if (notify) {
+    flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    // TSYNC reports a failed thread in the return value, which NEW_LISTENER
+    // needs for the fd: TSYNC_ESRCH makes it an error instead.
+    if ((flags & SECCOMP_FILTER_FLAG_TSYNC) != 0) flags |= SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+  }
   sock_fprog prog{};
   prog.len = static_cast<unsigned short>(program.size());
   prog.filter = const_cast<sock_filter*>(program.data());
@@ -395,12 +498,13 @@ Result<void> load_program(const BpfProgram& program, unsigned flags) {
     return sys_error(kStep, "seccomp(SECCOMP_SET_MODE_FILTER, {:#x}) of {} instructions", flags,
                      program.size());
   }
+  if (notify) return UniqueFd(static_cast<int>(rc));
   // With TSYNC, a positive return is the thread that could not be synced.
   if (rc > 0) {
     return errno_error(kStep, ESRCH, "SECCOMP_FILTER_FLAG_TSYNC: thread {} could not be synced",
                        rc);
   }
-  return {};
+  return UniqueFd();
 }
 
 Result<UniqueFd> load_context(const SeccompFilter& filter) {
@@ -435,13 +539,62 @@ Result<SeccompFilter> compile_seccomp(const Seccomp& spec, const std::string& ca
   }
   BERTH_ASSIGN(SeccompFilter filter, build_context(spec, plan));
   filter.set_uses_notify(notify);
+  if (!seccomp_enosys_bounds(spec).empty()) {
+    BERTH_ASSIGN(BpfProgram program, patched_program(spec, filter));
+    filter.set_program(std::move(program), plan.load_flags);
+  }
   return filter;
+}
+
+std::vector<EnosysBound> seccomp_enosys_bounds(const Seccomp& spec) {
+  if (!enosys_stub_applies(spec)) return {};
+  // The filter's architectures: the native one always, and the listed ones
+  // this host runs (a spec whose list is wrong fails to compile anyway).
+  std::vector<uint32_t> arches{seccomp_arch_native()};
+  if (auto listed = runnable_architectures(spec.architectures)) {
+    for (const Arch& a : *listed) {
+      if (std::ranges::find(arches, a.token) == arches.end()) arches.push_back(a.token);
+    }
+  }
+  std::vector<EnosysBound> out;
+  for (uint32_t arch : arches) {
+    auto last = last_named_syscall(spec, arch);
+    if (!last) continue;
+    // SCMP_ARCH_X32 is libseccomp's own value; the kernel reports x86_64.
+    const bool x32 = arch == SCMP_ARCH_X32;
+    out.push_back({x32 ? static_cast<uint32_t>(AUDIT_ARCH_X86_64) : arch, x32, *last});
+  }
+  return out;
+}
+
+BpfProgram seccomp_enosys_stub(std::span<const EnosysBound> bounds) {
+  if (bounds.empty()) return {};
+  BpfProgram out{BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kArchOffset)};
+  std::vector<size_t> to_filter;
+  std::vector<uint32_t> done;
+  for (const EnosysBound& b : bounds) {
+    if (std::ranges::find(done, b.audit_arch) != done.end()) continue;
+    done.push_back(b.audit_arch);
+    // x86_64 and x32 share a section.
+    std::optional<uint32_t> native_last, x32_last;
+    for (const EnosysBound& other : bounds) {
+      if (other.audit_arch != b.audit_arch) continue;
+      (other.x32 ? x32_last : native_last) = other.last_syscall;
+    }
+    const auto body = stub_section(b.audit_arch, native_last, x32_last);
+    // Another architecture: skip this section, the accumulator still holds
+    // the arch.
+    out.push_back(
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, b.audit_arch, 0, static_cast<uint8_t>(body.size())));
+    place(out, to_filter, body);
+  }
+  for (size_t at : to_filter) out[at].k = static_cast<uint32_t>(out.size() - at - 1);
+  return out;
 }
 
 Result<UniqueFd> load_seccomp(const SeccompFilter& filter) {
   if (!filter.program().empty()) {
-    BERTH_TRY(load_program(filter.program(), filter.load_flags()));
-    return UniqueFd();
+    return load_program(filter.program(), filter.load_flags(), filter.uses_notify());
   }
   if (filter.ctx() == nullptr) return error(kStep, "load: no filter compiled");
   return load_context(filter);

@@ -7,17 +7,26 @@
 // cache directory it reuses the program compiled for the same spec before
 // (runtime/seccomp_cache.h). Child side: load_seccomp() installs it, the
 // last step before execve when no_new_privileges is set.
+//
+// As runc does, a program whose default action denies gets a stub in front
+// that returns ENOSYS for any syscall numbered above the highest one the
+// profile names (per architecture): a syscall newer than the profile is one
+// its author could not have meant to deny, and ENOSYS is what makes libc
+// fall back (clone3 -> clone, openat2 -> openat, faccessat2 -> faccessat).
 #pragma once
 
 #include <linux/filter.h>
 
+#include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/error.h"
 #include "common/fd.h"
+#include "runtime/seccomp_cache.h"
 #include "runtime/spec.h"
 
 namespace berth::runtime {
@@ -36,6 +45,13 @@ class SeccompFilter {
   explicit SeccompFilter(void* ctx) : ctx_(ctx) {}
   SeccompFilter(std::vector<sock_filter> program, unsigned load_flags, bool from_cache)
       : program_(std::move(program)), load_flags_(load_flags), from_cache_(from_cache) {}
+
+  // A context filter whose program had to be patched (the ENOSYS stub):
+  // loaded from the program, the context kept for the pfc export.
+  void set_program(std::vector<sock_filter> program, unsigned load_flags) {
+    program_ = std::move(program);
+    load_flags_ = load_flags;
+  }
 
   void* ctx() const { return ctx_.get(); }
   // Empty for a context filter.
@@ -60,6 +76,25 @@ class SeccompFilter {
 // to store is logged at debug and otherwise ignored: a read-only root still
 // runs containers).
 Result<SeccompFilter> compile_seccomp(const Seccomp& spec, const std::string& cache_dir = "");
+
+// The ENOSYS stub's bound on one architecture the filter covers: syscall
+// numbers above `last_syscall` get ENOSYS. `audit_arch` is the AUDIT_ARCH_*
+// value the kernel reports; x86_64 and x32 share one and are told apart by
+// the x32 bit of the syscall number (`x32` true for the x32 bound).
+struct EnosysBound {
+  uint32_t audit_arch = 0;
+  bool x32 = false;
+  uint32_t last_syscall = 0;
+};
+
+// The bounds for `spec` on this host: empty when the stub does not apply
+// (default action allow or log, or a default errno that is ENOSYS already),
+// and architectures of which the profile names no syscall are left out.
+std::vector<EnosysBound> seccomp_enosys_bounds(const Seccomp& spec);
+
+// The stub program for `bounds`, to run before the filter proper: it ends by
+// falling through to the instruction right after it. Empty for no bounds.
+BpfProgram seccomp_enosys_stub(std::span<const EnosysBound> bounds);
 
 // Loads the filter into the calling process. When the filter uses
 // SCMP_ACT_NOTIFY, returns the listener fd (to be sent to listenerPath),

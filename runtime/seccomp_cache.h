@@ -30,7 +30,7 @@ using BpfProgram = std::vector<sock_filter>;
 // Bump whenever compile_seccomp changes how a spec becomes a program (rule
 // translation, libseccomp attributes such as the optimization level), so
 // programs of an older berth are not reused.
-inline constexpr int kSeccompCacheFormat = 1;
+inline constexpr int kSeccompCacheFormat = 2;  // 2: the ENOSYS stub
 
 // Every field of the spec that decides the compiled program, with strings
 // length-prefixed so that two different specs never serialize alike. The

@@ -9,7 +9,10 @@
 // generators that write `"seccomp": null` work unchanged.
 #include "runtime/spec.h"
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -542,7 +545,46 @@ Result<MemoryResources> parse_memory(const Node& n) {
   BERTH_TRY(read_memory_bytes(n.member("swap"), m.swap));
   BERTH_TRY(read_swappiness(n.member("swappiness"), m.swappiness));
   BERTH_TRY(read(n.member("disableOOMKiller"), m.disable_oom_killer));
+  BERTH_TRY(read_memory_bytes(n.member("kernelTCP"), m.kernel_tcp));
   return m;
+}
+
+// "2MB", "1GB", "64KB": digits then KB, MB or GB, as the kernel names its
+// hugetlb.<size>.* files (and as runc validates pageSize).
+Result<HugepageLimit> parse_hugepage_limit(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  HugepageLimit h;
+  Node size = n.member("pageSize");
+  BERTH_TRY(read_required(size, h.page_size));
+  const std::string_view v = h.page_size;
+  const size_t digits = v.find_first_not_of("0123456789");
+  const bool ok =
+      digits != 0 && digits != std::string_view::npos &&
+      (v.substr(digits) == "KB" || v.substr(digits) == "MB" || v.substr(digits) == "GB");
+  if (!ok) return fail(size.path, "{:?} is not a page size like \"2MB\" or \"1GB\"", h.page_size);
+  BERTH_TRY(read_required(n.member("limit"), h.limit));
+  return h;
+}
+
+Result<InterfacePriority> parse_interface_priority(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  InterfacePriority p;
+  Node name = n.member("name");
+  BERTH_TRY(read_required(name, p.name));
+  // One "<name> <priority>" line of net_prio.ifpriomap.
+  if (p.name.empty() || p.name.size() >= 16 || p.name.find_first_of(" \n/") != std::string::npos) {
+    return fail(name.path, "{:?} is not a network interface name", p.name);
+  }
+  BERTH_TRY(read_required(n.member("priority"), p.priority));
+  return p;
+}
+
+Result<NetworkResources> parse_network(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  NetworkResources r;
+  BERTH_TRY(read(n.member("classID"), r.class_id));
+  BERTH_TRY(read_array(n.member("priorities"), r.priorities, parse_interface_priority));
+  return r;
 }
 
 Result<CpuResources> parse_cpu(const Node& n) {
@@ -625,6 +667,8 @@ Result<Resources> parse_resources(const Node& n) {
   BERTH_TRY(read_pids(n.member("pids"), r.pids_limit));
   BERTH_TRY(read_object(n.member("blockIO"), r.block_io, parse_block_io));
   BERTH_TRY(read_array(n.member("devices"), r.devices, parse_device_rule));
+  BERTH_TRY(read_array(n.member("hugepageLimits"), r.hugepage_limits, parse_hugepage_limit));
+  BERTH_TRY(read_object(n.member("network"), r.network, parse_network));
   BERTH_TRY(read(n.member("unified"), r.unified));
   return r;
 }
@@ -910,15 +954,41 @@ Result<Spec> parse_spec(std::string_view json_text) {
   return spec;
 }
 
-Result<Spec> load_spec(const std::string& bundle_dir) {
-  std::string path = fs::join(bundle_dir, "config.json");
-  Result<std::string> text = fs::read_file(path);
-  if (!text) {
-    Error e = std::move(text).error();
-    e.step = std::string(kStep);
-    return std::unexpected(std::move(e));
+namespace {
+
+// Reads at most kMaxConfigSize bytes: the size check comes before any
+// allocation, and the read stops at the cap whatever fstat said (a FIFO or a
+// character device has no size).
+Result<std::string> read_config(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return sys_error(kStep, "open {}", path);
+  auto too_big = [&] {
+    return errno_error(kStep, EFBIG, "{}: larger than the {} MiB limit on config.json", path,
+                       kMaxConfigSize >> 20);
+  };
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return sys_error(kStep, "stat {}", path);
+  if (S_ISDIR(st.st_mode)) return errno_error(kStep, EISDIR, "{}: is a directory", path);
+  if (static_cast<uint64_t>(st.st_size) > kMaxConfigSize) return too_big();
+  std::string out;
+  out.reserve(static_cast<size_t>(st.st_size));
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error(kStep, "read {}", path);
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > kMaxConfigSize) return too_big();
+    out.append(buf, static_cast<size_t>(n));
   }
-  return parse_spec(*text);
+  return out;
+}
+
+}  // namespace
+
+Result<Spec> load_spec(const std::string& bundle_dir) {
+  BERTH_ASSIGN(const std::string text, read_config(fs::join(bundle_dir, "config.json")));
+  return parse_spec(text);
 }
 
 Result<void> validate_for_run(const Spec& spec) {

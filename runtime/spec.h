@@ -2,9 +2,10 @@
 //
 // parse_spec() turns JSON into a Spec and validates it; every error names the
 // JSON path and the reason ("spec: linux.namespaces[2].type: unknown namespace
-// type \"foo\""). Fields the runtime does not act on are accepted and ignored,
-// as runc does, so that bundles made for other runtimes run unchanged; a JSON
-// null is the same as an absent field.
+// type \"foo\""). Fields this parser does not know are ignored, as runc does,
+// so that bundles made for other runtimes run unchanged; a field it knows is
+// applied or refused, never accepted and dropped. A JSON null is the same as
+// an absent field.
 #pragma once
 
 #include <cstdint>
@@ -84,8 +85,8 @@ struct Process {
   std::vector<Rlimit> rlimits;
   bool no_new_privileges = false;
   std::optional<int> oom_score_adj;
-  std::string apparmor_profile;  // accepted, not applied
-  std::string selinux_label;     // accepted, not applied
+  std::string apparmor_profile;  // applied when AppArmor is enabled, else refused (lsm.h)
+  std::string selinux_label;     // refused (lsm.h)
 };
 
 enum class NamespaceType { pid, network, mount, ipc, uts, user, cgroup, time };
@@ -122,6 +123,22 @@ struct MemoryResources {
   std::optional<int64_t> swap;         // memory+swap limit, as in runtime-spec
   std::optional<uint64_t> swappiness;
   std::optional<bool> disable_oom_killer;
+  std::optional<int64_t> kernel_tcp;  // v1 memory.kmem.tcp.limit_in_bytes; -1 = unlimited
+};
+
+struct HugepageLimit {    // linux.resources.hugepageLimits[]
+  std::string page_size;  // "2MB", "1GB": the kernel's hugetlb.<size>.* spelling
+  uint64_t limit = 0;     // bytes
+};
+
+struct InterfacePriority {  // linux.resources.network.priorities[]
+  std::string name;
+  uint32_t priority = 0;
+};
+
+struct NetworkResources {  // v1 net_cls / net_prio
+  std::optional<uint32_t> class_id;
+  std::vector<InterfacePriority> priorities;
 };
 
 struct CpuResources {
@@ -152,6 +169,8 @@ struct Resources {
   std::optional<int64_t> pids_limit;  // -1 / 0 = unlimited
   std::optional<BlockIoResources> block_io;
   std::vector<DeviceRule> devices;
+  std::vector<HugepageLimit> hugepage_limits;
+  std::optional<NetworkResources> network;
   std::map<std::string, std::string> unified;  // raw v2 files ("memory.high": "1G")
 };
 
@@ -211,7 +230,7 @@ struct Linux {
                                    // "rshared", "unbindable", "runbindable"
   std::vector<std::string> masked_paths;
   std::vector<std::string> readonly_paths;
-  std::string mount_label;
+  std::string mount_label;  // refused (lsm.h)
   std::optional<Personality> personality;
 
   bool has_namespace(NamespaceType t) const;
@@ -232,7 +251,12 @@ struct Spec {
 
 // Parses and validates a config.json text.
 Result<Spec> parse_spec(std::string_view json_text);
-// Reads <bundle>/config.json.
+// The largest config.json load_spec reads (Docker's biggest real configs are
+// well under 1 MiB; parsing costs several times the text's size in memory).
+inline constexpr uint64_t kMaxConfigSize = 16u << 20;
+
+// Reads <bundle>/config.json; larger than kMaxConfigSize is an error (EFBIG)
+// found before the text is read.
 Result<Spec> load_spec(const std::string& bundle_dir);
 // What create/run need beyond a valid spec: a process with a non-empty
 // args[0] and an absolute cwd. parse_spec accepts a spec without a process

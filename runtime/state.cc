@@ -71,7 +71,8 @@ Result<void> save_state(const std::string& root, const ContainerState& st) {
             {"created", st.created},
             {"annotations", st.annotations},
             {"cgroup_paths", st.cgroup_paths},
-            {"cgroup_ns", st.cgroup_ns}};
+            {"cgroup_ns", st.cgroup_ns},
+            {"device_nodes", st.device_nodes}};
   // Not fsynced: the state lives in a tmpfs (/run) and dies with the boot,
   // as the containers do; rename alone keeps readers from a torn file.
   return fs::write_file_atomic(fs::join(container_dir(root, st.id), "state.json"), j.dump(2), 0600,
@@ -116,11 +117,15 @@ Result<ContainerState> load_state(const std::string& root, const std::string& id
       if (v.is_string()) st.annotations[k] = v.get<std::string>();
     }
   }
-  if (auto it = j.find("cgroup_paths"); it != j.end() && it->is_array()) {
-    for (auto& v : *it) {
-      if (v.is_string()) st.cgroup_paths.push_back(v.get<std::string>());
+  auto strings = [&](const char* k, std::vector<std::string>& out) {
+    if (auto it = j.find(k); it != j.end() && it->is_array()) {
+      for (auto& v : *it) {
+        if (v.is_string()) out.push_back(v.get<std::string>());
+      }
     }
-  }
+  };
+  strings("cgroup_paths", st.cgroup_paths);
+  strings("device_nodes", st.device_nodes);
   if (auto it = j.find("cgroup_ns"); it != j.end() && it->is_boolean()) {
     st.cgroup_ns = it->get<bool>();
   }

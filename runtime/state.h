@@ -27,6 +27,9 @@ struct ContainerState {
   std::map<std::string, std::string> annotations;
   std::vector<std::string> cgroup_paths;
   bool cgroup_ns = false;
+  // Device nodes the init may make in the rootfs that were not there
+  // before; `delete` removes those it finds (devices.h).
+  std::vector<std::string> device_nodes;
 
   // The OCI state JSON (`state` command, hooks' stdin).
   std::string oci_json() const;

@@ -322,7 +322,7 @@ int main(int argc, char** argv) {
   bool force = false;
   auto* del = app.add_subcommand("delete", "delete a container and its resources");
   del->add_option("id", id)->required();
-  del->add_flag("-f,--force", force, "kill a running container first");
+  del->add_flag("-f,--force", force, "kill a created or running container first");
   bool rootless = false;
   auto* spec = app.add_subcommand("spec", "write berth's default config.json");
   spec->add_option("-b,--bundle", bundle, "directory to write config.json to");

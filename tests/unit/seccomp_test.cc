@@ -5,6 +5,7 @@
 #include "runtime/seccomp.h"
 
 #include <fcntl.h>
+#include <linux/audit.h>
 #include <linux/seccomp.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -611,6 +612,133 @@ TEST_CASE("seccomp cache: the default profile from the cache confines a real pro
     if (syscall(SYS_clone3, nullptr, 0) != -1 || errno != ENOSYS) return 93;
     if (syscall(SYS_keyctl, 0, 0, 0, 0, 0) != -1 || errno != EPERM) return 94;
     if (syscall(SYS_getpid) <= 0) return 95;
+    return static_cast<int>(kOk);
+  });
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == kOk);
+}
+
+// ---- the ENOSYS stub for syscalls newer than the profile ----
+
+using berth::runtime::EnosysBound;
+using berth::runtime::seccomp_enosys_bounds;
+using berth::runtime::seccomp_enosys_stub;
+
+namespace {
+
+// The native architecture's bound, as the kernel names the architecture.
+std::optional<uint32_t> native_bound(const Seccomp& spec) {
+  const uint32_t native = seccomp_arch_native();
+  for (const EnosysBound& b : seccomp_enosys_bounds(spec)) {
+    if (b.audit_arch == native && !b.x32) return b.last_syscall;
+  }
+  return std::nullopt;
+}
+
+// A denying profile that names exit_group (for _exit) and getpid only.
+Seccomp names_exit_and_getpid() {
+  Seccomp spec = deny_by_default();
+  spec.syscalls.push_back(rule({"exit_group", "getpid"}, SeccompAction::allow));
+  // Named with the default action: skipped by libseccomp, still "named".
+  spec.syscalls.push_back(rule({"exit"}, SeccompAction::errno_ret, {}, EPERM));
+  return spec;
+}
+
+}  // namespace
+
+TEST_CASE("seccomp: the ENOSYS bound is the highest syscall the profile names", "[seccomp]") {
+  Seccomp spec = names_exit_and_getpid();
+  const int expected =
+      std::max({seccomp_syscall_resolve_name("exit_group"), seccomp_syscall_resolve_name("getpid"),
+                seccomp_syscall_resolve_name("exit")});
+  CHECK(native_bound(spec) == static_cast<uint32_t>(expected));
+  // Unknown names do not count.
+  spec.syscalls.push_back(rule({"no_such_syscall"}, SeccompAction::allow));
+  CHECK(native_bound(spec) == static_cast<uint32_t>(expected));
+
+  SECTION("no stub when the default allows") {
+    spec.default_action = SeccompAction::allow;
+    CHECK(seccomp_enosys_bounds(spec).empty());
+    spec.default_action = SeccompAction::log;
+    CHECK(seccomp_enosys_bounds(spec).empty());
+  }
+  SECTION("no stub when the default errno is ENOSYS already") {
+    spec.default_errno_ret = ENOSYS;
+    CHECK(seccomp_enosys_bounds(spec).empty());
+  }
+  SECTION("a denying default of another kind has the stub") {
+    spec.default_action = SeccompAction::kill_process;
+    CHECK(native_bound(spec).has_value());
+  }
+  SECTION("no syscall named: no bound") {
+    spec.syscalls.clear();
+    CHECK(seccomp_enosys_bounds(spec).empty());
+    CHECK(seccomp_enosys_stub(seccomp_enosys_bounds(spec)).empty());
+  }
+}
+
+TEST_CASE("seccomp: the ENOSYS stub covers x86_64 and x32 in one section", "[seccomp]") {
+  const std::vector<EnosysBound> bounds = {{AUDIT_ARCH_X86_64, false, 100},
+                                           {AUDIT_ARCH_X86_64, true, 0x40000000 + 200},
+                                           {AUDIT_ARCH_I386, false, 300}};
+  const auto stub = seccomp_enosys_stub(bounds);
+  // ld arch; x86_64: jeq, ld nr, jset, jgt, jgt, ret, ja; i386: jeq, ld nr, jgt, ret, ja.
+  REQUIRE(stub.size() == 13);
+  CHECK(berth::runtime::check_bpf_program(stub).has_value() == false);  // no final return
+  CHECK(stub[0].code == (BPF_LD | BPF_W | BPF_ABS));
+  CHECK(stub[0].k == 4);
+  CHECK(stub[1].k == AUDIT_ARCH_X86_64);
+  CHECK(stub[1].jf == 6);  // over the x86_64 section's body
+  CHECK(stub[3].code == (BPF_JMP | BPF_JSET | BPF_K));
+  CHECK(stub[4].k == 100);
+  CHECK(stub[5].k == 0x40000000 + 200);
+  CHECK(stub[6].k == (SECCOMP_RET_ERRNO | ENOSYS));
+  CHECK(stub[7].code == (BPF_JMP | BPF_JA));
+  CHECK(stub[7].k == 5);  // to the first instruction after the stub
+  CHECK(stub[8].k == AUDIT_ARCH_I386);
+  CHECK(stub[10].k == 300);
+  CHECK(stub[12].k == 0);
+}
+
+TEST_CASE("seccomp: syscalls newer than the profile get ENOSYS, older unnamed ones the default",
+          "[seccomp]") {
+  // Compiled with and without the cache: both forms carry the stub.
+  TempDir tmp;
+  for (const std::string& cache : {std::string(), tmp.path()}) {
+    INFO("cache dir: \"" << cache << "\"");
+    auto filter = compile_seccomp(names_exit_and_getpid(), cache);
+    REQUIRE(filter.has_value());
+    const int status = run_in_child([&] {
+      if (int rc = load_in_child(*filter); rc != kOk) return rc;
+      // Newer than exit_group on every architecture.
+      if (syscall(SYS_openat2, 0, 0, 0, 0) != -1 || errno != ENOSYS) return 10;
+      if (syscall(SYS_faccessat2, 0, 0, 0, 0) != -1 || errno != ENOSYS) return 11;
+      if (syscall(SYS_clone3, 0, 0) != -1 || errno != ENOSYS) return 12;
+      // Older than exit_group and not named: the default.
+      if (syscall(SYS_getppid) != -1 || errno != EPERM) return 13;
+      // Named: allowed.
+      if (syscall(SYS_getpid) <= 0) return 14;
+      return static_cast<int>(kOk);
+    });
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == kOk);
+  }
+}
+
+TEST_CASE("seccomp: a notify filter with the ENOSYS stub still hands back its listener",
+          "[seccomp]") {
+  Seccomp spec = names_exit_and_getpid();
+  spec.syscalls.push_back(rule({"getppid"}, SeccompAction::notify));
+  auto filter = compile_seccomp(spec);
+  REQUIRE(filter.has_value());
+  REQUIRE_FALSE(filter->program().empty());
+  const int status = run_in_child([&] {
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return static_cast<int>(kNnpFailed);
+    auto fd = load_seccomp(*filter);
+    if (!fd) return static_cast<int>(kLoadFailed);
+    if (!*fd || (fcntl(fd->get(), F_GETFD) & FD_CLOEXEC) == 0)
+      return static_cast<int>(kCheckFailed);
+    if (syscall(SYS_openat2, 0, 0, 0, 0) != -1 || errno != ENOSYS) return 10;
     return static_cast<int>(kOk);
   });
   REQUIRE(WIFEXITED(status));

@@ -1,9 +1,15 @@
 // The config.json parser: the runtime's input boundary. Values of a full spec,
 // then every rule with its exact error text.
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -13,6 +19,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "runtime/lsm.h"
 #include "runtime/spec.h"
 
 using berth::runtime::load_spec;
@@ -1132,4 +1139,129 @@ TEST_CASE("spec: load_spec reads <bundle>/config.json", "[spec]") {
   CHECK(r.error().str() ==
         "spec: config.json is not valid JSON (line 1, column 16, byte 16): syntax error while "
         "parsing value - unexpected end of input; expected '[', '{', or a literal");
+}
+
+// ---------------------------------------------------------------------------
+// The size cap on config.json (issue: a 200 MB config took 835 MB of memory
+// before failing).
+
+TEST_CASE("spec: a config.json over the size limit is refused before it is read", "[spec]") {
+  TempBundle b;
+  const std::string path = b.dir() + "/config.json";
+  b.write_config("{}");
+  // Sparse: 200 MiB of size, no blocks, nothing a read could allocate for.
+  REQUIRE(::truncate(path.c_str(), 200 << 20) == 0);
+  auto r = load_spec(b.dir());
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().err == EFBIG);
+  CHECK(r.error().str().find("larger than the 16 MiB limit on config.json") != std::string::npos);
+
+  // Just over the limit, and exactly at it: the limit itself is allowed
+  // (then refused for what it holds, zero bytes, which is not JSON).
+  REQUIRE(::truncate(path.c_str(), static_cast<off_t>(berth::runtime::kMaxConfigSize) + 1) == 0);
+  CHECK(load_spec(b.dir()).error().err == EFBIG);
+  REQUIRE(::truncate(path.c_str(), static_cast<off_t>(berth::runtime::kMaxConfigSize)) == 0);
+  auto at_limit = load_spec(b.dir());
+  REQUIRE_FALSE(at_limit.has_value());
+  CHECK(at_limit.error().err != EFBIG);
+}
+
+TEST_CASE("spec: a config.json without a size (a FIFO) is read only up to the limit", "[spec]") {
+  TempBundle b;
+  const std::string path = b.dir() + "/config.json";
+  REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+  // A writer that would go on forever; the reader must stop at the cap.
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int fd = ::open(path.c_str(), O_WRONLY);
+    static char block[65536];
+    std::memset(block, ' ', sizeof block);
+    while (fd >= 0 && ::write(fd, block, sizeof block) > 0) {
+    }
+    _exit(0);
+  }
+  auto r = load_spec(b.dir());
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().err == EFBIG);
+}
+
+// ---------------------------------------------------------------------------
+// Fields that used to be dropped silently: parsed now, then applied or
+// refused (cgroup drivers, runtime/lsm.h).
+
+TEST_CASE("spec: linux.resources network, hugepageLimits and memory.kernelTCP", "[spec]") {
+  json j = minimal_json();
+  j["linux"]["resources"] = {
+      {"memory", {{"kernelTCP", 1 << 20}}},
+      {"hugepageLimits",
+       {{{"pageSize", "2MB"}, {"limit", 4 << 20}}, {{"pageSize", "1GB"}, {"limit", 0}}}},
+      {"network", {{"classID", 0x100001}, {"priorities", {{{"name", "eth0"}, {"priority", 5}}}}}}};
+  const Spec s = parse_ok(j);
+  const auto& r = *s.linux.resources;
+  CHECK(r.memory->kernel_tcp == std::optional<int64_t>(1 << 20));
+  REQUIRE(r.hugepage_limits.size() == 2);
+  CHECK(r.hugepage_limits[0].page_size == "2MB");
+  CHECK(r.hugepage_limits[0].limit == 4u << 20);
+  CHECK(r.hugepage_limits[1].page_size == "1GB");
+  REQUIRE(r.network.has_value());
+  CHECK(r.network->class_id == std::optional<uint32_t>(0x100001));
+  REQUIRE(r.network->priorities.size() == 1);
+  CHECK(r.network->priorities[0].name == "eth0");
+  CHECK(r.network->priorities[0].priority == 5);
+
+  auto with = [&](const std::string& pointer, json value) {
+    json k = j;
+    k[json::json_pointer(pointer)] = std::move(value);
+    return error_of(k);
+  };
+  CHECK(with("/linux/resources/memory/kernelTCP", -2) ==
+        "spec: linux.resources.memory.kernelTCP: -2 is not a byte count (-1 means unlimited)");
+  CHECK(with("/linux/resources/hugepageLimits/0/pageSize", "2M") ==
+        "spec: linux.resources.hugepageLimits[0].pageSize: \"2M\" is not a page size like "
+        "\"2MB\" or \"1GB\"");
+  CHECK(with("/linux/resources/hugepageLimits/0/pageSize", "../x/2MB") ==
+        "spec: linux.resources.hugepageLimits[0].pageSize: \"../x/2MB\" is not a page size like "
+        "\"2MB\" or \"1GB\"");
+  CHECK(with("/linux/resources/hugepageLimits/1/limit", -1) ==
+        "spec: linux.resources.hugepageLimits[1].limit: expected an unsigned 64-bit integer, got "
+        "-1");
+  CHECK(with("/linux/resources/network/classID", -1) ==
+        "spec: linux.resources.network.classID: expected an unsigned 32-bit integer, got -1");
+  CHECK(with("/linux/resources/network/priorities/0/name", "eth0 9\nlo") ==
+        "spec: linux.resources.network.priorities[0].name: \"eth0 9\\nlo\" is not a network "
+        "interface name");
+}
+
+TEST_CASE("spec: LSM fields this host cannot apply are refused, naming the field", "[spec][lsm]") {
+  using berth::runtime::check_lsm_fields;
+  json j = minimal_json();
+  j["process"] = {{"args", {"sh"}}, {"cwd", "/"}};
+  CHECK(check_lsm_fields(parse_ok(j)).has_value());
+
+  SECTION("process.apparmorProfile") {
+    j["process"]["apparmorProfile"] = "berth-test";
+    auto r = check_lsm_fields(parse_ok(j));
+    if (berth::runtime::apparmor_enabled()) {
+      CHECK(r.has_value());
+    } else {
+      REQUIRE_FALSE(r.has_value());
+      CHECK(r.error().str().find("process.apparmorProfile \"berth-test\": AppArmor is not enabled "
+                                 "on this host") != std::string::npos);
+    }
+  }
+  SECTION("process.selinuxLabel") {
+    j["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0";
+    auto r = check_lsm_fields(parse_ok(j));
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().str().starts_with("spec: process.selinuxLabel: "));
+  }
+  SECTION("linux.mountLabel") {
+    j["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0";
+    auto r = check_lsm_fields(parse_ok(j));
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().str().starts_with("spec: linux.mountLabel: "));
+  }
 }
