@@ -202,7 +202,7 @@ TEST_CASE("berth-only: a memory limit too small for the init's set-up is reporte
   Container c(rt);
   // Below what the runtime's clone needs to reach execve: the OOM killer
   // takes the init in the middle of the set-up.
-  constexpr int64_t kLimit = 256 * 1024;
+  constexpr int64_t kLimit = 16 * 1024;
   c.config()["linux"]["resources"]["memory"] = {{"limit", kLimit}};
   c.set_args({"/bin/true"});
   auto r = c.run();
