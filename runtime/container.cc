@@ -160,34 +160,17 @@ Result<void> init_filesystem(const InitContext& ctx, const std::string& state_js
   return finalize_rootfs(spec);
 }
 
-Result<void> init_load_seccomp(const InitContext& ctx, const std::string& state_json) {
-  if (ctx.seccomp == nullptr) return {};
-  BERTH_ASSIGN(UniqueFd listener, load_seccomp(*ctx.seccomp));
-  if (listener) BERTH_TRY(send_fd(ctx.seccomp_listener_fd, listener.get(), state_json));
-  return {};
-}
-
-// Credentials, in the only order that works: the bounding set is reduced
-// while CAP_SETPCAP is held, the uid switch keeps the permitted set
-// (PR_SET_KEEPCAPS), then the final sets are applied. Without
-// no_new_privileges the filter must be loaded while CAP_SYS_ADMIN is still
-// held, so it comes first.
-Result<void> init_credentials(const InitContext& ctx, const std::string& state_json) {
-  const Process& proc = *ctx.spec->process;
-  if (ctx.spec->linux.personality) BERTH_TRY(set_personality(*ctx.spec->linux.personality));
-  // Before the uid switch: raising a hard limit needs CAP_SYS_RESOURCE.
-  BERTH_TRY(set_rlimits(proc.rlimits));
-  if (!proc.no_new_privileges) BERTH_TRY(init_load_seccomp(ctx, state_json));
-  if (proc.capabilities) BERTH_TRY(prepare_capabilities(*proc.capabilities));
-  BERTH_TRY(set_user(proc.user, ctx.spec->linux.has_namespace(NamespaceType::user)));
-  if (proc.capabilities) BERTH_TRY(apply_capabilities(*proc.capabilities));
-  BERTH_TRY(enter_cwd(proc.cwd));
-  if (proc.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    return sys_error("process", "prctl(PR_SET_NO_NEW_PRIVS)");
-  }
-  // Only stdio and the preserved fds reach the user process; our own
-  // sockets are O_CLOEXEC and go at execve.
-  return close_inherited_fds(3 + static_cast<int>(ctx.preserve_fds));
+// The shared credential sequence (process.h: apply_credentials), for the
+// init: its rlimits, the spec's cwd, the preserved fds.
+CredentialSteps init_credential_steps(const InitContext& ctx, const std::string& state_json) {
+  CredentialSteps s;
+  s.spec = ctx.spec;
+  s.cwd = ctx.spec->process->cwd;
+  s.first_closed_fd = 3 + static_cast<int>(ctx.preserve_fds);
+  s.seccomp = ctx.seccomp;
+  s.seccomp_listener_fd = ctx.seccomp_listener_fd;
+  s.state_json = &state_json;
+  return s;
 }
 
 // Blocks until `start` connects to the exec socket; returns the connection,
@@ -211,6 +194,11 @@ Result<UniqueFd> init_wait_for_start(const InitContext& ctx) {
 }
 
 [[noreturn]] void init_main(const InitContext& ctx) {
+  // Not dumpable until execve, from the first instruction: no other process
+  // (of the container, once it has some) may open /proc/<init>/exe or our
+  // fds (CVE-2019-5736). The exe is a protected copy anyway
+  // (runtime/sealed_exe.h in the binaries); this keeps our fds ours.
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   const Spec& spec = *ctx.spec;
   int report_fd = ctx.sync_fd;
   auto check = [&](const Result<void>& r) {
@@ -238,9 +226,6 @@ Result<UniqueFd> init_wait_for_start(const InitContext& ctx) {
       }
     }
   }
-  // Not dumpable until execve: another process of the container cannot
-  // open /proc/<init>/exe (our host binary) or our fds (CVE-2019-5736).
-  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
   auto go = sync_expect(ctx.sync_fd, SyncType::go);
   if (!go) init_fail(report_fd, go.error());
@@ -248,7 +233,8 @@ Result<UniqueFd> init_wait_for_start(const InitContext& ctx) {
 
   check(init_enter_namespaces(ctx));
   check(init_filesystem(ctx, state_json));
-  check(init_credentials(ctx, state_json));
+  const CredentialSteps steps = init_credential_steps(ctx, state_json);
+  check(apply_credentials(steps));
   // Without a process (config.md: REQUIRED only when start is called) the
   // init waits like any other and fails `start`.
   Result<std::string> exe = error("process", "config.json has no process: nothing to start");
@@ -277,7 +263,7 @@ Result<UniqueFd> init_wait_for_start(const InitContext& ctx) {
   // For the execve only; check_lsm_fields refused it where AppArmor is off.
   // Before the filter, which need not allow the runtime's own writes.
   check(apply_apparmor_profile(spec.process->apparmor_profile));
-  if (spec.process->no_new_privileges) check(init_load_seccomp(ctx, state_json));
+  check(load_late_seccomp(steps));
   init_fail(report_fd, exec_process(*exe, spec.process->args, spec.process->env));
 }
 
@@ -375,6 +361,36 @@ Result<void> write_oom_score_adj(pid_t pid, int value) {
   // By the parent: the init is not dumpable, and in a user namespace its
   // /proc files belong to the host's root.
   return fs::write_file(fmt::format("/proc/{}/oom_score_adj", pid), std::to_string(value));
+}
+
+// The init's socket broke without a report: if the OOM killer took the init
+// (a memory limit below what the set-up needs), say so rather than
+// "connection reset". Waits a little for the init to be gone, then looks at
+// how it died (without reaping it: the guard does) and at the container
+// cgroup's OOM kill counter (memory.oom_control on v1, memory.events on v2).
+Error explain_init_death(Error e, const SpawnedInit& init, CgroupDriver& cg, const Spec& spec) {
+  if (e.step != "sync") return e;
+  if (init.pidfd) {
+    struct pollfd p = {init.pidfd.get(), POLLIN, 0};
+    while (::poll(&p, 1, 5000) < 0 && errno == EINTR) {
+    }
+  }
+  siginfo_t si = {};
+  if (::waitid(P_PID, static_cast<id_t>(init.pid), &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+      si.si_pid != init.pid || si.si_code != CLD_KILLED || si.si_status != SIGKILL) {
+    return e;
+  }
+  auto stats = cg.stats();
+  if (!stats || stats->oom_kills == 0) return e;
+  std::string limit = "its memory limit";
+  const auto& res = spec.linux.resources;
+  if (res && res->memory && res->memory->limit) {
+    limit = fmt::format("memory limit {} bytes", *res->memory->limit);
+  }
+  return Error{"init", ENOMEM,
+               fmt::format("container init was killed by the OOM killer: {} is too small for the "
+                           "container's set-up ({})",
+                           limit, e.str())};
 }
 
 // Serves the init's requests until it is ready.
@@ -529,10 +545,12 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
     if (report && report->type == SyncType::error) {
       return wrap(sync_error(report->err, report->payload), "creating container " + opts.id);
     }
-    return std::unexpected(sent.error());
+    return wrap(explain_init_death(sent.error(), init, *cgroup, spec),
+                "creating container " + opts.id);
   }
   if (auto r = drive_init(parent_end.get(), spec, state_json); !r) {
-    return wrap(r.error(), "creating container " + opts.id);
+    return wrap(explain_init_death(r.error(), init, *cgroup, spec),
+                "creating container " + opts.id);
   }
 
   st.status = Status::created;

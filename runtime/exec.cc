@@ -210,31 +210,18 @@ Result<void> exec_enter_namespaces(const ExecContext& ctx) {
   return {};
 }
 
-Result<void> exec_load_seccomp(const ExecContext& ctx) {
-  if (ctx.seccomp == nullptr) return {};
-  BERTH_ASSIGN(UniqueFd listener, load_seccomp(*ctx.seccomp));
-  if (listener) BERTH_TRY(send_fd(ctx.seccomp_listener_fd, listener.get(), ctx.state_json));
-  return {};
-}
-
-// The init's credential sequence, in its order (see init_credentials in
-// container.cc): personality, the filter first only when it needs
-// CAP_SYS_ADMIN, bounding set before the uid switch, final sets after it.
-Result<void> exec_credentials(const ExecContext& ctx) {
-  const Spec& spec = *ctx.spec;
-  const Process& proc = *spec.process;
-  if (spec.linux.personality) BERTH_TRY(set_personality(*spec.linux.personality));
-  if (!proc.no_new_privileges) BERTH_TRY(exec_load_seccomp(ctx));
-  if (proc.capabilities) BERTH_TRY(prepare_capabilities(*proc.capabilities));
-  BERTH_TRY(set_user(proc.user, spec.linux.has_namespace(NamespaceType::user)));
-  if (proc.capabilities) BERTH_TRY(apply_capabilities(*proc.capabilities));
-  BERTH_TRY(enter_cwd(ctx.cwd));
-  if (proc.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    return sys_error("process", "prctl(PR_SET_NO_NEW_PRIVS)");
-  }
-  // Only stdio reaches the program: the caller's fds and ours (the pidfd,
-  // the cgroup files, the sync socket) are close-on-exec from here.
-  return close_inherited_fds(3);
+// The shared credential sequence (process.h: apply_credentials); the
+// rlimits were set on the host side.
+CredentialSteps exec_credential_steps(const ExecContext& ctx) {
+  CredentialSteps s;
+  s.spec = ctx.spec;
+  s.cwd = ctx.cwd;
+  s.set_rlimits = false;
+  s.first_closed_fd = 3;
+  s.seccomp = ctx.seccomp;
+  s.seccomp_listener_fd = ctx.seccomp_listener_fd;
+  s.state_json = &ctx.state_json;
+  return s;
 }
 
 [[noreturn]] void exec_fail(int fd, const Error& e) {
@@ -243,6 +230,10 @@ Result<void> exec_credentials(const ExecContext& ctx) {
 }
 
 [[noreturn]] void exec_child_main(const ExecContext& ctx) {
+  // Not dumpable until execve, from the first instruction: once we are in
+  // the container's pid namespace its processes must not reach our fds or
+  // /proc/<pid>/exe (CVE-2019-5736; runc's setns process does the same).
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   auto check = [&](const Result<void>& r) {
     if (!r) exec_fail(ctx.sync_fd, r.error());
   };
@@ -254,23 +245,21 @@ Result<void> exec_credentials(const ExecContext& ctx) {
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  // Not dumpable until execve: the container's processes must not reach our
-  // fds or /proc/<pid>/exe, a host binary, once we are in their pid
-  // namespace (CVE-2019-5736; runc's setns process does the same).
-  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   if (auto go = sync_expect(ctx.sync_fd, SyncType::go); !go) exec_fail(ctx.sync_fd, go.error());
 
   check(exec_host_attributes(ctx));
   check(exec_enter_namespaces(ctx));
-  check(exec_credentials(ctx));
+  // After the last step that uses one of our fds on 0..2 (a caller with a
+  // closed stdio fd may have had the pidfd or a cgroup file land there; the
+  // sync and seccomp listener sockets are kept above 2), before the
+  // credentials: no syscall of ours after the user's filter.
+  check(set_stdio(ctx.opts->stdio));
+  const CredentialSteps steps = exec_credential_steps(ctx);
+  check(apply_credentials(steps));
   auto exe = find_executable(ctx.opts->args[0], *ctx.env);
   if (!exe) exec_fail(ctx.sync_fd, exe.error());
   // Last, when no_new_privileges lets an unprivileged process load it.
-  if (ctx.spec->process->no_new_privileges) check(exec_load_seccomp(ctx));
-  // After every step that uses one of our fds: a caller with a closed
-  // stdio fd may have had one of them (the pidfd, a cgroup file) land on
-  // 0..2. Only the sync socket is still needed, and it is kept above 2.
-  check(set_stdio(ctx.opts->stdio));
+  check(load_late_seccomp(steps));
   exec_fail(ctx.sync_fd, exec_process(*exe, ctx.opts->args, *ctx.env));
 }
 
@@ -334,6 +323,11 @@ Result<ExecedProcess> exec_in_container(const std::string& root, const std::stri
     BERTH_ASSIGN(seccomp, compile_seccomp(*spec.linux.seccomp, fs::join(root, "seccomp-cache")));
     if (seccomp->uses_notify()) {
       BERTH_ASSIGN(seccomp_listener, connect_unix_socket(spec.linux.seccomp->listener_path));
+      if (seccomp_listener.get() < 3) {
+        // Out of the way of set_stdio's dup2s (a caller with stdio closed).
+        seccomp_listener.reset(::fcntl(seccomp_listener.get(), F_DUPFD_CLOEXEC, 3));
+        if (!seccomp_listener) return sys_error("seccomp", "move the listener socket above fd 2");
+      }
     }
   }
   BERTH_ASSIGN(std::vector<JoinedNamespace> for_children,

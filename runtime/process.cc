@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <linux/close_range.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -14,6 +15,9 @@
 #include <cstring>
 
 #include "common/fs.h"
+#include "runtime/caps.h"
+#include "runtime/seccomp.h"
+#include "runtime/sync.h"
 
 namespace berth::runtime {
 
@@ -75,8 +79,11 @@ Result<void> set_user(const User& user, bool in_user_namespace) {
   return {};
 }
 
-Result<void> enter_cwd(const std::string& cwd) {
-  if (::chdir(cwd.c_str()) != 0) return sys_error("process", "chdir to cwd {}", cwd);
+namespace {
+
+// getcwd() fails with ENOENT for a directory outside the process's root, the
+// symptom of a leaked host fd being used as cwd (runc CVE-2024-21626).
+Result<void> check_cwd_inside_root(const std::string& cwd) {
   char buf[PATH_MAX];
   if (::getcwd(buf, sizeof buf) == nullptr) {
     return sys_error("process", "cwd {} is not inside the container root", cwd);
@@ -87,20 +94,88 @@ Result<void> enter_cwd(const std::string& cwd) {
   return {};
 }
 
+}  // namespace
+
+Result<void> enter_cwd(const std::string& cwd) {
+  if (::chdir(cwd.c_str()) != 0) return sys_error("process", "chdir to cwd {}", cwd);
+  return check_cwd_inside_root(cwd);
+}
+
 Result<void> close_inherited_fds(int first_closed) {
   if (::syscall(SYS_close_range, first_closed, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return {};
-  if (errno != ENOSYS && errno != EINVAL) {
-    return sys_error("process", "close_range({}, ~0, CLOEXEC)", first_closed);
-  }
-  // Kernels before 5.11: walk the fd table instead. /proc may not be
-  // reachable here, so bound the walk by RLIMIT_NOFILE.
+  // Kernels before 5.11, or a close_range that is refused for any reason:
+  // walk the fd table instead. /proc may not be reachable here, so bound the
+  // walk by RLIMIT_NOFILE.
   struct rlimit lim;
   if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return sys_error("process", "getrlimit NOFILE");
   for (int fd = first_closed; fd < static_cast<int>(lim.rlim_cur); ++fd) {
     int flags = ::fcntl(fd, F_GETFD);
-    if (flags >= 0) (void)::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    if (flags >= 0 && !(flags & FD_CLOEXEC) && ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC) != 0) {
+      return sys_error("process", "mark fd {} close-on-exec", fd);
+    }
   }
   return {};
+}
+
+namespace {
+
+Result<void> load_filter(const CredentialSteps& s) {
+  if (s.seccomp == nullptr) return {};
+  BERTH_ASSIGN(UniqueFd listener, load_seccomp(*s.seccomp));
+  if (listener) {
+    BERTH_TRY(send_fd(s.seccomp_listener_fd, listener.get(),
+                      s.state_json != nullptr ? *s.state_json : std::string()));
+  }
+  return {};
+}
+
+// Step 2 of apply_credentials: the cwd, entered as the runtime's root
+// (before the filter and the uid switch) and checked. Returns the directory
+// (for the user's fchdir in step 5), or no fd when root may not enter it
+// (a root-squashing filesystem): then the user enters it in step 5.
+Result<UniqueFd> enter_cwd_early(const std::string& cwd) {
+  int fd = ::open(cwd.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == EACCES || errno == EPERM) return UniqueFd();
+    return sys_error("process", "chdir to cwd {}", cwd);
+  }
+  UniqueFd dir(fd);
+  if (::fchdir(dir.get()) != 0) return sys_error("process", "chdir to cwd {}", cwd);
+  BERTH_TRY(check_cwd_inside_root(cwd));
+  return dir;
+}
+
+}  // namespace
+
+Result<void> apply_credentials(const CredentialSteps& s) {
+  const Spec& spec = *s.spec;
+  const Process& proc = *spec.process;
+  if (spec.linux.personality) BERTH_TRY(set_personality(*spec.linux.personality));
+  if (s.set_rlimits) BERTH_TRY(set_rlimits(proc.rlimits));
+  // Only stdio and the preserved fds reach the user process; the runtime's
+  // own fds are O_CLOEXEC and go at execve.
+  BERTH_TRY(close_inherited_fds(s.first_closed_fd));
+  BERTH_ASSIGN(UniqueFd cwd_dir, enter_cwd_early(s.cwd));
+  if (!proc.no_new_privileges) BERTH_TRY(load_filter(s));
+  if (proc.capabilities) BERTH_TRY(prepare_capabilities(*proc.capabilities));
+  BERTH_TRY(set_user(proc.user, spec.linux.has_namespace(NamespaceType::user)));
+  if (proc.capabilities) BERTH_TRY(apply_capabilities(*proc.capabilities));
+  if (!cwd_dir) {
+    BERTH_TRY(enter_cwd(s.cwd));
+  } else if (::fchdir(cwd_dir.get()) != 0 && errno == EACCES) {
+    // Any other error is the filter refusing fchdir: the cwd is already
+    // entered and checked.
+    return sys_error("process", "chdir to cwd {} as uid {}", s.cwd, proc.user.uid);
+  }
+  if (proc.no_new_privileges && ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    return sys_error("process", "prctl(PR_SET_NO_NEW_PRIVS)");
+  }
+  return {};
+}
+
+Result<void> load_late_seccomp(const CredentialSteps& s) {
+  if (!s.spec->process->no_new_privileges) return {};
+  return load_filter(s);
 }
 
 Result<std::string> find_executable(const std::string& program,

@@ -12,6 +12,10 @@
 #include "runtime/spec.h"
 
 namespace berth::runtime {
+class SeccompFilter;
+}
+
+namespace berth::runtime {
 
 Result<void> set_hostname(const std::string& hostname, const std::string& domainname);
 // Writes each sysctl to /proc/sys (dots become slashes). The parser already
@@ -34,6 +38,43 @@ Result<void> close_inherited_fds(int first_closed);
 // runtime's PATH); errors name the program and the PATH searched.
 Result<std::string> find_executable(const std::string& program,
                                     const std::vector<std::string>& env);
+// ---- The security-critical sequence, shared by the init and exec ----------
+//
+// What a process that is about to become the container's (its init, or an
+// exec'd one) does between entering the container and execve, in the only
+// order that works:
+//
+//   1. personality, rlimits (raising a hard limit needs CAP_SYS_RESOURCE,
+//      so before the uid switch);
+//   2. every fd from first_closed_fd on is made close-on-exec, and the cwd
+//      is entered and checked (getcwd) — both before any seccomp filter: the
+//      runtime's own syscalls must not depend on what the user's profile
+//      allows (close_range, getcwd are missing from many profiles);
+//   3. the seccomp filter, here only without no_new_privileges: loading it
+//      then needs CAP_SYS_ADMIN, which the next steps drop;
+//   4. the bounding set (while CAP_SETPCAP is held), the uid/gid switch
+//      (PR_SET_KEEPCAPS keeps the permitted set), the final capability sets;
+//   5. the cwd again as the user (fchdir of the directory opened in step 2:
+//      no path is resolved twice), so that a cwd the user cannot search
+//      fails as it would for the user;
+//   6. no_new_privileges.
+//
+// With no_new_privileges the filter is loaded by load_late_seccomp(), the
+// caller's very last step before execve.
+struct CredentialSteps {
+  const Spec* spec = nullptr;  // process and linux.personality/namespaces
+  std::string cwd;
+  bool set_rlimits = true;  // false when the caller set them already
+  int first_closed_fd = 3;  // 3 + preserved fds
+  const SeccompFilter* seccomp = nullptr;
+  int seccomp_listener_fd = -1;             // for SCMP_ACT_NOTIFY: where the listener goes
+  const std::string* state_json = nullptr;  // sent with the listener
+};
+Result<void> apply_credentials(const CredentialSteps& steps);
+// The filter when no_new_privileges lets an unprivileged process load it;
+// nothing otherwise (apply_credentials loaded it).
+Result<void> load_late_seccomp(const CredentialSteps& steps);
+
 // execve; returns only on failure.
 Error exec_process(const std::string& path, const std::vector<std::string>& args,
                    const std::vector<std::string>& env);

@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "runtime/container.h"
 #include "runtime/exec.h"
+#include "runtime/sealed_exe.h"
 #include "shim/log_file.h"
 
 namespace berth::shim {
@@ -268,33 +269,56 @@ Result<void> Shim::setup() {
 
 // ---- containers -----------------------------------------------------------------
 
-// initProcessEnabled: berth-shim itself (static) is bind-mounted read-only at
-// /sbin/berth-init and runs as pid 1 in `init` mode in front of the
-// container's command. The bundle's config.json is rewritten once (marked by
-// an annotation, so a restarted container is not wrapped twice).
+// initProcessEnabled: berth-shim itself (static) runs as pid 1 in `init`
+// mode in front of the container's command. It is not bind-mounted into the
+// container: that would put the host's inode there, and a container with
+// CAP_SYS_ADMIN could remount a read-only bind writable. The container's init
+// is a clone of this shim, which runs from a protected copy of its binary
+// (runtime/sealed_exe.h), and execs that copy through /proc/self/exe: the
+// container sees no host file, only the copy as /proc/1/exe, which nothing
+// can write. The bundle's config.json is rewritten once (marked by an
+// annotation, so a restarted container is not wrapped twice); a bundle
+// wrapped by an older shim (a bind of the host binary at /sbin/berth-init)
+// is rewritten again.
 Result<void> Shim::add_init_process(const ContainerSpec& spec) {
   constexpr std::string_view kMarker = "berth.init-process";
+  constexpr std::string_view kVersion = "self-exe";
+  constexpr std::string_view kOldPath = "/sbin/berth-init";
+  if (auto sealed = runtime::sealed_exe_method(); !sealed) {
+    return wrap(sealed.error(), "initProcessEnabled needs berth-shim to run from a protected copy");
+  }
   std::string path = fs::join(spec.bundle, "config.json");
   BERTH_ASSIGN(std::string text, fs::read_file(path));
   BERTH_ASSIGN(json cfg, parse_json(text, path));
   auto ann = cfg.find("annotations");
-  if (ann != cfg.end() && ann->is_object() && ann->contains(kMarker)) return {};
-  char exe[4096];
-  ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n < 0) return sys_error(kStep, "readlink /proc/self/exe");
+  bool wrapped_before = ann != cfg.end() && ann->is_object() && ann->contains(kMarker);
+  if (wrapped_before) {
+    const json& v = (*ann)[std::string(kMarker)];
+    if (v.is_string() && v.get<std::string>() == kVersion) return {};
+  }
   auto proc = cfg.find("process");
   if (proc == cfg.end() || !proc->is_object()) return error(kStep, "{}: no process", path);
   auto args = proc->find("args");
   if (args == proc->end() || !args->is_array()) return error(kStep, "{}: no process.args", path);
-  json wrapped = json::array({"/sbin/berth-init", "init", "--"});
+  if (wrapped_before) {
+    if (args->empty() || !args->front().is_string() ||
+        args->front().get<std::string>() != kOldPath) {
+      return error(kStep, "{}: marked {} but process.args does not start with {}", path, kMarker,
+                   kOldPath);
+    }
+    args->erase(args->begin(), args->begin() + std::min<size_t>(3, args->size()));
+    if (cfg.contains("mounts") && cfg["mounts"].is_array()) {
+      auto& mounts = cfg["mounts"];
+      for (auto it = mounts.begin(); it != mounts.end();) {
+        it = it->is_object() && it->value("destination", "") == kOldPath ? mounts.erase(it)
+                                                                         : std::next(it);
+      }
+    }
+  }
+  json wrapped = json::array({"/proc/self/exe", "init", "--"});
   for (const json& a : *args) wrapped.push_back(a);
   *args = wrapped;
-  if (!cfg.contains("mounts") || !cfg["mounts"].is_array()) cfg["mounts"] = json::array();
-  cfg["mounts"].push_back({{"destination", "/sbin/berth-init"},
-                           {"type", "bind"},
-                           {"source", std::string(exe, static_cast<size_t>(n))},
-                           {"options", json::array({"bind", "ro", "nosuid", "nodev"})}});
-  cfg["annotations"][std::string(kMarker)] = "true";
+  cfg["annotations"][std::string(kMarker)] = kVersion;
   return fs::write_file_atomic(path, cfg.dump(2) + "\n", 0644, fs::Durable::yes);
 }
 

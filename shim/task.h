@@ -76,8 +76,9 @@ struct ContainerSpec {
   std::vector<Dependency> depends_on;
   RestartPolicy restart;
   std::optional<HealthCheck> health;
-  // A minimal init as pid 1 (berth-shim's own `init` mode, bind-mounted
-  // read-only at /sbin/berth-init) that reaps zombies and forwards signals.
+  // A minimal init as pid 1 (berth-shim's own `init` mode, run from the
+  // shim's protected copy of its binary) that reaps zombies and forwards
+  // signals.
   bool init_process = false;
   uint64_t log_max_bytes = 10 << 20;
   int log_max_files = 3;

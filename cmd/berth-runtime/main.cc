@@ -27,6 +27,7 @@
 #include "runtime/default_profile.h"
 #include "runtime/exec.h"
 #include "runtime/features.h"
+#include "runtime/sealed_exe.h"
 #include "runtime/sync.h"
 
 namespace rt = berth::runtime;
@@ -34,6 +35,11 @@ using berth::Error;
 using berth::Result;
 
 namespace {
+
+// The overlay for berth-runtime too, although it lives for milliseconds: it
+// copies nothing (measured on a loaded 2-core host: 0.3-3 ms to build it,
+// against 13 ms to copy and seal a 3.6 MB stripped binary, 220 ms unstripped).
+constexpr rt::SealMethod kSealMethod = rt::SealMethod::overlay;
 
 int fail(const Error& e) {
   std::string text = e.str();
@@ -358,6 +364,15 @@ int main(int argc, char** argv) {
   berth::log::setup(lo);
   if (g.systemd_cgroup) {
     return fail(Error{"cgroup", 0, "--systemd-cgroup is not supported: berth drives cgroupfs"});
+  }
+  if (*create || *run || *exec) {
+    // Everything that puts a process into a container runs from a copy no
+    // container can write (runtime/sealed_exe.h); the cheap commands do not
+    // pay for it.
+    std::string why;
+    auto sealed = rt::ensure_sealed_exe(argv, kSealMethod, &why);
+    if (!sealed) return fail(sealed.error());
+    if (!why.empty()) berth::log::debug("sealed exe: {} ({})", rt::seal_method_name(*sealed), why);
   }
   g.root = absolute(g.root);
   copts.root = g.root;

@@ -21,6 +21,7 @@
 
 #include "common/fs.h"
 #include "common/log.h"
+#include "runtime/sealed_exe.h"
 #include "shim/init.h"
 #include "shim/shim.h"
 #include "shim/task.h"
@@ -60,6 +61,17 @@ int main(int argc, char** argv) {
     }
   }
   if (opts.task_dir.empty()) return usage("--task-dir is required");
+
+  // Containers' inits, health checks and berth-init are clones or execs of
+  // this process: from here on it runs from a copy no container can write
+  // (runtime/sealed_exe.h). The overlay costs no memory per shim; the memfd
+  // fallback costs the binary's size per shim.
+  std::string seal_fallback;
+  auto sealed = runtime::ensure_sealed_exe(argv, runtime::SealMethod::overlay, &seal_fallback);
+  if (!sealed) {
+    std::fprintf(stderr, "berth-shim: %s\n", sealed.error().str().c_str());
+    return 1;
+  }
 
   // Checked before detaching, so that the starter sees a bad task at once.
   auto task = shim::load_task(opts.task_dir);
@@ -110,6 +122,10 @@ int main(int argc, char** argv) {
   // Orphans of the containers (daemons that double-fork) are reaped here,
   // not by the host's init.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  if (*sealed != runtime::SealMethod::overlay) {
+    log::warn("running from a sealed {} copy of berth-shim, which costs its size in memory: {}",
+              runtime::seal_method_name(*sealed), seal_fallback);
+  }
   int rc = shim::run_shim(*task, opts, foreground ? -1 : ready[1]);
   log::flush();
   return rc;

@@ -198,3 +198,21 @@ TEST_CASE("rlimits from the spec are set on the container's process", "[privileg
   REQUIRE(r.exit_code == 0);
   CHECK(r.out == "64 128\n");
 }
+
+TEST_CASE("berth-only: a memory limit too small for the init's set-up is reported as such",
+          "[privileged][limits][memory][berth-only]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("the message is berth's");
+  Runtime rt;
+  Container c(rt);
+  // Below what the runtime's clone needs to reach execve: the OOM killer
+  // takes the init in the middle of the set-up.
+  constexpr int64_t kLimit = 16 * 1024;
+  c.config()["linux"]["resources"]["memory"] = {{"limit", kLimit}};
+  c.set_args({"/bin/true"});
+  auto r = c.run();
+  INFO(r);
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find("container init was killed by the OOM killer: memory limit " +
+                   std::to_string(kLimit) + " bytes is too small") != std::string::npos);
+}

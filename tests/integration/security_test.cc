@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -210,4 +211,63 @@ TEST_CASE("/proc/self/exe in the container is the container's binary, not the ru
   // CVE-2019-5736: a runtime binary reachable through /proc/self/exe could be
   // overwritten from inside.
   CHECK(r.out == "/bin/probe\n");
+}
+
+TEST_CASE("the runtime's own syscalls do not depend on what the seccomp profile allows",
+          "[privileged][security][seccomp]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("runc's `spec` writes no seccomp profile to trim");
+  // Berth's default profile without close_range and getcwd, as in older
+  // Docker profiles: the runtime marks fds close-on-exec and checks the cwd
+  // itself, and must not fail because the user's filter refuses them (with
+  // noNewPrivileges off, the filter is loaded before those steps).
+  bool nnp = GENERATE(false, true);
+  Runtime rt;
+  Container c(rt);
+  REQUIRE(c.config()["linux"].contains("seccomp"));
+  c.config()["process"]["noNewPrivileges"] = nnp;
+  c.config()["process"]["cwd"] = "/tmp";
+  auto trim_profile = [&] {
+    Json& profile = c.config()["linux"]["seccomp"];
+    profile["defaultAction"] = "SCMP_ACT_ERRNO";
+    for (auto& rule : profile["syscalls"]) {
+      Json kept = Json::array();
+      for (const auto& name : rule["names"]) {
+        if (name != "close_range" && name != "getcwd") kept.push_back(name);
+      }
+      rule["names"] = kept;
+    }
+    auto& rules = profile["syscalls"];
+    rules.erase(std::remove_if(rules.begin(), rules.end(),
+                               [](const Json& rule) { return rule["names"].empty(); }),
+                rules.end());
+  };
+  INFO("noNewPrivileges " << nnp);
+  SECTION("run") {
+    trim_profile();
+    c.set_args({"/bin/probe", "pid"});
+    auto r = c.run();
+    INFO(r);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out == "1\n");
+  }
+  SECTION("exec") {
+    c.set_args({"/bin/probe", "sleep", "600"});
+    auto created = c.create();
+    INFO(created);
+    REQUIRE(created.exit_code == 0);
+    REQUIRE(c.start().exit_code == 0);
+    // exec reads config.json again: only the exec'd processes get the
+    // trimmed profile.
+    trim_profile();
+    c.bundle().save();
+    auto r = rt.exec({"exec", c.id(), "/bin/probe", "status"});
+    INFO(r);
+    CHECK(r.exit_code == 0);
+    CHECK(parse_status(r.out)["Seccomp"] == "2");
+    // getcwd is refused to the process itself: the filter is in force.
+    auto cwd = rt.exec({"exec", c.id(), "/bin/probe", "cwd"});
+    INFO(cwd);
+    CHECK(cwd.err.rfind("probe: getcwd: E", 0) == 0);
+  }
 }

