@@ -2,7 +2,7 @@
 # build-image.sh CACHE_DIR: builds (or finds cached) the pure cgroup v2 test
 # machine and prints the directory holding it: `vmlinuz` (Debian's own
 # kernel, package linux-image-amd64) and `initramfs.cpio.gz`, the whole root
-# filesystem: Debian's busybox-static and bash, the kernel modules the VM
+# filesystem: Debian's busybox-static, bash and coreutils' install, the kernel modules the VM
 # needs (virtio disk, ext4, overlay, veth) from the same kernel package, and
 # scripts/vm/init. Nothing is downloaded: every file comes from an installed
 # Debian package (scripts/install-deps.sh installs them).
@@ -37,7 +37,7 @@ pkgver() { dpkg-query -W -f='${Package}=${Version} ' "$@" 2>/dev/null || true; }
 key=$( {
   sha256sum "$here/build-image.sh" "$here/init"
   echo "kernel=$kver modules=${modules[*]}"
-  pkgver "linux-image-$kver" busybox-static bash libc6 libtinfo6
+  pkgver "linux-image-$kver" busybox-static bash coreutils libc6 libtinfo6 libacl1 libattr1 libselinux1 libpcre2-8-0
 } | sha256sum | cut -c1-16)
 out=$cache/$key
 if [[ -f $out/initramfs.cpio.gz && -f $out/vmlinuz ]]; then
@@ -71,6 +71,11 @@ copy_libs() {
   done
 }
 copy_libs /bin/bash
+# Tools the tests' scripts use that Debian's busybox lacks (coreutils).
+for tool in install; do
+  install -m 0755 "$(command -v "$tool")" "$root/bin/$tool"
+  copy_libs "$root/bin/$tool"
+done
 
 # Kernel modules from the kernel package, and their load order.
 : >"$root/etc/modules.order"

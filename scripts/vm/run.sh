@@ -52,7 +52,8 @@ mkdir -p "$stage"/{bin,lib,src/tests}
 cp -a "$bin"/. "$stage/bin/"
 for f in "$stage"/bin/*; do
   [[ -f $f && -x $f ]] || continue
-  ldd "$f" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+  # (ldd fails on the static ones)
+  for lib in $(ldd "$f" 2>/dev/null | grep -o '/[^ ]*' || true); do
     [[ -e $stage/lib/$(basename "$lib") ]] || cp -L "$lib" "$stage/lib/"
   done
 done
@@ -70,7 +71,7 @@ CONF
   printf '%s\n' "$*"
 } >"$stage/run"
 size_mb=$(($(du -sm "$stage" | cut -f1) * 5 / 4 + 64))
-mkfs.ext4 -q -F -L berth-payload -d "$stage" "$work/payload.img" "${size_mb}M"
+mkfs.ext4 -q -F -L berth-payload -d "$stage" "$work/payload.img" "${size_mb}M" >/dev/null
 
 accel=tcg cpu=max
 [[ ${BERTH_VM_KVM:-0} == 1 && -w /dev/kvm ]] && accel=kvm cpu=host

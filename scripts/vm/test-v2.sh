@@ -30,4 +30,4 @@ spec=${BERTH_VM_TESTS:-$spec}
   exit 1
 }
 exec "$here/run.sh" --build "$build" --timeout "$timeout" -- \
-  "\"\$BIN_DIR/berth-integration-tests\" --durations yes '$spec'"
+  "\"\$BIN_DIR/berth-integration-tests\" --use-colour no --durations yes '$spec'"
