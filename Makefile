@@ -5,7 +5,7 @@ ASAN_DIR  ?= build-asan
 JOBS      ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build build-asan test unit-asan bench demo format format-check clean
+.PHONY: all deps build build-asan test test-v2 test-v2-quick unit-asan bench demo format format-check clean
 
 all: build
 
@@ -31,6 +31,17 @@ test: build build-asan format-check
 	bash scripts/check-skips.sh $(EXPECTED_SKIPS) $(ASAN_DIR)/ctest-junit.xml
 	cd $(BUILD_DIR) && ctest --output-on-failure --output-junit ctest-junit.xml
 	bash scripts/check-skips.sh $(EXPECTED_SKIPS) $(BUILD_DIR)/ctest-junit.xml
+	bash scripts/vm/test-v2.sh --quick $(BUILD_DIR)
+
+# The privileged tests that touch cgroups, in a pure cgroup v2 machine:
+# Debian's kernel in qemu (software emulation) with cgroup_no_v1=all, built
+# from Debian packages and cached in $(BUILD_DIR)/vm (scripts/vm/). test-v2
+# runs the whole set; test-v2-quick, which `make test` runs, a subset.
+test-v2: build
+	bash scripts/vm/test-v2.sh $(BUILD_DIR)
+
+test-v2-quick: build
+	bash scripts/vm/test-v2.sh --quick $(BUILD_DIR)
 
 bench: build
 	bash bench/run.sh $(BUILD_DIR)

@@ -10,6 +10,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "runtime/cgroup_util.h"
+#include "runtime/devices_bpf.h"
 
 namespace berth::runtime::cgroup_util {
 namespace {
@@ -35,30 +36,6 @@ std::vector<Hierarchy> group_by_mount(const CgroupLayout& layout, const Placemen
   }
   return out;
 }
-
-// The devices every container has, as runc's AllowedDevices: mknod of any
-// node (the runtime creates /dev inside the container's cgroup), the nodes
-// of a minimal /dev, the pty master and slaves, and tun.
-const std::vector<DeviceRule> kDefaultDeviceRules = [] {
-  auto allow = [](const char* type, std::optional<int64_t> major, std::optional<int64_t> minor,
-                  const char* access) {
-    return DeviceRule{
-        .allow = true, .type = type, .major = major, .minor = minor, .access = access};
-  };
-  return std::vector<DeviceRule>{
-      allow("c", std::nullopt, std::nullopt, "m"),  // mknod
-      allow("b", std::nullopt, std::nullopt, "m"),
-      allow("c", 1, 3, "rwm"),               // null
-      allow("c", 1, 8, "rwm"),               // random
-      allow("c", 1, 7, "rwm"),               // full
-      allow("c", 5, 0, "rwm"),               // tty
-      allow("c", 1, 5, "rwm"),               // zero
-      allow("c", 1, 9, "rwm"),               // urandom
-      allow("c", 136, std::nullopt, "rwm"),  // /dev/pts/*
-      allow("c", 5, 2, "rwm"),               // ptmx
-      allow("c", 10, 200, "rwm"),            // net/tun
-  };
-}();
 
 bool is_under(const std::string& path, const std::string& mount) {
   return path.size() > mount.size() && path.starts_with(mount) && path[mount.size()] == '/';
@@ -424,7 +401,7 @@ class CgroupV1 final : public CgroupDriver {
     // "deny all", whatever the cgroup inherited. The defaults come last, as
     // in runc, so that no spec can take /dev/null away.
     BERTH_TRY(write_file(dir, "devices.deny", "a"));
-    for (const auto* list : {&rules, &kDefaultDeviceRules}) {
+    for (const auto* list : {&rules, &default_device_rules()}) {
       for (const auto& r : *list) {
         BERTH_TRY(write_file(dir, r.allow ? "devices.allow" : "devices.deny", device_rule(r)));
       }

@@ -1,5 +1,7 @@
 // The cgroup v2 driver: one directory in the unified hierarchy.
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 
 #include <algorithm>
 #include <array>
@@ -8,6 +10,7 @@
 
 #include "common/log.h"
 #include "runtime/cgroup_util.h"
+#include "runtime/devices_bpf.h"
 
 namespace berth::runtime::cgroup_util {
 namespace {
@@ -47,13 +50,34 @@ class CgroupV2 final : public CgroupDriver {
       BERTH_TRY(enable_v2_controller(dir_, "hugetlb", "linux.resources.hugepageLimits"));
       BERTH_TRY(write_hugepage_limits(dir_.dir, res.hugepage_limits, "max"));
     }
-    if (!res.devices.empty()) {
-      log::debug(
-          "cgroup: linux.resources.devices is not enforced on cgroup v2 (needs an eBPF "
-          "device program)");
-    }
+    // Always, also without rules: v2 has no devices files, and a cgroup
+    // without a device program lets the container open any node it can
+    // mknod (CAP_MKNOD, a /dev without nodev). No program, no container.
+    BERTH_TRY(apply_devices(res.devices));
     // Last, so that raw values override the typed ones, as in runc.
     return apply_unified(res.unified);
+  }
+
+  // The spec's rules, then the defaults (as the v1 driver writes them), as
+  // a BPF_PROG_TYPE_CGROUP_DEVICE program on the container's cgroup.
+  Result<void> apply_devices(const std::vector<DeviceRule>& spec_rules) {
+    std::vector<DeviceRule> rules = spec_rules;
+    const auto& defaults = default_device_rules();
+    rules.insert(rules.end(), defaults.begin(), defaults.end());
+    BERTH_ASSIGN(std::vector<bpf_insn> prog, device_filter_program(rules));
+    BERTH_ASSIGN(UniqueFd dir, open_unified_dir());
+    struct statfs fs_info {};
+    if (::fstatfs(dir.get(), &fs_info) != 0) return sys_error("cgroup", "statfs {}", dir_.dir);
+    if (fs_info.f_type != CGROUP2_SUPER_MAGIC) {
+      // Only the unit tests' fixture trees (regular directories that the
+      // layout was told are cgroup2): there is no cgroup to attach to.
+      log::debug("cgroup: {} is not on cgroup2; no device program", dir_.dir);
+      return {};
+    }
+    if (auto r = attach_device_filter(dir.get(), prog); !r) {
+      return wrap(r.error(), fmt::format("device rules for {}", dir_.dir));
+    }
+    return {};
   }
 
   Result<void> add_process(pid_t pid) override {

@@ -30,6 +30,12 @@ packages=(
   skopeo docker-registry apache2-utils
   # tools the tests use on the host
   iproute2 util-linux procps nftables
+  # the pure cgroup v2 test machine (scripts/vm/, `make test-v2`): qemu with
+  # software emulation boots Debian's own kernel (the host may run another
+  # one) from an initramfs of busybox-static, bash and that kernel's modules
+  # (kmod's modprobe resolves their dependencies, cpio packs the image, file
+  # checks that busybox is static)
+  qemu-system-x86 linux-image-amd64 kmod cpio file
 )
 
 missing=()

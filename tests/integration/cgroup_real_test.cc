@@ -17,6 +17,8 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "common/fd.h"
@@ -110,16 +112,21 @@ struct Child {
   }
 };
 
+// In a forked child: maps `size` bytes and touches every page (exit 2 if
+// the mapping fails).
+void touch_memory(size_t size) {
+  auto* p = static_cast<char*>(
+      ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (p == MAP_FAILED) ::_exit(2);
+  for (size_t i = 0; i < size; i += 4096) p[i] = 1;
+}
+
 // Waits for 'g', then charges memory and CPU time to its new cgroups,
 // answers, and waits again (until it is killed).
 void busy_then_wait(int cmd_r, int ack_w) {
   char c;
   if (::read(cmd_r, &c, 1) != 1) ::_exit(1);
-  const size_t size = 4 * MiB;
-  auto* p = static_cast<char*>(
-      ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  if (p == MAP_FAILED) ::_exit(2);
-  for (size_t i = 0; i < size; i += 4096) p[i] = 1;
+  touch_memory(4 * MiB);
   timespec ts{};
   do {
     ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -186,6 +193,97 @@ std::string proc_cgroup(pid_t pid, const std::string& controller) {
   return "<none>";
 }
 
+// 64 MiB memory (no swap), 64 pids, shares 512, half a CPU.
+void apply_limits(CgroupDriver& d) {
+  Resources res;
+  res.memory = MemoryResources{.limit = 64 * MiB, .swap = 64 * MiB};
+  res.pids_limit = 64;
+  res.cpu = CpuResources{.shares = 512, .quota = 50000, .period = 100000};
+  auto applied = d.apply(res);
+  INFO((applied ? std::string() : applied.error().str()));
+  REQUIRE(applied.has_value());
+}
+
+// Lets a busy_then_wait child charge its cgroup, then checks the stats.
+void check_busy_child_stats(CgroupDriver& d, Child& child) {
+  child.tell('g');
+  REQUIRE(child.answered());
+  auto s = d.stats();
+  REQUIRE(s.has_value());
+  CHECK(s->pids_current == 1);
+  CHECK(s->memory_current >= 3 * MiB);
+  CHECK(s->memory_peak >= s->memory_current);
+  CHECK(s->cpu_usage_usec >= 20000);
+  CHECK(s->oom_kills == 0);
+  CHECK(*d.pids() == std::vector<pid_t>{child.pid});
+}
+
+// kill_all(SIGKILL) kills the child; destroy() succeeds.
+void check_kill_and_destroy(CgroupDriver& d, Child& child) {
+  REQUIRE(d.kill_all(SIGKILL).has_value());
+  int status = child.reap();
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+  auto destroyed = d.destroy();
+  INFO((destroyed ? std::string() : destroyed.error().str()));
+  REQUIRE(destroyed.has_value());
+}
+
+// A process past a 16 MiB limit is OOM-killed, and stats() counts the kill.
+void check_oom_counted(CgroupDriver& d) {
+  REQUIRE(d.create().has_value());
+  Resources res;
+  res.memory = MemoryResources{.limit = 16 * MiB, .swap = 16 * MiB};
+  REQUIRE(d.apply(res).has_value());
+  Child child([](int cmd_r, int ack_w) {
+    char c;
+    if (::read(cmd_r, &c, 1) != 1) ::_exit(1);
+    touch_memory(64 * MiB);
+    (void)::write(ack_w, "k", 1);  // not reached under the limit
+  });
+  REQUIRE(d.add_process(child.pid).has_value());
+  child.tell('g');
+  int status = child.reap();
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+  auto s = d.stats();
+  REQUIRE(s.has_value());
+  CHECK(s->oom_kills >= 1);
+  REQUIRE(d.destroy().has_value());
+}
+
+// The first block device node in /dev, or "".
+std::string first_block_node() {
+  for (const auto& e : stdfs::directory_iterator("/dev")) {
+    if (e.is_block_file()) return e.path();
+  }
+  return "";
+}
+
+// A process in `d` (device rules applied: the defaults only) can open
+// /dev/null and gets EPERM for `block`. Kills it and destroys `d`.
+void check_block_open_denied(CgroupDriver& d, const std::string& block) {
+  // The child reports 'y' when open() worked, 'P' for EPERM, 'E' otherwise.
+  Child child([&](int cmd_r, int ack_w) {
+    char c;
+    if (::read(cmd_r, &c, 1) != 1) ::_exit(1);
+    for (const char* path : {"/dev/null", block.c_str()}) {
+      int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+      char r = fd >= 0 ? 'y' : errno == EPERM ? 'P' : 'E';
+      if (::write(ack_w, &r, 1) != 1) ::_exit(2);
+    }
+    (void)::read(cmd_r, &c, 1);
+  });
+  REQUIRE(d.add_process(child.pid).has_value());
+  child.tell('g');
+  CHECK(child.answer() == 'y');  // /dev/null
+  INFO(block);
+  CHECK(child.answer() == 'P');  // the block device
+  REQUIRE(d.kill_all(SIGKILL).has_value());
+  child.reap();
+  REQUIRE(d.destroy().has_value());
+}
+
 }  // namespace
 
 TEST_CASE("cgroup v1: limits, membership, stats, freeze, kill, destroy", "[privileged][cgroup]") {
@@ -204,13 +302,7 @@ TEST_CASE("cgroup v1: limits, membership, stats, freeze, kill, destroy", "[privi
   CHECK_FALSE(trimmed(slurp(cpuset + "/cpuset.cpus")).empty());
   CHECK(trimmed(slurp(cpuset + "/cpuset.mems")) == trimmed(slurp(cpuset_parent + "/cpuset.mems")));
 
-  Resources res;
-  res.memory = MemoryResources{.limit = 64 * MiB, .swap = 64 * MiB};
-  res.pids_limit = 64;
-  res.cpu = CpuResources{.shares = 512, .quota = 50000, .period = 100000};
-  auto applied = d->apply(res);
-  INFO((applied ? std::string() : applied.error().str()));
-  REQUIRE(applied.has_value());
+  apply_limits(*d);
   std::string mem = v1_dir(*l, "memory", name);
   CHECK(trimmed(slurp(mem + "/memory.limit_in_bytes")) == "67108864");
   if (stdfs::exists(mem + "/memory.memsw.limit_in_bytes")) {
@@ -234,16 +326,7 @@ TEST_CASE("cgroup v1: limits, membership, stats, freeze, kill, destroy", "[privi
     CHECK(proc_cgroup(child.pid, "") == (l->unified_own == "/" ? "" : l->unified_own) + "/" + name);
   }
 
-  child.tell('g');
-  REQUIRE(child.answered());
-  auto s = d->stats();
-  REQUIRE(s.has_value());
-  CHECK(s->pids_current == 1);
-  CHECK(s->memory_current >= 3 * MiB);
-  CHECK(s->memory_peak >= s->memory_current);
-  CHECK(s->cpu_usage_usec >= 20000);
-  CHECK(s->oom_kills == 0);
-  CHECK(*d->pids() == std::vector<pid_t>{child.pid});
+  check_busy_child_stats(*d, child);
 
   REQUIRE(d->freeze(true).has_value());
   if (!l->unified_mount.empty()) {
@@ -252,14 +335,7 @@ TEST_CASE("cgroup v1: limits, membership, stats, freeze, kill, destroy", "[privi
   }
   REQUIRE(d->freeze(false).has_value());
 
-  REQUIRE(d->kill_all(SIGKILL).has_value());
-  int status = child.reap();
-  CHECK(WIFSIGNALED(status));
-  CHECK(WTERMSIG(status) == SIGKILL);
-
-  auto destroyed = d->destroy();
-  INFO((destroyed ? std::string() : destroyed.error().str()));
-  REQUIRE(destroyed.has_value());
+  check_kill_and_destroy(*d, child);
   for (const auto& p : d->paths()) CHECK_FALSE(stdfs::exists(p));
 }
 
@@ -294,32 +370,8 @@ TEST_CASE("cgroup v1: a signal other than SIGKILL goes through freeze/signal/tha
 TEST_CASE("cgroup v1: OOM kills are counted", "[privileged][cgroup]") {
   auto l = v1_layout();
   if (!l) return;
-  const std::string name = berth::test::unique_name();
   CgroupGuard guard;
-  auto d = make(*l, name, guard);
-  REQUIRE(d->create().has_value());
-  Resources res;
-  res.memory = MemoryResources{.limit = 16 * MiB, .swap = 16 * MiB};
-  REQUIRE(d->apply(res).has_value());
-  Child child([](int cmd_r, int ack_w) {
-    char c;
-    if (::read(cmd_r, &c, 1) != 1) ::_exit(1);
-    const size_t size = 64 * MiB;
-    auto* p = static_cast<char*>(
-        ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    if (p == MAP_FAILED) ::_exit(2);
-    for (size_t i = 0; i < size; i += 4096) p[i] = 1;
-    (void)::write(ack_w, "k", 1);  // not reached under the limit
-  });
-  REQUIRE(d->add_process(child.pid).has_value());
-  child.tell('g');
-  int status = child.reap();
-  CHECK(WIFSIGNALED(status));
-  CHECK(WTERMSIG(status) == SIGKILL);
-  auto s = d->stats();
-  REQUIRE(s.has_value());
-  CHECK(s->oom_kills >= 1);
-  REQUIRE(d->destroy().has_value());
+  check_oom_counted(*make(*l, berth::test::unique_name(), guard));
 }
 
 TEST_CASE("cgroup v1: absolute and nested paths, re-opened driver", "[privileged][cgroup]") {
@@ -385,13 +437,7 @@ TEST_CASE("cgroup v1: the devices cgroup denies what the rules do not allow",
           "[privileged][cgroup]") {
   auto l = v1_layout();
   if (!l) return;
-  std::string block;
-  for (const auto& e : stdfs::directory_iterator("/dev")) {
-    if (e.is_block_file()) {
-      block = e.path();
-      break;
-    }
-  }
+  const std::string block = first_block_node();
   if (block.empty()) {
     BERTH_SKIP("no block device node in /dev to be denied");
   }
@@ -404,23 +450,131 @@ TEST_CASE("cgroup v1: the devices cgroup denies what the rules do not allow",
   std::string list = slurp(v1_dir(*l, "devices", name) + "/devices.list");
   CHECK(list.find("c 1:3 rwm") != std::string::npos);
   CHECK(list.find("a *:* rwm") == std::string::npos);
+  check_block_open_denied(*d, block);
+}
 
-  // The child reports 'y' when open() worked, 'P' for EPERM, 'E' otherwise.
-  Child child([&](int cmd_r, int ack_w) {
-    char c;
-    if (::read(cmd_r, &c, 1) != 1) ::_exit(1);
-    for (const char* path : {"/dev/null", block.c_str()}) {
-      int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-      char r = fd >= 0 ? 'y' : errno == EPERM ? 'P' : 'E';
-      if (::write(ack_w, &r, 1) != 1) ::_exit(2);
+// ---- the v2 driver on a pure cgroup v2 host (`make test-v2` boots one) ------
+
+namespace {
+
+// The host's layout if it is pure v2; otherwise a visible skip line.
+std::optional<CgroupLayout> v2_layout() {
+  std::string why;
+  if (auto r = berth::test::privileged_skip_reason()) why = *r;
+  std::optional<CgroupLayout> l;
+  if (why.empty()) {
+    auto detected = CgroupLayout::detect();
+    REQUIRE(detected.has_value());
+    if (detected->mode == CgroupLayout::Mode::unified) {
+      l = std::move(*detected);
+    } else {
+      why = "this host is not pure cgroup v2 (make test-v2 runs these in a v2 VM)";
     }
-    (void)::read(cmd_r, &c, 1);
-  });
-  REQUIRE(d->add_process(child.pid).has_value());
-  child.tell('g');
-  CHECK(child.answer() == 'y');  // /dev/null
-  INFO(block);
-  CHECK(child.answer() == 'P');  // the block device
+  }
+  if (!why.empty()) {
+    WARN("BERTH-SKIPPED: " << why);
+    std::cout << "BERTH-SKIPPED: " << why << std::endl;
+  }
+  return l;
+}
+
+std::string v2_dir(const CgroupLayout& l, const std::string& name) {
+  return l.unified_mount + (l.unified_own == "/" ? "" : l.unified_own) + "/" + name;
+}
+
+}  // namespace
+
+TEST_CASE("cgroup v2: limits, membership, stats, freeze, kill, destroy",
+          "[privileged][cgroup-v2]") {
+  auto l = v2_layout();
+  if (!l) return;
+  const std::string name = berth::test::unique_name();
+  CgroupGuard guard;
+  auto d = make(*l, name, guard);
+  REQUIRE(d->create().has_value());
+  const std::string dir = v2_dir(*l, name);
+  REQUIRE(d->paths() == std::vector<std::string>{dir});
+  for (const char* c : {"cpu", "memory", "pids", "io", "cpuset"}) {
+    INFO(c);
+    CHECK(slurp(dir + "/cgroup.controllers").find(c) != std::string::npos);
+  }
+
+  apply_limits(*d);
+  CHECK(trimmed(slurp(dir + "/memory.max")) == "67108864");
+  CHECK(trimmed(slurp(dir + "/memory.swap.max")) == "0");  // memory+swap == memory
+  CHECK(trimmed(slurp(dir + "/pids.max")) == "64");
+  CHECK(trimmed(slurp(dir + "/cpu.max")) == "50000 100000");
+  CHECK(trimmed(slurp(dir + "/cpu.weight")) == std::to_string(cpu_shares_to_weight(512)));
+
+  Child child(busy_then_wait);
+  auto added = d->add_process(child.pid);
+  INFO((added ? std::string() : added.error().str()));
+  REQUIRE(added.has_value());
+  CHECK(proc_cgroup(child.pid, "") == (l->unified_own == "/" ? "" : l->unified_own) + "/" + name);
+
+  check_busy_child_stats(*d, child);
+
+  REQUIRE(d->freeze(true).has_value());
+  CHECK(slurp(dir + "/cgroup.events").find("frozen 1") != std::string::npos);
+  REQUIRE(d->freeze(false).has_value());
+  CHECK(slurp(dir + "/cgroup.events").find("frozen 0") != std::string::npos);
+
+  check_kill_and_destroy(*d, child);
+  CHECK_FALSE(stdfs::exists(dir));
+}
+
+TEST_CASE("cgroup v2: OOM kills are counted in memory.events", "[privileged][cgroup-v2]") {
+  auto l = v2_layout();
+  if (!l) return;
+  CgroupGuard guard;
+  check_oom_counted(*make(*l, berth::test::unique_name(), guard));
+}
+
+TEST_CASE("cgroup v2: the device program denies what the rules do not allow",
+          "[privileged][cgroup-v2][devices]") {
+  auto l = v2_layout();
+  if (!l) return;
+  const std::string block = first_block_node();
+  if (block.empty()) {
+    WARN("BERTH-SKIPPED: no block device node in /dev to be denied");
+    std::cout << "BERTH-SKIPPED: no block device node in /dev to be denied" << std::endl;
+    return;
+  }
+  CgroupGuard guard;
+  auto d = make(*l, berth::test::unique_name(), guard);
+  REQUIRE(d->create().has_value());
+  // No device rules in the spec: deny all, plus the defaults.
+  auto applied = d->apply(Resources{});
+  INFO((applied ? std::string() : applied.error().str()));
+  REQUIRE(applied.has_value());
+  check_block_open_denied(*d, block);
+}
+
+TEST_CASE("cgroup v2: a nested path enables controllers top-down; the leaf holds the process",
+          "[privileged][cgroup-v2]") {
+  auto l = v2_layout();
+  if (!l) return;
+  const std::string top = berth::test::unique_name();
+  CgroupGuard guard;
+  guard.dirs = {v2_dir(*l, top), v2_dir(*l, top + "/task")};
+  auto d = make(*l, top + "/task/ctr", guard);
+  auto created = d->create();
+  INFO((created ? std::string() : created.error().str()));
+  REQUIRE(created.has_value());
+  for (const auto& inner : {v2_dir(*l, top), v2_dir(*l, top + "/task")}) {
+    INFO(inner);
+    const std::string sub = slurp(inner + "/cgroup.subtree_control");
+    for (const char* c : {"cpu", "memory", "pids"}) CHECK(sub.find(c) != std::string::npos);
+  }
+  Resources res;
+  res.memory = MemoryResources{.limit = 32 * MiB, .swap = 32 * MiB};
+  res.pids_limit = 16;
+  REQUIRE(d->apply(res).has_value());
+  Child child(wait_forever);
+  auto added = d->add_process(child.pid);
+  INFO((added ? std::string() : added.error().str()));
+  REQUIRE(added.has_value());
+  CHECK(*d->pids() == std::vector<pid_t>{child.pid});
   REQUIRE(d->kill_all(SIGKILL).has_value());
   child.reap();
   REQUIRE(d->destroy().has_value());

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# test-v2.sh [--quick] [BUILD_DIR]: runs the privileged tests that touch
+# cgroups in the pure cgroup v2 test machine (scripts/vm/run.sh), from the
+# integration test binary of BUILD_DIR (default: build), and exits with its
+# exit code. `make test-v2` runs the full set, `make test` the --quick one.
+#
+# Full: the v2 driver on the real kernel, limits (OOM, pids, CPU quota,
+# stats), device rules, the container lifecycle (kill, delete), isolation
+# and security, and the shim's tests (but its 200-task load test).
+# Quick: the v2 driver, device rules and limits.
+# BERTH_VM_TESTS overrides the Catch2 test spec.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+quick=0
+if [[ ${1:-} == --quick ]]; then
+  quick=1
+  shift
+fi
+build=${1:-build}
+if [[ $quick == 1 ]]; then
+  spec='[cgroup-v2],[devices],[limits]'
+  timeout=1200
+else
+  spec='[cgroup],[cgroup-v2],[limits],[devices],[lifecycle],[isolation],[security],[shim]~[shim-200]'
+  timeout=3600
+fi
+spec=${BERTH_VM_TESTS:-$spec}
+[[ -x $build/bin/berth-integration-tests ]] || {
+  echo "test-v2: $build/bin/berth-integration-tests missing (build first)" >&2
+  exit 1
+}
+exec "$here/run.sh" --build "$build" --timeout "$timeout" -- \
+  "\"\$BIN_DIR/berth-integration-tests\" --use-colour no --durations yes '$spec'"
