@@ -477,7 +477,22 @@ TEST_CASE("berth-rootfs reports failures with exit 1 and names what failed",
     CHECK(store.entries("blobs/sha256").empty());
   }
 
+  SECTION("a layer beyond --max-layer-depth") {
+    TempDir src;
+    fs::create_directories(src.path() + "/a/b/c/d/e");
+    auto r = store.run({"--max-layer-depth", "3", "import", src.path()});
+    INFO(r);
+    CHECK(r.exit_code == 1);
+    CHECK(contains(r.err, "deeper than 3 levels (max_depth, --max-layer-depth)"));
+    CHECK(store.entries("layers").empty());
+    auto ok = store.run({"--max-layer-depth", "10", "import", src.path()});
+    INFO(ok);
+    CHECK(ok.exit_code == 0);
+  }
+
   SECTION("usage errors exit 2") {
+    CHECK(store.run({"--max-layer-size", "lots", "ls"}).exit_code == 2);
+    CHECK(store.run({"--max-layer-depth", "-1", "ls"}).exit_code == 2);
     CHECK(store.run({}).exit_code == 2);
     CHECK(store.run({"frobnicate"}).exit_code == 2);
     CHECK(store.run({"mount", "x"}).exit_code == 2);  // no --id
