@@ -280,6 +280,18 @@ Result<void> Shim::setup() {
 // annotation, so a restarted container is not wrapped twice); a bundle
 // wrapped by an older shim (a bind of the host binary at /sbin/berth-init)
 // is rewritten again.
+namespace {
+
+// A string member of a mounts[] entry, "" if absent or not a string (value()
+// would abort on a wrong type: JSON_NOEXCEPTION).
+std::string mount_field(const json& m, const char* key) {
+  if (!m.is_object()) return {};
+  auto it = m.find(key);
+  return it != m.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
 Result<void> Shim::add_init_process(const ContainerSpec& spec) {
   constexpr std::string_view kMarker = "berth.init-process";
   constexpr std::string_view kVersion = "self-exe";
@@ -310,10 +322,21 @@ Result<void> Shim::add_init_process(const ContainerSpec& spec) {
     if (cfg.contains("mounts") && cfg["mounts"].is_array()) {
       auto& mounts = cfg["mounts"];
       for (auto it = mounts.begin(); it != mounts.end();) {
-        it = it->is_object() && it->value("destination", "") == kOldPath ? mounts.erase(it)
-                                                                         : std::next(it);
+        it = mount_field(*it, "destination") == kOldPath ? mounts.erase(it) : std::next(it);
       }
     }
+  }
+  // /proc/self/exe is resolved in the container's /proc.
+  bool has_proc = false;
+  if (cfg.contains("mounts") && cfg["mounts"].is_array()) {
+    for (const json& m : cfg["mounts"]) {
+      has_proc = has_proc ||
+                 (mount_field(m, "destination") == "/proc" && mount_field(m, "type") == "proc");
+    }
+  }
+  if (!has_proc) {
+    return error(kStep, "{}: initProcessEnabled needs a proc mount at /proc in the container",
+                 path);
   }
   json wrapped = json::array({"/proc/self/exe", "init", "--"});
   for (const json& a : *args) wrapped.push_back(a);

@@ -20,7 +20,7 @@ namespace {
 // The attacker's container, started by a copy of berth-runtime (run -d):
 // pid 1 is the attacker, /out its log, /bin/evil the script.
 struct Attacker {
-  Attacker() {
+  explicit Attacker(std::string bin_subdir = "bin") : bins(std::move(bin_subdir)) {
     c.set_args({"/bin/probe", "attack-exe", "/out/attack.log"});
     add_out_mount(c.config(), out.path());
     add_evil_script(c.bundle().rootfs(), "/proc/self/exe");
@@ -86,6 +86,19 @@ TEST_CASE("CVE-2019-5736: `exec` of #!/proc/self/exe cannot overwrite berth-runt
   FullPipe err;
   pid_t exec = a.spawn({"exec", a.c.id(), "/bin/evil"}, err);
   a.finish(err, exec, "berth-runtime exec");
+}
+
+TEST_CASE("CVE-2019-5736: `exec` with the sealed memfd fallback cannot overwrite berth-runtime",
+          "[privileged][security][cve]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("attacks berth-runtime's binary");
+  // A ',' in the binary's directory rules the overlay out (sealed_exe.cc):
+  // the runtime runs from a sealed memfd copy instead.
+  Attacker a("bin,memfd");
+  FullPipe err;
+  pid_t exec = a.spawn({"exec", a.c.id(), "/bin/evil"}, err);
+  a.finish(err, exec, "berth-runtime exec, memfd fallback");
+  CHECK(a.wait_log(&AttackLog::done).text.find("exe=/memfd:berth-sealed-exe") != std::string::npos);
 }
 
 TEST_CASE("CVE-2019-5736: `run` of #!/proc/self/exe cannot overwrite berth-runtime",

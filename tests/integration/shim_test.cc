@@ -891,3 +891,37 @@ TEST_CASE("CVE-2019-5736: initProcessEnabled gives a CAP_SYS_ADMIN container no 
   auto log = a.run(b, "berth-shim initProcessEnabled");
   CHECK(log.text.find("/sbin/berth-init") == std::string::npos);
 }
+
+TEST_CASE("shim: a bundle wrapped by an older shim loses its bind of the host's berth-shim",
+          "[shim][security][cve]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("berth-shim drives the berth runtime library");
+  Runtime rt;
+  Task task(rt);
+  // What an older shim left in config.json: the host's binary bound at
+  // /sbin/berth-init and the args wrapped with it.
+  Bundle& b = task.add("app",
+                       {"/sbin/berth-init", "init", "--", "/bin/sh", "-c",
+                        "echo pid1=$(tr '\\0' ' ' < /proc/1/cmdline); "
+                        "echo binds=$(grep -c berth-init /proc/self/mountinfo); echo ready; "
+                        "while true; do sleep 0.2; done"},
+                       {{"init_process", true}, {"stop_timeout", 1}});
+  b.config()["mounts"].push_back({{"destination", "/sbin/berth-init"},
+                                  {"type", "bind"},
+                                  {"source", kShim},
+                                  {"options", {"bind", "ro", "nosuid", "nodev"}}});
+  b.config()["annotations"]["berth.init-process"] = "true";
+  b.save();
+  task.start();
+  ShimClient c(task.socket());
+  std::string data;
+  REQUIRE(wait_until([&] {
+    data = c.call({{"op", "logs"}, {"container", "app"}})["result"]["data"];
+    return data.find("ready") != std::string::npos;
+  }));
+  INFO(data);
+  CHECK(data.find("pid1=/proc/self/exe init -- /bin/sh") != std::string::npos);
+  CHECK(data.find("binds=0") != std::string::npos);
+  c.call({{"op", "stop"}});
+  CHECK(c.wait_eof());
+}
