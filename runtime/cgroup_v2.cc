@@ -2,12 +2,14 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/statfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <csignal>
 
+#include "common/fs.h"
 #include "common/log.h"
 #include "runtime/cgroup_util.h"
 #include "runtime/devices_bpf.h"
@@ -34,7 +36,12 @@ class CgroupV2 final : public CgroupDriver {
   Result<void> create() override {
     BERTH_TRY(dir_.create());
     // Top-down: a cgroup can only enable what its parent enabled for it.
-    for (const auto& a : dir_.ancestors()) BERTH_TRY(enable_controllers(a));
+    for (const auto& a : dir_.ancestors()) {
+      if (auto r = enable_controllers(a); !r) {
+        (void)dir_.destroy();  // what create() made; the caller has no driver to clean up with
+        return r;
+      }
+    }
     return {};
   }
 
@@ -134,15 +141,35 @@ class CgroupV2 final : public CgroupDriver {
       // Already enabled: no write, so a populated caller cgroup whose
       // controllers were delegated enabled works.
       if (c.empty() || subtree_has(enabled, c)) continue;
+      BERTH_TRY(refuse_internal_processes(dir));
       BERTH_TRY(enable_controller(dir, c));
     }
     return {};
   }
 
+  static std::string internal_process_message(const std::string& dir) {
+    return fmt::format(
+        "{} has processes, and cgroup v2 lets no cgroup with processes enable controllers "
+        "for its children (the no-internal-process rule); use an absolute cgroupsPath in a "
+        "delegated subtree (e.g. \"/berth/<id>\")",
+        dir);
+  }
+
+  // Checked before the first write: enabling the threaded controllers
+  // (cpuset, cpu) in a non-root cgroup with processes works and makes it a
+  // thread root, and the domain ones then fail with EOPNOTSUPP, leaving the
+  // caller's cgroup half changed. The root cgroup (no cgroup.type) may.
+  Result<void> refuse_internal_processes(const std::string& dir) {
+    if (::access(fs::join(dir, "cgroup.type").c_str(), F_OK) != 0) return {};
+    auto procs = read_file(dir, "cgroup.procs");
+    if (!procs || procs->find_first_not_of(" \n") == std::string::npos) return {};
+    return errno_error("cgroup", EBUSY, "{}", internal_process_message(dir));
+  }
+
   Result<void> enable_controller(const std::string& dir, std::string_view c) {
     auto r = enable_subtree_controller(dir, c);
     if (r) return {};
-    if (r.error().err == EBUSY) return r;
+    if (r.error().err == EBUSY) return wrap(r.error(), internal_process_message(dir));
     if (std::find(kUsedControllers.begin(), kUsedControllers.end(), c) == kUsedControllers.end()) {
       log::debug("cgroup: not enabling {}: {}", c, r.error().str());
       return {};

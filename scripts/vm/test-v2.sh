@@ -29,5 +29,5 @@ spec=${BERTH_VM_TESTS:-$spec}
   echo "test-v2: $build/bin/berth-integration-tests missing (build first)" >&2
   exit 1
 }
-exec "$here/run.sh" --build "$build" --timeout "$timeout" -- \
+exec "$here/run.sh" --build "$build" --timeout "$timeout" --cgroup "${BERTH_VM_CGROUP:-root}" -- \
   "\"\$BIN_DIR/berth-integration-tests\" --use-colour no --durations yes '$spec'"

@@ -579,3 +579,47 @@ TEST_CASE("cgroup v2: a nested path enables controllers top-down; the leaf holds
   child.reap();
   REQUIRE(d->destroy().has_value());
 }
+
+TEST_CASE("cgroup v2: cpuset, io.max, memory.high and a resources.unified key on the real kernel",
+          "[privileged][cgroup-v2]") {
+  auto l = v2_layout();
+  if (!l) return;
+  const std::string name = berth::test::unique_name();
+  CgroupGuard guard;
+  auto d = make(*l, name, guard);
+  REQUIRE(d->create().has_value());
+  const std::string dir = v2_dir(*l, name);
+  Resources res;
+  res.cpu = CpuResources{.cpus = "0", .mems = "0"};
+  res.unified = {{"memory.high", "33554432"}};
+  // The first disk, if any, gets a read limit (io.max takes only existing
+  // block devices).
+  std::string disk;
+  for (const auto& e : stdfs::directory_iterator("/sys/block")) {
+    std::string n = e.path().filename();
+    if (n.starts_with("loop") || n.starts_with("ram") || n.starts_with("zram")) continue;
+    disk = trimmed(slurp(e.path().string() + "/dev"));
+    break;
+  }
+  if (!disk.empty()) {
+    const auto colon = disk.find(':');
+    res.block_io = BlockIoResources{};
+    res.block_io->throttle_read_bps = {
+        BlockIoDeviceValue{.major = std::stoll(disk.substr(0, colon)),
+                           .minor = std::stoll(disk.substr(colon + 1)),
+                           .rate = 1048576}};
+  }
+  auto applied = d->apply(res);
+  INFO((applied ? std::string() : applied.error().str()));
+  REQUIRE(applied.has_value());
+  CHECK(trimmed(slurp(dir + "/cpuset.cpus")) == "0");
+  CHECK(trimmed(slurp(dir + "/cpuset.mems")) == "0");
+  CHECK(trimmed(slurp(dir + "/memory.high")) == "33554432");
+  if (disk.empty()) {
+    std::cout << "BERTH-SKIPPED: io.max: no disk in /sys/block" << std::endl;
+  } else {
+    INFO(disk);
+    CHECK(slurp(dir + "/io.max").find(disk + " rbps=1048576 wbps=max") != std::string::npos);
+  }
+  REQUIRE(d->destroy().has_value());
+}

@@ -326,6 +326,11 @@ std::string cgroup_dir(const std::string& controller, const std::string& cgroups
                      : std::find(ctrls.begin(), ctrls.end(), controller) != ctrls.end();
     if (match) return h.mount + h.own + "/" + cgroups_path;
   }
+  // Pure v2: every controller is in the one (unnamed) hierarchy.
+  const auto all = cgroup_hierarchies();
+  if (!controller.empty() && all.size() == 1 && all[0].controllers.empty()) {
+    return cgroup_dir("", cgroups_path);
+  }
   return "";
 }
 

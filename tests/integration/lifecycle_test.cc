@@ -2,6 +2,7 @@
 // run's exit code, spec, features, --log.
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 
 #include "tests/integration/harness.h"
@@ -123,6 +124,15 @@ TEST_CASE("kill takes signal names and numbers, and sends TERM by default",
   INFO(detached);
   REQUIRE(detached.exit_code == 0);
   REQUIRE(c.wait_for_status("running"));
+  // TERM before the shell's trap is set would be ignored (pid 1 without a
+  // handler): wait until the shell catches it (SigCgt bit 15), which takes
+  // a while on a loaded or emulated machine (the v2 VM).
+  const int pid = c.state_json().value("pid", 0);
+  REQUIRE(pid > 0);
+  CHECK(wait_until([&] {
+    auto st = parse_status(read_file("/proc/" + std::to_string(pid) + "/status"));
+    return (std::stoull(st["SigCgt"], nullptr, 16) >> (SIGTERM - 1)) & 1;
+  }));
   INFO("signal: " << (signal.empty() ? "(default)" : signal));
   auto killed = signal.empty() ? rt.exec({"kill", c.id()}) : c.kill(signal);
   INFO(killed);

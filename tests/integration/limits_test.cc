@@ -1,5 +1,6 @@
 // cgroup limits and rlimits, each checked by what the kernel enforced: an
 // OOM kill, a failed fork, CPU time actually consumed.
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <sstream>
@@ -171,8 +172,11 @@ TEST_CASE("a CPU quota throttles a busy loop", "[privileged][limits][cpu]") {
     return events_stats(rt, c.id())["data"]["cpu"]["usage_usec"].get<long>() / 1000;
   };
   REQUIRE(wait_until([&] { return stat("nr_throttled") >= 3; }, 120s, 50ms));
-  // A window of at least 3 s of wall time: at most 10% of it plus a period
-  // of slack at each end (and accounting slop).
+  // A window of at least 3 s of wall time: 10% of it is the quota; the
+  // bound allows a quarter plus slack, because under emulation (`make
+  // test-v2`'s VM, TCG) the tick that enforces the quota comes late and each
+  // period overruns by several ms (~20% seen). An unthrottled spin would use
+  // the whole window.
   long u0 = usage_ms();
   auto t0 = std::chrono::steady_clock::now();
   REQUIRE(wait_until([&] { return std::chrono::steady_clock::now() - t0 >= 3s; }, 60s, 100ms));
@@ -181,7 +185,7 @@ TEST_CASE("a CPU quota throttles a busy loop", "[privileged][limits][cpu]") {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count();
   INFO("cpu " << (u1 - u0) << " ms in " << wall << " ms; nr_throttled " << stat("nr_throttled"));
-  CHECK(u1 - u0 <= wall / 10 + 250);
+  CHECK(u1 - u0 <= wall / 4 + 250);
   CHECK(stat("nr_throttled") >= 3);
   REQUIRE(c.kill("KILL").exit_code == 0);
   REQUIRE(c.wait_for_status("stopped"));

@@ -404,6 +404,24 @@ TEST_CASE("v2: create enables missing controllers in the ancestors only", "[cgro
   CHECK(stdfs::is_directory(f.own_dir));
 }
 
+TEST_CASE(
+    "v2: a caller cgroup with processes is refused before any write, and create leaves nothing",
+    "[cgroup]") {
+  V2Fixture f;
+  put(f.own_dir + "/cgroup.type", "domain\n");  // not the root cgroup
+  put(f.own_dir + "/cgroup.procs", "123\n");
+  put(f.own_dir + "/cgroup.subtree_control", "\n");
+  auto d = f.driver("", "ctr");
+  auto r = d->create();
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().err == EBUSY);
+  CHECK(r.error().message.starts_with(f.own_dir + " has processes, and cgroup v2 lets no cgroup"));
+  // Nothing enabled (cpuset/cpu first would make it a thread root), and the
+  // container's cgroup that create() made is gone.
+  CHECK(slurp(f.own_dir + "/cgroup.subtree_control") == "\n");
+  CHECK_FALSE(stdfs::exists(f.own_dir + "/ctr"));
+}
+
 TEST_CASE("v2: apply writes every resource", "[cgroup]") {
   V2Fixture f;
   std::string leaf = f.make_leaf("ctr");
