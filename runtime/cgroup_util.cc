@@ -425,6 +425,20 @@ Result<void> write_hugepage_limits(const std::string& dir, const std::vector<Hug
 }
 
 Result<void> refuse_v1_only(const Resources& res, std::string_view why) {
+  // Absent swappiness and disableOOMKiller false ask for nothing.
+  if (res.memory && res.memory->swappiness) {
+    return errno_error("cgroup", EOPNOTSUPP,
+                       "linux.resources.memory.swappiness = {} cannot be applied: {} has no "
+                       "per-cgroup swappiness (memory.swappiness is cgroup v1 only)",
+                       *res.memory->swappiness, why);
+  }
+  if (res.memory && res.memory->disable_oom_killer.value_or(false)) {
+    return errno_error("cgroup", EOPNOTSUPP,
+                       "linux.resources.memory.disableOOMKiller cannot be applied: {} cannot "
+                       "disable the OOM killer for a cgroup (memory.oom_control is cgroup v1 "
+                       "only; memory.oom.group only chooses what it kills)",
+                       why);
+  }
   if (res.memory && res.memory->kernel_tcp) {
     return errno_error("cgroup", EOPNOTSUPP,
                        "linux.resources.memory.kernelTCP cannot be applied: {} has no TCP buffer "

@@ -123,7 +123,8 @@ Result<void> write_hugepage_limits(const std::string& dir, const std::vector<Hug
                                    std::string_view suffix);
 
 // Fields cgroup v2 has no file for, refused with an error naming each:
-// memory.kernelTCP, network (net_cls / net_prio).
+// memory.swappiness, memory.disableOOMKiller (true), memory.kernelTCP,
+// network (net_cls / net_prio).
 Result<void> refuse_v1_only(const Resources& res, std::string_view why);
 
 // The v2 freezer (cgroup.freeze, then cgroup.events "frozen 1"); both drivers

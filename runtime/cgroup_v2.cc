@@ -190,9 +190,6 @@ class CgroupV2 final : public CgroupDriver {
     if (plan.reservation) {
       BERTH_TRY(write_file(dir_.dir, "memory.low", num_or_max(*plan.reservation)));
     }
-    if (m.swappiness || m.disable_oom_killer.value_or(false)) {
-      log::debug("cgroup: memory.swappiness and disableOOMKiller have no cgroup v2 file; ignored");
-    }
     return {};
   }
 

@@ -742,7 +742,16 @@ Result<Seccomp> parse_seccomp(const Node& n) {
   BERTH_TRY(read(n.member("architectures"), s.architectures));
   BERTH_TRY(read(n.member("flags"), s.flags));
   BERTH_TRY(read(n.member("listenerPath"), s.listener_path));
-  BERTH_TRY(read(n.member("listenerMetadata"), s.listener_metadata));
+  // Sent by runc as containerProcessState.metadata; berth sends the agent
+  // the container's state alone, so it has nowhere to go.
+  Node metadata = n.member("listenerMetadata");
+  std::string listener_metadata;
+  BERTH_TRY(read(metadata, listener_metadata));
+  if (!listener_metadata.empty()) {
+    return fail(metadata.path,
+                "cannot be passed on: berth sends the seccomp agent the container's state, "
+                "which has no metadata field (no containerProcessState)");
+  }
   BERTH_TRY(read_array(n.member("syscalls"), s.syscalls, parse_syscall));
   BERTH_TRY(check_notify(n, s));
   return s;

@@ -208,7 +208,6 @@ struct Seccomp {
   std::vector<std::string> architectures;  // "SCMP_ARCH_X86_64"
   std::vector<std::string> flags;          // "SECCOMP_FILTER_FLAG_LOG", ...
   std::string listener_path;               // for SCMP_ACT_NOTIFY
-  std::string listener_metadata;
   std::vector<SeccompSyscall> syscalls;
 };
 

@@ -354,6 +354,80 @@ bool remove_cgroup_tree(const std::string& dir) {
   return wait_until([&] { return rmdir(dir.c_str()) == 0 || errno == ENOENT; }, 10s);
 }
 
+namespace {
+
+std::set<std::string> controller_set(const std::string& text) {
+  std::set<std::string> set;
+  std::istringstream in(text);
+  for (std::string c; in >> c;) set.insert(c);
+  return set;
+}
+
+std::string subtree_control(const std::string& dir) {
+  return read_file(dir + "/cgroup.subtree_control");
+}
+
+// "+c" / "-c" into <dir>/cgroup.subtree_control; "" or what failed.
+std::string change_subtree_control(const std::string& dir, const std::string& change) {
+  int fd = ::open((dir + "/cgroup.subtree_control").c_str(), O_WRONLY | O_CLOEXEC);
+  bool ok = fd >= 0 && ::write(fd, change.data(), change.size()) == ssize_t(change.size());
+  std::string failed = ok ? "" : " " + change + " (" + std::strerror(errno) + ")";
+  if (fd >= 0) ::close(fd);
+  return failed;
+}
+
+// The v2 tree's mount and this process's cgroup in it; empty if none.
+std::pair<std::string, std::string> v2_mount_and_own() {
+  for (const auto& h : cgroup_hierarchies())
+    if (h.controllers.empty()) return {h.mount, h.mount + (h.own == "/" ? "" : h.own)};
+  return {};
+}
+
+}  // namespace
+
+SubtreeControlGuard::SubtreeControlGuard() : own_(v2_mount_and_own().second) {
+  if (!own_.empty()) saved_.emplace_back(own_, subtree_control(own_));
+}
+
+void SubtreeControlGuard::watch(const std::string& cgroups_path) {
+  if (own_.empty()) return;
+  auto parts = split(cgroups_path, '/');
+  std::erase(parts, "");
+  if (parts.empty()) return;
+  parts.pop_back();  // the container's own cgroup: removed by delete
+  // An absolute cgroupsPath is placed below the tree's root.
+  std::string dir = own_;
+  if (cgroups_path.starts_with("/")) {
+    dir = v2_mount_and_own().first;
+    if (dir != own_) saved_.emplace(saved_.begin(), dir, subtree_control(dir));  // restored last
+  }
+  for (const auto& p : parts) {
+    dir += "/" + p;
+    if (fs::is_directory(dir)) saved_.emplace_back(dir, subtree_control(dir));
+  }
+}
+
+SubtreeControlGuard::~SubtreeControlGuard() {
+  try {
+    // Children first: a controller a child enables cannot be disabled above.
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) {
+      const auto& [dir, saved] = *it;
+      std::error_code ec;
+      if (!fs::is_directory(dir, ec)) continue;
+      const auto want = controller_set(saved), now = controller_set(subtree_control(dir));
+      std::string failed;
+      for (const auto& c : now)
+        if (!want.contains(c)) failed += change_subtree_control(dir, "-" + c);
+      for (const auto& c : want)
+        if (!now.contains(c)) failed += change_subtree_control(dir, "+" + c);
+      if (!failed.empty())
+        record_leak("cgroup.subtree_control of " + dir + " not restored:" + failed);
+    }
+  } catch (const std::exception& e) {
+    record_leak(std::string("restoring cgroup.subtree_control failed: ") + e.what());
+  }
+}
+
 // ---- the runtime -------------------------------------------------------------
 
 Runtime::Runtime() : root_("/tmp/" + unique_name() + "-root") {
@@ -553,13 +627,26 @@ namespace {
 
 struct Snapshot {
   std::multiset<std::string> mounts;  // mount point + root + type
+  std::string v2_cgroup;              // this process's cgroup in the v2 tree
+  std::string subtree_control;        // and its cgroup.subtree_control
 };
 
 Snapshot take_snapshot() {
   Snapshot s;
   for (const auto& m : read_mountinfo())
     s.mounts.insert(m.mount_point + " " + m.root + " " + m.type);
+  s.v2_cgroup = v2_mount_and_own().second;
+  if (!s.v2_cgroup.empty()) s.subtree_control = subtree_control(s.v2_cgroup);
   return s;
+}
+
+// Controllers enabled for children (tests use SubtreeControlGuard).
+void check_subtree_control(const Snapshot& before) {
+  if (before.v2_cgroup.empty()) return;
+  const std::string after = subtree_control(before.v2_cgroup);
+  if (controller_set(after) != controller_set(before.subtree_control))
+    record_leak(before.v2_cgroup + "/cgroup.subtree_control changed during the run: \"" +
+                before.subtree_control + "\" -> \"" + after + "\"");
 }
 
 // Everything named with this process's prefix: cgroups below our own cgroup
@@ -610,6 +697,7 @@ int main(int argc, char** argv) {
   int failed = session.run();
   berth::test::sweep_named_leftovers();
   berth::test::check_mounts(before);
+  berth::test::check_subtree_control(before);
   if (!berth::test::leaks().empty()) {
     std::cerr << "FAILED: " << berth::test::leaks().size()
               << " leftover(s) from this run (see LEAK lines above)\n";

@@ -133,6 +133,26 @@ std::vector<std::string> cgroup_dirs(const std::string& cgroups_path);
 // nothing remains.
 bool remove_cgroup_tree(const std::string& dir);
 
+// Saves cgroup.subtree_control of this process's cgroup in the v2 tree, and
+// of the existing parents of each cgroupsPath given to watch(), and puts each
+// back on destruction, deepest first: a runtime enabling a controller for a
+// container (hugepageLimits on a hybrid host) enables it in every ancestor,
+// as runc does, and never disables it again. Declare it before the Container
+// so that it restores after the container's cgroup is gone. A value it cannot
+// put back is recorded as a leak.
+class SubtreeControlGuard {
+ public:
+  SubtreeControlGuard();
+  ~SubtreeControlGuard();
+  SubtreeControlGuard(const SubtreeControlGuard&) = delete;
+  SubtreeControlGuard& operator=(const SubtreeControlGuard&) = delete;
+  void watch(const std::string& cgroups_path);
+
+ private:
+  std::string own_;                                         // "" without a v2 tree
+  std::vector<std::pair<std::string, std::string>> saved_;  // dir, its subtree_control
+};
+
 // ---- bundles and containers ------------------------------------------------------
 
 // An empty directory /tmp/<unique_name()>, removed on destruction.

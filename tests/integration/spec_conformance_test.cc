@@ -446,7 +446,11 @@ TEST_CASE("network, hugepageLimits and kernelTCP are applied or refused by name"
   REQUIRE_PRIVILEGED();
   BERTH_ONLY("runc ignores some of these fields with a warning");
   Runtime rt;
+  // hugepageLimits enables hugetlb in the parents of the v2 cgroup (as runc
+  // does); put their cgroup.subtree_control back once the container is gone.
+  SubtreeControlGuard subtree;
   Container c(rt);
+  subtree.watch(c.cgroups_path());
   c.set_args({"/bin/probe", "sleep", "600"});
   auto& res = c.config()["linux"]["resources"];
 

@@ -506,6 +506,48 @@ TEST_CASE("v2: memory and swap edge cases", "[cgroup]") {
   }
 }
 
+// cgroup v2 has no file for these: refused by name, never accepted and
+// dropped. Their no-op values (absent, false) are accepted.
+TEST_CASE("v2: fields cgroup v2 has no file for are refused by name", "[cgroup]") {
+  V2Fixture f;
+  std::string leaf = f.make_leaf("ctr");
+  auto d = f.driver("", "ctr");
+  Resources res;
+  SECTION("memory.swappiness") {
+    res.memory = MemoryResources{.limit = 64 * MiB, .swappiness = 0};
+    auto r = d->apply(res);
+    CHECK(error_of(r) ==
+          "cgroup: linux.resources.memory.swappiness = 0 cannot be applied: cgroup v2 has no "
+          "per-cgroup swappiness (memory.swappiness is cgroup v1 only): Operation not supported");
+    CHECK(r.error().err == EOPNOTSUPP);
+    CHECK(slurp(leaf + "/memory.max") == "max\n");  // refused before any write
+  }
+  SECTION("memory.disableOOMKiller") {
+    res.memory = MemoryResources{.disable_oom_killer = true};
+    CHECK(error_of(d->apply(res)) ==
+          "cgroup: linux.resources.memory.disableOOMKiller cannot be applied: cgroup v2 cannot "
+          "disable the OOM killer for a cgroup (memory.oom_control is cgroup v1 only; "
+          "memory.oom.group only chooses what it kills): Operation not supported");
+  }
+  SECTION("memory.kernelTCP") {
+    res.memory = MemoryResources{.kernel_tcp = 8 * MiB};
+    CHECK(error_of(d->apply(res))
+              .starts_with("cgroup: linux.resources.memory.kernelTCP cannot be applied: cgroup v2 "
+                           "has no TCP buffer limit"));
+  }
+  SECTION("network") {
+    res.network = NetworkResources{.class_id = 0x100001};
+    CHECK(error_of(d->apply(res))
+              .starts_with("cgroup: linux.resources.network cannot be applied: cgroup v2 has no "
+                           "net_cls/net_prio controllers"));
+  }
+  SECTION("the no-op values are accepted") {
+    res.memory = MemoryResources{.limit = 64 * MiB, .disable_oom_killer = false};
+    REQUIRE(d->apply(res).has_value());
+    CHECK(slurp(leaf + "/memory.max") == "67108864");
+  }
+}
+
 TEST_CASE("v2: io.max per device and BFQ weights", "[cgroup]") {
   V2Fixture f;
   std::string leaf = f.make_leaf("ctr");

@@ -279,7 +279,6 @@ TEST_CASE("spec: a full runc-style spec parses into the right values", "[spec]")
         std::vector<std::string>{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"});
   CHECK(sc.flags == std::vector<std::string>{"SECCOMP_FILTER_FLAG_LOG"});
   CHECK(sc.listener_path == "/run/seccomp-agent.sock");
-  CHECK(sc.listener_metadata == "agent-metadata");
   REQUIRE(sc.syscalls.size() == 6);
   CHECK(sc.syscalls[0].names == std::vector<std::string>{"read", "write", "exit_group"});
   CHECK(sc.syscalls[0].action == SeccompAction::allow);
@@ -983,6 +982,17 @@ TEST_CASE("spec: seccomp listenerPath is required exactly when an action notifie
   Spec s = parse_ok(j);
   CHECK(s.linux.seccomp->listener_path.empty());
   CHECK(s.linux.seccomp->syscalls[4].action == SeccompAction::log);
+}
+
+// listenerMetadata would be containerProcessState.metadata, which berth does
+// not send: refused by name rather than dropped; empty asks for nothing.
+TEST_CASE("spec: seccomp listenerMetadata is refused, not dropped", "[spec]") {
+  CHECK(full_error_with("/linux/seccomp/listenerMetadata", "agent-metadata") ==
+        "spec: linux.seccomp.listenerMetadata: cannot be passed on: berth sends the seccomp agent "
+        "the container's state, which has no metadata field (no containerProcessState)");
+  json j = full_json();
+  j["linux"]["seccomp"]["listenerMetadata"] = "";
+  CHECK(parse_ok(j).linux.seccomp->listener_path == "/run/seccomp-agent.sock");
 }
 
 TEST_CASE("spec: linux.rootfsPropagation is one of the mount propagations", "[spec]") {
