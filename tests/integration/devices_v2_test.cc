@@ -17,15 +17,6 @@
 #include "common/fd.h"
 #include "harness.h"
 
-#ifndef BERTH_SKIP
-#define BERTH_SKIP(why)                                 \
-  do {                                                  \
-    WARN("BERTH-SKIPPED: " << why);                     \
-    std::cout << "BERTH-SKIPPED: " << why << std::endl; \
-    return;                                             \
-  } while (0)
-#endif
-
 using berth::UniqueFd;
 using namespace berth::test;
 namespace stdfs = std::filesystem;

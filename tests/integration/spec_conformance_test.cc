@@ -21,15 +21,6 @@
 namespace fs = std::filesystem;
 using namespace berth::test;
 
-#ifndef BERTH_SKIP
-#define BERTH_SKIP(why)                                 \
-  do {                                                  \
-    WARN("BERTH-SKIPPED: " << why);                     \
-    std::cout << "BERTH-SKIPPED: " << why << std::endl; \
-    return;                                             \
-  } while (0)
-#endif
-
 namespace {
 
 bool has_line(const std::string& out, const std::string& line) {

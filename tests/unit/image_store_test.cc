@@ -13,17 +13,9 @@
 #include <thread>
 
 #include "common/fs.h"
+#include "tests/skip.h"
 #include "tests/unit/tar_writer.h"
 #include "tests/unit/temp_dir.h"
-
-#ifndef BERTH_SKIP
-#define BERTH_SKIP(why)                                 \
-  do {                                                  \
-    WARN("BERTH-SKIPPED: " << why);                     \
-    std::cout << "BERTH-SKIPPED: " << why << std::endl; \
-    return;                                             \
-  } while (0)
-#endif
 
 using namespace berth::rootfs;
 using berth::test::Entry;

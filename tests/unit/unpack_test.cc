@@ -21,15 +21,6 @@
 #include "tests/unit/tar_writer.h"
 #include "tests/unit/temp_dir.h"
 
-#ifndef BERTH_SKIP
-#define BERTH_SKIP(why)                                 \
-  do {                                                  \
-    WARN("BERTH-SKIPPED: " << why);                     \
-    std::cout << "BERTH-SKIPPED: " << why << std::endl; \
-    return;                                             \
-  } while (0)
-#endif
-
 using berth::rootfs::unpack_layer;
 using berth::rootfs::UnpackOptions;
 using berth::rootfs::WhiteoutMode;
