@@ -2,6 +2,7 @@
 // hierarchy (co-mounted controllers share one), plus one in the v2 tree of a
 // hybrid host, which carries membership, cgroup.kill and the v2 freezer.
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -323,15 +324,32 @@ class CgroupV1 final : public CgroupDriver {
                             "linux.resources.memory.kernelTCP", "no kernel TCP accounting"));
     }
     // runc and docker send 0 for "not set".
-    if (m.kernel.value_or(0) != 0) {
-      BERTH_TRY(write_field(dir, "memory.kmem.limit_in_bytes", std::to_string(*m.kernel),
-                            "linux.resources.memory.kernel",
-                            "kernel memory limits are deprecated and gone from newer kernels"));
-    }
+    if (m.kernel.value_or(0) != 0) BERTH_TRY(apply_kernel_memory(dir, *m.kernel));
     if (m.use_hierarchy) {
       // Linux 5.11 made every v1 memory cgroup hierarchical: "0" is refused.
       BERTH_TRY(write_field(dir, "memory.use_hierarchy", *m.use_hierarchy ? "1" : "0",
                             "linux.resources.memory.useHierarchy", "no hierarchy setting"));
+    }
+    return {};
+  }
+
+  // memory.kmem.limit_in_bytes: newer kernels keep the file but take any
+  // write and go on without a limit, so the value is read back.
+  Result<void> apply_kernel_memory(const std::string& dir, int64_t limit) {
+    static constexpr const char* kKmem = "memory.kmem.limit_in_bytes";
+    BERTH_TRY(write_field(dir, kKmem, std::to_string(limit), "linux.resources.memory.kernel",
+                          "kernel memory limits are deprecated and gone from newer kernels"));
+    if (limit == -1) return {};  // unlimited: what the kernel has anyway
+    // The kernel rounds a limit down to whole pages.
+    const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t want = static_cast<uint64_t>(limit) / page * page;
+    BERTH_ASSIGN(uint64_t kept, read_u64(dir, kKmem));
+    if (kept != want) {
+      return errno_error("cgroup", EOPNOTSUPP,
+                         "linux.resources.memory.kernel = {} cannot be applied: this kernel "
+                         "accepted the write to {} but kept {} (it no longer enforces kernel "
+                         "memory limits)",
+                         limit, fs::join(dir, kKmem), kept);
     }
     return {};
   }
