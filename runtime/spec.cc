@@ -607,6 +607,7 @@ Result<void> read_rdma(const Node& n, std::map<std::string, RdmaLimit>& out) {
     RdmaLimit l;
     BERTH_TRY(read(entry.member("hcaHandles"), l.hca_handles));
     BERTH_TRY(read(entry.member("hcaObjects"), l.hca_objects));
+    if (!l.hca_handles && !l.hca_objects) return fail(entry.path, "needs hcaHandles or hcaObjects");
     out.emplace(name, l);
   }
   return {};
@@ -620,7 +621,12 @@ Result<CpuResources> parse_cpu(const Node& n) {
   BERTH_TRY(read(n.member("period"), c.period));
   BERTH_TRY(read(n.member("cpus"), c.cpus));
   BERTH_TRY(read(n.member("mems"), c.mems));
-  BERTH_TRY(read(n.member("burst"), c.burst));
+  Node burst = n.member("burst");
+  BERTH_TRY(read(burst, c.burst));
+  if (c.burst && c.quota.value_or(0) > 0 && *c.burst > static_cast<uint64_t>(*c.quota)) {
+    return fail(burst.path, "{} is larger than quota = {} (config-linux: burst MUST be no larger)",
+                *c.burst, *c.quota);
+  }
   Node rt_runtime = n.member("realtimeRuntime");
   BERTH_TRY(read(rt_runtime, c.realtime_runtime));
   if (c.realtime_runtime && *c.realtime_runtime < -1) {

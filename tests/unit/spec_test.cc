@@ -1316,6 +1316,11 @@ TEST_CASE("spec: linux.resources cpu rt/idle/burst, memory kernel/hierarchy, lea
   CHECK(with("/linux/resources/rdma", json{{"mlx5_0 hca_handle=0\nx", json::object()}}) ==
         "spec: linux.resources.rdma[\"mlx5_0 hca_handle=0\\nx\"]: \"mlx5_0 hca_handle=0\\nx\" is "
         "not an RDMA device name");
+  CHECK(with("/linux/resources/rdma/mlx4_1", json::object()) ==
+        "spec: linux.resources.rdma[\"mlx4_1\"]: needs hcaHandles or hcaObjects");
+  CHECK(with("/linux/resources/cpu/burst", 50001) ==
+        "spec: linux.resources.cpu.burst: 50001 is larger than quota = 50000 (config-linux: burst "
+        "MUST be no larger)");
   CHECK(with("/linux/resources/rdma", json::array()) ==
         "spec: linux.resources.rdma: expected an object, got array");
 }
