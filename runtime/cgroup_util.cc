@@ -445,11 +445,79 @@ Result<void> refuse_v1_only(const Resources& res, std::string_view why) {
                        "limit (memory.kmem.tcp.* is cgroup v1 only)",
                        why);
   }
+  if (res.memory && res.memory->kernel.value_or(0) != 0) {
+    return errno_error("cgroup", EOPNOTSUPP,
+                       "linux.resources.memory.kernel cannot be applied: {} has no kernel memory "
+                       "limit (memory.kmem.limit_in_bytes is cgroup v1 only, and deprecated)",
+                       why);
+  }
+  if (res.memory && !res.memory->use_hierarchy.value_or(true)) {
+    return errno_error("cgroup", EOPNOTSUPP,
+                       "linux.resources.memory.useHierarchy = false cannot be applied: {} "
+                       "always accounts memory hierarchically",
+                       why);
+  }
+  if (res.cpu &&
+      (res.cpu->realtime_runtime.value_or(0) != 0 || res.cpu->realtime_period.value_or(0) != 0)) {
+    return errno_error(
+        "cgroup", EOPNOTSUPP,
+        "linux.resources.cpu.{} cannot be applied: {} has no realtime CPU budget "
+        "(cpu.rt_runtime_us and cpu.rt_period_us are cgroup v1 only)",
+        res.cpu->realtime_runtime.value_or(0) != 0 ? "realtimeRuntime" : "realtimePeriod", why);
+  }
+  if (res.block_io &&
+      (res.block_io->leaf_weight.value_or(0) != 0 || !res.block_io->leaf_weight_device.empty())) {
+    return errno_error(
+        "cgroup", EOPNOTSUPP,
+        "linux.resources.blockIO.{} cannot be applied: {} has no leaf weights "
+        "(blkio.leaf_weight* belonged to the CFQ scheduler on cgroup v1)",
+        res.block_io->leaf_weight.value_or(0) != 0 ? "leafWeight" : "weightDevice[].leafWeight",
+        why);
+  }
   if (res.network) {
     return errno_error("cgroup", EOPNOTSUPP,
                        "linux.resources.network cannot be applied: {} has no net_cls/net_prio "
                        "controllers (cgroup v1 only)",
                        why);
+  }
+  return {};
+}
+
+Result<void> write_field(const std::string& dir, std::string_view file, std::string_view value,
+                         std::string_view field, std::string_view absent_why) {
+  if (!has_file(dir, file)) {
+    return errno_error("cgroup", EOPNOTSUPP, "{} cannot be applied: this kernel has no {} ({})",
+                       field, path_of(dir, file), absent_why);
+  }
+  auto r = write_file(dir, file, value);
+  if (!r) return wrap(r.error(), fmt::format("{} = {}", field, value));
+  return {};
+}
+
+Result<void> check_limit_above_usage(const MemoryResources& m, const MemoryPlan& plan,
+                                     const std::string& dir, std::string_view usage_file) {
+  if (!m.check_before_update.value_or(false) || !plan.limit || *plan.limit < 0) return {};
+  BERTH_ASSIGN(uint64_t usage, read_u64_or_zero(dir, usage_file));
+  if (static_cast<uint64_t>(*plan.limit) < usage) {
+    return errno_error("cgroup", EBUSY,
+                       "linux.resources.memory.limit = {} is below the cgroup's current usage "
+                       "of {} bytes ({}), and checkBeforeUpdate refuses that",
+                       *plan.limit, usage, path_of(dir, usage_file));
+  }
+  return {};
+}
+
+Result<void> write_rdma_limits(const std::string& dir,
+                               const std::map<std::string, RdmaLimit>& rdma) {
+  auto count = [](const std::optional<uint32_t>& v) {
+    return v ? std::to_string(*v) : std::string("max");
+  };
+  for (const auto& [device, l] : rdma) {
+    BERTH_TRY(write_field(dir, "rdma.max",
+                          fmt::format("{} hca_handle={} hca_object={}", device,
+                                      count(l.hca_handles), count(l.hca_objects)),
+                          fmt::format("linux.resources.rdma[\"{}\"]", device),
+                          "the rdma controller is not enabled for this cgroup"));
   }
   return {};
 }

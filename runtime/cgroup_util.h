@@ -124,8 +124,27 @@ Result<void> write_hugepage_limits(const std::string& dir, const std::vector<Hug
 
 // Fields cgroup v2 has no file for, refused with an error naming each:
 // memory.swappiness, memory.disableOOMKiller (true), memory.kernelTCP,
-// network (net_cls / net_prio).
+// memory.kernel, memory.useHierarchy (false), cpu.realtimeRuntime,
+// cpu.realtimePeriod, blockIO.leafWeight and weightDevice[].leafWeight,
+// network (net_cls / net_prio). Their no-op values (absent, 0, true for
+// useHierarchy) are accepted.
 Result<void> refuse_v1_only(const Resources& res, std::string_view why);
+
+// Writes `value` to <dir>/<file> for the spec field `field`. A missing file
+// is refused (EOPNOTSUPP) naming the field, the file and `absent_why`; a
+// write the kernel refuses is an error naming the field too.
+Result<void> write_field(const std::string& dir, std::string_view file, std::string_view value,
+                         std::string_view field, std::string_view absent_why);
+
+// memory.checkBeforeUpdate: a limit below the cgroup's current usage (read
+// from <dir>/<usage_file>) is refused instead of written.
+Result<void> check_limit_above_usage(const MemoryResources& m, const MemoryPlan& plan,
+                                     const std::string& dir, std::string_view usage_file);
+
+// linux.resources.rdma: one "<device> hca_handle=N hca_object=N" line per
+// device into <dir>/rdma.max ("max" for an absent count).
+Result<void> write_rdma_limits(const std::string& dir,
+                               const std::map<std::string, RdmaLimit>& rdma);
 
 // The v2 freezer (cgroup.freeze, then cgroup.events "frozen 1"); both drivers
 // use it, v1 on the v2 tree of a hybrid host.

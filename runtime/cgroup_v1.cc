@@ -2,6 +2,7 @@
 // hierarchy (co-mounted controllers share one), plus one in the v2 tree of a
 // hybrid host, which carries membership, cgroup.kill and the v2 freezer.
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -99,7 +100,15 @@ class CgroupV1 final : public CgroupDriver {
       BERTH_TRY(apply_blkio(*d, *res.block_io));
     }
     if (res.network) BERTH_TRY(apply_network(*res.network));
-    if (!res.hugepage_limits.empty()) BERTH_TRY(apply_hugetlb(res.hugepage_limits));
+    if (!res.hugepage_limits.empty()) {
+      BERTH_ASSIGN(auto d, v1_or_unified("hugetlb", "linux.resources.hugepageLimits"));
+      BERTH_TRY(
+          write_hugepage_limits(d.first, res.hugepage_limits, d.second ? "max" : "limit_in_bytes"));
+    }
+    if (!res.rdma.empty()) {
+      BERTH_ASSIGN(auto d, v1_or_unified("rdma", "linux.resources.rdma"));
+      BERTH_TRY(write_rdma_limits(d.first, res.rdma));
+    }
     if (const std::string* d = dir_of("devices")) {
       BERTH_TRY(apply_devices(*d, res.devices));
     } else if (!res.devices.empty()) {
@@ -257,6 +266,7 @@ class CgroupV1 final : public CgroupDriver {
     static constexpr const char* kMemsw = "memory.memsw.limit_in_bytes";
     BERTH_ASSIGN(MemoryPlan plan, plan_memory(m));
     BERTH_ASSIGN(bool swap, swap_file_usable(plan, dir, kMemsw));
+    BERTH_TRY(check_limit_above_usage(m, plan, dir, "memory.usage_in_bytes"));
     auto write_limit = [&] { return write_file(dir, kLimit, std::to_string(*plan.limit)); };
     auto write_memsw = [&] { return write_file(dir, kMemsw, std::to_string(*plan.swap_total)); };
     if (plan.limit && swap) {
@@ -287,14 +297,36 @@ class CgroupV1 final : public CgroupDriver {
     }
     if (m.disable_oom_killer.value_or(false)) BERTH_TRY(write_file(dir, "memory.oom_control", "1"));
     if (m.kernel_tcp) {
-      static constexpr const char* kTcp = "memory.kmem.tcp.limit_in_bytes";
-      if (!has_file(dir, kTcp)) {
-        return errno_error("cgroup", EOPNOTSUPP,
-                           "linux.resources.memory.kernelTCP cannot be applied: this kernel has "
-                           "no {}",
-                           kTcp);
-      }
-      BERTH_TRY(write_file(dir, kTcp, std::to_string(*m.kernel_tcp)));
+      BERTH_TRY(write_field(dir, "memory.kmem.tcp.limit_in_bytes", std::to_string(*m.kernel_tcp),
+                            "linux.resources.memory.kernelTCP", "no kernel TCP accounting"));
+    }
+    // runc and docker send 0 for "not set".
+    if (m.kernel.value_or(0) != 0) BERTH_TRY(apply_kernel_memory(dir, *m.kernel));
+    if (m.use_hierarchy) {
+      // Linux 5.11 made every v1 memory cgroup hierarchical: "0" is refused.
+      BERTH_TRY(write_field(dir, "memory.use_hierarchy", *m.use_hierarchy ? "1" : "0",
+                            "linux.resources.memory.useHierarchy", "no hierarchy setting"));
+    }
+    return {};
+  }
+
+  // memory.kmem.limit_in_bytes: newer kernels keep the file but take any
+  // write and go on without a limit, so the value is read back.
+  Result<void> apply_kernel_memory(const std::string& dir, int64_t limit) {
+    static constexpr const char* kKmem = "memory.kmem.limit_in_bytes";
+    BERTH_TRY(write_field(dir, kKmem, std::to_string(limit), "linux.resources.memory.kernel",
+                          "kernel memory limits are deprecated and gone from newer kernels"));
+    if (limit == -1) return {};  // unlimited: what the kernel has anyway
+    // The kernel rounds a limit down to whole pages.
+    const auto page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t want = static_cast<uint64_t>(limit) / page * page;
+    BERTH_ASSIGN(uint64_t kept, read_u64(dir, kKmem));
+    if (kept != want) {
+      return errno_error("cgroup", EOPNOTSUPP,
+                         "linux.resources.memory.kernel = {} cannot be applied: this kernel "
+                         "accepted the write to {} but kept {} (it no longer enforces kernel "
+                         "memory limits)",
+                         limit, fs::join(dir, kKmem), kept);
     }
     return {};
   }
@@ -313,21 +345,21 @@ class CgroupV1 final : public CgroupDriver {
     return {};
   }
 
-  // The v1 hugetlb controller, or on a hybrid host the v2 one.
-  Result<void> apply_hugetlb(const std::vector<HugepageLimit>& limits) {
-    if (const std::string* d = dir_of("hugetlb")) {
-      return write_hugepage_limits(*d, limits, "limit_in_bytes");
-    }
-    if (!unified_) {
-      return std::unexpected(need("hugetlb", "linux.resources.hugepageLimits").error());
-    }
-    BERTH_TRY(enable_v2_controller(*unified_, "hugetlb",
-                                   "linux.resources.hugepageLimits (not mounted on v1 either)"));
-    return write_hugepage_limits(unified_->dir, limits, "max");
+  // The directory of the v1 `controller`, or on a hybrid host of the v2 one
+  // (enabled on the way down); second: whether it is the v2 one.
+  Result<std::pair<std::string, bool>> v1_or_unified(std::string_view controller,
+                                                     std::string_view what) {
+    if (const std::string* d = dir_of(controller)) return std::pair{*d, false};
+    if (!unified_) return std::unexpected(need(controller, what).error());
+    BERTH_TRY(enable_v2_controller(*unified_, controller,
+                                   fmt::format("{} (not mounted on v1 either)", what)));
+    return std::pair{unified_->dir, true};
   }
 
   Result<void> apply_cpu(const CpuResources& c) {
-    if (c.shares.value_or(0) != 0 || c.quota.value_or(0) != 0 || c.period.value_or(0) != 0) {
+    if (c.shares.value_or(0) != 0 || c.quota.value_or(0) != 0 || c.period.value_or(0) != 0 ||
+        c.burst.value_or(0) != 0 || c.realtime_runtime.value_or(0) != 0 ||
+        c.realtime_period.value_or(0) != 0 || c.idle.value_or(0) != 0) {
       BERTH_ASSIGN(const std::string* d, need("cpu", "linux.resources.cpu"));
       BERTH_TRY(apply_cpu_bandwidth(*d, c));
     }
@@ -366,6 +398,26 @@ class CgroupV1 final : public CgroupDriver {
         BERTH_TRY(write_file(dir, "cpu.cfs_period_us", std::to_string(*c.period)));
       }
     }
+    // After the quota: the kernel keeps burst <= quota.
+    if (c.burst.value_or(0) != 0) {
+      BERTH_TRY(write_field(dir, "cpu.cfs_burst_us", std::to_string(*c.burst),
+                            "linux.resources.cpu.burst", "CPU burst needs Linux 5.14"));
+    }
+    // The period first, as runc: a runtime is checked against it. A runtime
+    // above what the parent's cpu.rt_runtime_us leaves free is refused.
+    static constexpr const char* kNoRt = "the kernel is built without CONFIG_RT_GROUP_SCHED";
+    if (c.realtime_period.value_or(0) != 0) {
+      BERTH_TRY(write_field(dir, "cpu.rt_period_us", std::to_string(*c.realtime_period),
+                            "linux.resources.cpu.realtimePeriod", kNoRt));
+    }
+    if (c.realtime_runtime.value_or(0) != 0) {
+      BERTH_TRY(write_field(dir, "cpu.rt_runtime_us", std::to_string(*c.realtime_runtime),
+                            "linux.resources.cpu.realtimeRuntime", kNoRt));
+    }
+    if (c.idle.value_or(0) != 0) {
+      BERTH_TRY(write_field(dir, "cpu.idle", std::to_string(*c.idle), "linux.resources.cpu.idle",
+                            "cpu.idle needs Linux 5.15"));
+    }
     return {};
   }
 
@@ -380,6 +432,16 @@ class CgroupV1 final : public CgroupDriver {
     }
     for (const auto& d : b.weight_device) {
       BERTH_TRY(write_file(dir, weight_device_file, device_line(d, std::to_string(d.rate))));
+    }
+    static constexpr const char* kNoLeaf =
+        "leaf weights belonged to the CFQ scheduler, removed in Linux 5.0; BFQ has none";
+    if (b.leaf_weight.value_or(0) != 0) {
+      BERTH_TRY(write_field(dir, "blkio.leaf_weight", std::to_string(*b.leaf_weight),
+                            "linux.resources.blockIO.leafWeight", kNoLeaf));
+    }
+    for (const auto& d : b.leaf_weight_device) {
+      BERTH_TRY(write_field(dir, "blkio.leaf_weight_device", device_line(d, std::to_string(d.rate)),
+                            "linux.resources.blockIO.weightDevice[].leafWeight", kNoLeaf));
     }
     const std::pair<const std::vector<BlockIoDeviceValue>*, const char*> limits[] = {
         {&b.throttle_read_bps, "blkio.throttle.read_bps_device"},

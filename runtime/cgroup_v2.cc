@@ -51,6 +51,10 @@ class CgroupV2 final : public CgroupDriver {
     if (res.cpu) BERTH_TRY(apply_cpu(*res.cpu));
     if (res.pids_limit) BERTH_TRY(write_file(dir_.dir, "pids.max", pids_max(*res.pids_limit)));
     if (res.block_io) BERTH_TRY(apply_io(*res.block_io));
+    if (!res.rdma.empty()) {
+      BERTH_TRY(enable_v2_controller(dir_, "rdma", "linux.resources.rdma"));
+      BERTH_TRY(write_rdma_limits(dir_.dir, res.rdma));
+    }
     if (!res.hugepage_limits.empty()) {
       // create() enabled hugetlb where the tree offers it; this names the
       // field when it does not.
@@ -180,6 +184,7 @@ class CgroupV2 final : public CgroupDriver {
   Result<void> apply_memory(const MemoryResources& m) {
     BERTH_ASSIGN(MemoryPlan plan, plan_memory(m));
     BERTH_ASSIGN(bool swap, swap_file_usable(plan, dir_.dir, "memory.swap.max"));
+    BERTH_TRY(check_limit_above_usage(m, plan, dir_.dir, "memory.current"));
     if (plan.limit) BERTH_TRY(write_file(dir_.dir, "memory.max", num_or_max(*plan.limit)));
     if (swap) {
       // The runtime-spec's swap is memory+swap; memory.swap.max is swap alone.
@@ -203,6 +208,15 @@ class CgroupV2 final : public CgroupDriver {
       std::string v = c.quota.value_or(0) > 0 ? std::to_string(*c.quota) : "max";
       if (c.period.value_or(0) != 0) v += " " + std::to_string(*c.period);
       BERTH_TRY(write_file(dir_.dir, "cpu.max", v));
+    }
+    // After cpu.max: the kernel keeps the burst within the quota.
+    if (c.burst.value_or(0) != 0) {
+      BERTH_TRY(write_field(dir_.dir, "cpu.max.burst", std::to_string(*c.burst),
+                            "linux.resources.cpu.burst", "CPU burst needs Linux 5.14"));
+    }
+    if (c.idle.value_or(0) != 0) {
+      BERTH_TRY(write_field(dir_.dir, "cpu.idle", std::to_string(*c.idle),
+                            "linux.resources.cpu.idle", "cpu.idle needs Linux 5.15"));
     }
     if (!c.cpus.empty()) BERTH_TRY(write_file(dir_.dir, "cpuset.cpus", c.cpus));
     if (!c.mems.empty()) BERTH_TRY(write_file(dir_.dir, "cpuset.mems", c.mems));

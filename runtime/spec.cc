@@ -546,6 +546,9 @@ Result<MemoryResources> parse_memory(const Node& n) {
   BERTH_TRY(read_swappiness(n.member("swappiness"), m.swappiness));
   BERTH_TRY(read(n.member("disableOOMKiller"), m.disable_oom_killer));
   BERTH_TRY(read_memory_bytes(n.member("kernelTCP"), m.kernel_tcp));
+  BERTH_TRY(read_memory_bytes(n.member("kernel"), m.kernel));
+  BERTH_TRY(read(n.member("useHierarchy"), m.use_hierarchy));
+  BERTH_TRY(read(n.member("checkBeforeUpdate"), m.check_before_update));
   return m;
 }
 
@@ -587,6 +590,29 @@ Result<NetworkResources> parse_network(const Node& n) {
   return r;
 }
 
+// linux.resources.rdma: {"<device>": {"hcaHandles": n, "hcaObjects": n}}, one
+// "<device> hca_handle=n hca_object=n" line of rdma.max each.
+Result<void> read_rdma(const Node& n, std::map<std::string, RdmaLimit>& out) {
+  if (!n.present()) return {};
+  BERTH_TRY(expect_object(n));
+  out.clear();
+  for (auto it = n.value->begin(); it != n.value->end(); ++it) {
+    Node entry{&it.value(), fmt::format("{}[{:?}]", n.path, it.key())};
+    const std::string& name = it.key();
+    if (name.empty() || name.find_first_of(" \t\n/=") != std::string::npos ||
+        name.find('\0') != std::string::npos) {
+      return fail(entry.path, "{:?} is not an RDMA device name", name);
+    }
+    BERTH_TRY(expect_object(entry));
+    RdmaLimit l;
+    BERTH_TRY(read(entry.member("hcaHandles"), l.hca_handles));
+    BERTH_TRY(read(entry.member("hcaObjects"), l.hca_objects));
+    if (!l.hca_handles && !l.hca_objects) return fail(entry.path, "needs hcaHandles or hcaObjects");
+    out.emplace(name, l);
+  }
+  return {};
+}
+
 Result<CpuResources> parse_cpu(const Node& n) {
   BERTH_TRY(expect_object(n));
   CpuResources c;
@@ -595,6 +621,22 @@ Result<CpuResources> parse_cpu(const Node& n) {
   BERTH_TRY(read(n.member("period"), c.period));
   BERTH_TRY(read(n.member("cpus"), c.cpus));
   BERTH_TRY(read(n.member("mems"), c.mems));
+  Node burst = n.member("burst");
+  BERTH_TRY(read(burst, c.burst));
+  if (c.burst && c.quota.value_or(0) > 0 && *c.burst > static_cast<uint64_t>(*c.quota)) {
+    return fail(burst.path, "{} is larger than quota = {} (config-linux: burst MUST be no larger)",
+                *c.burst, *c.quota);
+  }
+  Node rt_runtime = n.member("realtimeRuntime");
+  BERTH_TRY(read(rt_runtime, c.realtime_runtime));
+  if (c.realtime_runtime && *c.realtime_runtime < -1) {
+    return fail(rt_runtime.path, "{} is not a time in microseconds (-1 means unlimited)",
+                *c.realtime_runtime);
+  }
+  BERTH_TRY(read(n.member("realtimePeriod"), c.realtime_period));
+  Node idle = n.member("idle");
+  BERTH_TRY(read(idle, c.idle));
+  BERTH_TRY(check_range<int64_t>(idle, c.idle, 0, 1));
   return c;
 }
 
@@ -604,31 +646,43 @@ Result<void> read_pids(const Node& n, std::optional<int64_t>& limit) {
   return read(n.member("limit"), limit);
 }
 
-template <class Value>
-Result<BlockIoDeviceValue> parse_block_io_device(const Node& n, const char* value_key) {
+Result<BlockIoDeviceValue> parse_block_io_device(const Node& n) {
   BERTH_TRY(expect_object(n));
   BlockIoDeviceValue d;
   BERTH_TRY(read_required(n.member("major"), d.major));
   BERTH_TRY(read_required(n.member("minor"), d.minor));
-  Value v{};
-  BERTH_TRY(read_required(n.member(value_key), v));
-  d.rate = v;
   return d;
 }
 
-Result<BlockIoDeviceValue> parse_weight_device(const Node& n) {
-  return parse_block_io_device<uint16_t>(n, "weight");
+Result<BlockIoDeviceValue> parse_throttle_device(const Node& n) {
+  BERTH_ASSIGN(BlockIoDeviceValue d, parse_block_io_device(n));
+  BERTH_TRY(read_required(n.member("rate"), d.rate));
+  return d;
 }
 
-Result<BlockIoDeviceValue> parse_throttle_device(const Node& n) {
-  return parse_block_io_device<uint64_t>(n, "rate");
+// weightDevice[]: weight, leafWeight or both; each goes to its own list.
+Result<void> read_weight_devices(const Node& n, BlockIoResources& b) {
+  if (!n.present()) return {};
+  if (!n.value->is_array()) return type_error(n, "an array");
+  for (size_t i = 0; i < n.value->size(); ++i) {
+    Node e = n.element(i);
+    BERTH_ASSIGN(BlockIoDeviceValue d, parse_block_io_device(e));
+    std::optional<uint16_t> weight, leaf;
+    BERTH_TRY(read(e.member("weight"), weight));
+    BERTH_TRY(read(e.member("leafWeight"), leaf));
+    if (!weight && !leaf) return fail(e.path, "needs a weight or a leafWeight");
+    if (weight) b.weight_device.push_back({d.major, d.minor, *weight});
+    if (leaf) b.leaf_weight_device.push_back({d.major, d.minor, *leaf});
+  }
+  return {};
 }
 
 Result<BlockIoResources> parse_block_io(const Node& n) {
   BERTH_TRY(expect_object(n));
   BlockIoResources b;
   BERTH_TRY(read(n.member("weight"), b.weight));
-  BERTH_TRY(read_array(n.member("weightDevice"), b.weight_device, parse_weight_device));
+  BERTH_TRY(read(n.member("leafWeight"), b.leaf_weight));
+  BERTH_TRY(read_weight_devices(n.member("weightDevice"), b));
   BERTH_TRY(
       read_array(n.member("throttleReadBpsDevice"), b.throttle_read_bps, parse_throttle_device));
   BERTH_TRY(
@@ -669,6 +723,7 @@ Result<Resources> parse_resources(const Node& n) {
   BERTH_TRY(read_array(n.member("devices"), r.devices, parse_device_rule));
   BERTH_TRY(read_array(n.member("hugepageLimits"), r.hugepage_limits, parse_hugepage_limit));
   BERTH_TRY(read_object(n.member("network"), r.network, parse_network));
+  BERTH_TRY(read_rdma(n.member("rdma"), r.rdma));
   BERTH_TRY(read(n.member("unified"), r.unified));
   return r;
 }

@@ -124,6 +124,10 @@ struct MemoryResources {
   std::optional<uint64_t> swappiness;
   std::optional<bool> disable_oom_killer;
   std::optional<int64_t> kernel_tcp;  // v1 memory.kmem.tcp.limit_in_bytes; -1 = unlimited
+  std::optional<int64_t> kernel;      // v1 memory.kmem.limit_in_bytes (deprecated); 0 = not set
+  std::optional<bool> use_hierarchy;  // v1 memory.use_hierarchy; v2 is always hierarchical
+  // Refuse a limit below the cgroup's current usage instead of reclaiming.
+  std::optional<bool> check_before_update;
 };
 
 struct HugepageLimit {    // linux.resources.hugepageLimits[]
@@ -142,11 +146,15 @@ struct NetworkResources {  // v1 net_cls / net_prio
 };
 
 struct CpuResources {
-  std::optional<uint64_t> shares;  // v1 cpu.shares; converted for v2 cpu.weight
-  std::optional<int64_t> quota;    // usec per period; -1 = unlimited
-  std::optional<uint64_t> period;  // usec
-  std::string cpus;                // cpuset.cpus
-  std::string mems;                // cpuset.mems
+  std::optional<uint64_t> shares;           // v1 cpu.shares; converted for v2 cpu.weight
+  std::optional<int64_t> quota;             // usec per period; -1 = unlimited
+  std::optional<uint64_t> period;           // usec
+  std::string cpus;                         // cpuset.cpus
+  std::string mems;                         // cpuset.mems
+  std::optional<uint64_t> burst;            // v1 cpu.cfs_burst_us / v2 cpu.max.burst; 0 = none
+  std::optional<int64_t> realtime_runtime;  // v1 cpu.rt_runtime_us; 0 = not set
+  std::optional<uint64_t> realtime_period;  // v1 cpu.rt_period_us; 0 = not set
+  std::optional<int64_t> idle;              // cpu.idle: 0 default, 1 SCHED_IDLE
 };
 
 struct BlockIoDeviceValue {
@@ -156,11 +164,18 @@ struct BlockIoDeviceValue {
 
 struct BlockIoResources {
   std::optional<uint16_t> weight;
+  std::optional<uint16_t> leaf_weight;  // v1 blkio.leaf_weight (CFQ only); 0 = not set
   std::vector<BlockIoDeviceValue> weight_device;
+  std::vector<BlockIoDeviceValue> leaf_weight_device;  // weightDevice[].leafWeight
   std::vector<BlockIoDeviceValue> throttle_read_bps;
   std::vector<BlockIoDeviceValue> throttle_write_bps;
   std::vector<BlockIoDeviceValue> throttle_read_iops;
   std::vector<BlockIoDeviceValue> throttle_write_iops;
+};
+
+struct RdmaLimit {  // linux.resources.rdma["<device>"]; absent = no limit
+  std::optional<uint32_t> hca_handles;
+  std::optional<uint32_t> hca_objects;
 };
 
 struct Resources {
@@ -171,6 +186,7 @@ struct Resources {
   std::vector<DeviceRule> devices;
   std::vector<HugepageLimit> hugepage_limits;
   std::optional<NetworkResources> network;
+  std::map<std::string, RdmaLimit> rdma;       // rdma.max, by device name
   std::map<std::string, std::string> unified;  // raw v2 files ("memory.high": "1G")
 };
 

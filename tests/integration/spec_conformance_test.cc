@@ -515,6 +515,94 @@ TEST_CASE("network, hugepageLimits and kernelTCP are applied or refused by name"
   }
 }
 
+// config-linux.md "Control groups": cpu.realtimeRuntime/realtimePeriod,
+// cpu.idle, cpu.burst, memory.kernel, memory.useHierarchy and
+// blockIO.leafWeight are applied and read back where the host has the file,
+// and otherwise refused with an error naming the field; never dropped.
+TEST_CASE("cpu rt/idle/burst, memory kernel/useHierarchy and leafWeight are applied or refused",
+          "[privileged][spec][cgroup]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("runc ignores memory.kernel on new kernels and its messages differ");
+  Runtime rt;
+  Container c(rt);
+  c.set_args({"/bin/probe", "sleep", "600"});
+  auto& res = c.config()["linux"]["resources"];
+  // Applied: `file` in `dir` reads `want`. Refused: the error names `field`.
+  auto applied_or_refused = [&](const std::string& dir, const std::string& file,
+                                const std::string& want, const std::string& field) {
+    auto r = c.create();
+    INFO(r << "\ncgroup " << dir);
+    if (dir.empty() || !fs::exists(fs::path(dir).parent_path() / file)) {
+      CHECK(r.exit_code != 0);
+      CHECK(r.err.find(field) != std::string::npos);
+      return r.exit_code != 0;
+    }
+    if (r.exit_code != 0) {  // the kernel has the file but refuses the value
+      CHECK(r.err.find(field) != std::string::npos);
+      return true;
+    }
+    CHECK(trimmed(read_file(dir + "/" + file)) == want);
+    return false;
+  };
+
+  SECTION("cpu.realtimeRuntime and realtimePeriod") {
+    const std::string dir = cgroup_dir("cpu", c.cgroups_path());
+    if (!dir.empty()) {
+      // A child's realtime budget comes out of its parent's.
+      const fs::path parent_rt = fs::path(dir).parent_path() / "cpu.rt_runtime_us";
+      if (fs::exists(parent_rt) && std::stoll(read_file(parent_rt)) < 10000) {
+        BERTH_SKIP("the parent cpu cgroup has no realtime budget to give");
+      }
+    }
+    res["cpu"] = {{"realtimeRuntime", 10000}, {"realtimePeriod", 1000000}};
+    const bool refused =
+        applied_or_refused(dir, "cpu.rt_runtime_us", "10000", "linux.resources.cpu.realtime");
+    if (!dir.empty() && !refused) CHECK(trimmed(read_file(dir + "/cpu.rt_period_us")) == "1000000");
+  }
+  SECTION("cpu.idle") {
+    res["cpu"] = {{"idle", 1}};
+    std::string dir = cgroup_dir("cpu", c.cgroups_path());
+    if (dir.empty()) dir = cgroup_dir("", c.cgroups_path());
+    applied_or_refused(dir, "cpu.idle", "1", "linux.resources.cpu.idle");
+  }
+  SECTION("cpu.burst") {
+    res["cpu"] = {{"quota", 50000}, {"period", 100000}, {"burst", 20000}};
+    std::string dir = cgroup_dir("cpu", c.cgroups_path());
+    std::string file = "cpu.cfs_burst_us";
+    if (dir.empty()) {
+      dir = cgroup_dir("", c.cgroups_path());
+      file = "cpu.max.burst";
+    }
+    applied_or_refused(dir, file, "20000", "linux.resources.cpu.burst");
+  }
+  SECTION("memory.kernel") {
+    // This kernel keeps memory.kmem.limit_in_bytes but ignores writes to it:
+    // that must be an error, not a container without the limit.
+    res["memory"] = {{"kernel", 32 << 20}};
+    applied_or_refused(cgroup_dir("memory", c.cgroups_path()), "memory.kmem.limit_in_bytes",
+                       std::to_string(32 << 20), "linux.resources.memory.kernel");
+  }
+  SECTION("memory.useHierarchy false") {
+    // Linux 5.11 made every memory cgroup hierarchical (v1 refuses "0").
+    res["memory"] = {{"useHierarchy", false}};
+    applied_or_refused(cgroup_dir("memory", c.cgroups_path()), "memory.use_hierarchy", "0",
+                       "linux.resources.memory.useHierarchy");
+  }
+  SECTION("memory.useHierarchy true") {
+    res["memory"] = {{"useHierarchy", true}};
+    auto r = c.create();
+    INFO(r);
+    REQUIRE(r.exit_code == 0);  // what every kernel does now: accepted
+    const std::string dir = cgroup_dir("memory", c.cgroups_path());
+    if (!dir.empty()) CHECK(trimmed(read_file(dir + "/memory.use_hierarchy")) == "1");
+  }
+  SECTION("blockIO.leafWeight") {
+    res["blockIO"] = {{"leafWeight", 200}};
+    applied_or_refused(cgroup_dir("blkio", c.cgroups_path()), "blkio.leaf_weight", "200",
+                       "linux.resources.blockIO.leafWeight");
+  }
+}
+
 // config.md "Process": apparmorProfile and selinuxLabel; config-linux.md
 // mountLabel. This host has neither AppArmor nor SELinux on: refused by name.
 TEST_CASE("LSM fields the host cannot apply are refused by name", "[privileged][spec][lsm]") {

@@ -160,6 +160,13 @@ std::string error_of(const Result<void>& r) {
   return r.error().str();
 }
 
+// A field the host has no file for: refused with EOPNOTSUPP, never dropped.
+std::string refused_by_name(const Result<void>& r) {
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().err == EOPNOTSUPP);
+  return r.error().str();
+}
+
 constexpr int64_t MiB = 1024 * 1024;
 
 // A FIFO in place of an interface file records every write in order (a
@@ -548,6 +555,107 @@ TEST_CASE("v2: fields cgroup v2 has no file for are refused by name", "[cgroup]"
   }
 }
 
+// The fields of linux.resources berth once dropped without a word: applied
+// where cgroup v2 has a file for them, refused by name where it has none,
+// their no-op values accepted.
+TEST_CASE("v2: cpu idle/burst, rdma and the v1-only fields are applied or refused", "[cgroup]") {
+  V2Fixture f;
+  std::string leaf = f.make_leaf("ctr");
+  auto d = f.driver("", "ctr");
+  Resources res;
+  auto refused = [&](const Resources& r) { return refused_by_name(d->apply(r)); };
+  SECTION("cpu.idle and cpu.burst are written after cpu.max") {
+    put_all(leaf, {{"cpu.idle", "0\n"}, {"cpu.max.burst", "0\n"}});
+    res.cpu = CpuResources{.quota = 50000, .burst = 20000, .idle = 1};
+    REQUIRE(d->apply(res).has_value());
+    CHECK(slurp(leaf + "/cpu.max") == "50000");
+    CHECK(slurp(leaf + "/cpu.max.burst") == "20000");
+    CHECK(slurp(leaf + "/cpu.idle") == "1");
+  }
+  SECTION("cpu.idle and cpu.burst on a kernel without their files") {
+    res.cpu = CpuResources{.idle = 1};
+    CHECK(refused(res) ==
+          "cgroup: linux.resources.cpu.idle cannot be applied: this kernel has no " + leaf +
+              "/cpu.idle (cpu.idle needs Linux 5.15): Operation not supported");
+    res.cpu = CpuResources{.burst = 1000};
+    CHECK(
+        refused(res).starts_with("cgroup: linux.resources.cpu.burst cannot be applied: this "
+                                 "kernel has no " +
+                                 leaf + "/cpu.max.burst"));
+  }
+  SECTION("rdma.max, with the rdma controller enabled on the way down") {
+    put(f.own_dir + "/cgroup.controllers", "cpuset cpu io memory pids rdma\n");
+    put(leaf + "/rdma.max", "");
+    res.rdma = {{"mlx5_0", RdmaLimit{.hca_handles = 3}}};
+    REQUIRE(d->apply(res).has_value());
+    CHECK(slurp(leaf + "/rdma.max") == "mlx5_0 hca_handle=3 hca_object=max");
+    CHECK(slurp(f.own_dir + "/cgroup.subtree_control") == "+rdma");
+  }
+  SECTION("rdma without the rdma controller") {
+    res.rdma = {{"mlx5_0", RdmaLimit{.hca_objects = 7}}};
+    CHECK(error_of(d->apply(res)) ==
+          "cgroup: linux.resources.rdma needs the rdma controller, which " + f.own_dir +
+              " does not offer");
+  }
+  SECTION("realtimeRuntime and realtimePeriod") {
+    res.cpu = CpuResources{.realtime_runtime = 10000};
+    CHECK(refused(res) ==
+          "cgroup: linux.resources.cpu.realtimeRuntime cannot be applied: cgroup v2 has no "
+          "realtime CPU budget (cpu.rt_runtime_us and cpu.rt_period_us are cgroup v1 only): "
+          "Operation not supported");
+    res.cpu = CpuResources{.realtime_period = 1000000};
+    CHECK(refused(res).starts_with(
+        "cgroup: linux.resources.cpu.realtimePeriod cannot be applied: cgroup v2 has no "
+        "realtime CPU budget"));
+  }
+  SECTION("memory.kernel and useHierarchy false") {
+    res.memory = MemoryResources{.kernel = 64 * MiB};
+    CHECK(refused(res) ==
+          "cgroup: linux.resources.memory.kernel cannot be applied: cgroup v2 has no kernel "
+          "memory limit (memory.kmem.limit_in_bytes is cgroup v1 only, and deprecated): "
+          "Operation not supported");
+    res.memory = MemoryResources{.use_hierarchy = false};
+    CHECK(refused(res) ==
+          "cgroup: linux.resources.memory.useHierarchy = false cannot be applied: cgroup v2 "
+          "always accounts memory hierarchically: Operation not supported");
+  }
+  SECTION("blockIO leaf weights") {
+    res.block_io = BlockIoResources{.leaf_weight = 200};
+    CHECK(refused(res) ==
+          "cgroup: linux.resources.blockIO.leafWeight cannot be applied: cgroup v2 has no leaf "
+          "weights (blkio.leaf_weight* belonged to the CFQ scheduler on cgroup v1): Operation "
+          "not supported");
+    res.block_io = BlockIoResources{.leaf_weight_device = {{8, 0, 40}}};
+    CHECK(refused(res).starts_with(
+        "cgroup: linux.resources.blockIO.weightDevice[].leafWeight cannot be applied"));
+  }
+  SECTION("memory.checkBeforeUpdate refuses a limit below the current usage") {
+    put(leaf + "/memory.current", "100000000\n");
+    res.memory = MemoryResources{.limit = 64 * MiB, .check_before_update = true};
+    auto a = d->apply(res);
+    REQUIRE_FALSE(a.has_value());
+    CHECK(a.error().err == EBUSY);
+    CHECK(a.error().str() ==
+          "cgroup: linux.resources.memory.limit = 67108864 is below the cgroup's current usage "
+          "of 100000000 bytes (" +
+              leaf +
+              "/memory.current), and checkBeforeUpdate refuses that: Device or resource busy");
+    CHECK(slurp(leaf + "/memory.max") == "max\n");
+    res.memory->limit = 128 * MiB;
+    REQUIRE(d->apply(res).has_value());
+    CHECK(slurp(leaf + "/memory.max") == "134217728");
+  }
+  SECTION("the no-op values are accepted") {
+    res.memory = MemoryResources{
+        .limit = 64 * MiB, .kernel = 0, .use_hierarchy = true, .check_before_update = false};
+    res.cpu = CpuResources{
+        .shares = 1024, .burst = 0, .realtime_runtime = 0, .realtime_period = 0, .idle = 0};
+    res.block_io = BlockIoResources{.leaf_weight = 0};
+    REQUIRE(d->apply(res).has_value());
+    CHECK(slurp(leaf + "/memory.max") == "67108864");
+  }
+}
+
 TEST_CASE("v2: io.max per device and BFQ weights", "[cgroup]") {
   V2Fixture f;
   std::string leaf = f.make_leaf("ctr");
@@ -843,6 +951,127 @@ TEST_CASE("v1: unsupported requests are errors", "[cgroup]") {
     CHECK(error_of(f.driver("", "ctr")->apply(res)) == "cgroup: write \"5\" to " +
                                                            f.dir("pids", "ctr") +
                                                            "/pids.max: No such file or directory");
+  }
+}
+
+// v1 has files for the fields v2 refuses; a kernel without one (no
+// CONFIG_RT_GROUP_SCHED, no CFQ, kmem gone) refuses the field by name.
+TEST_CASE("v1: cpu rt/idle/burst, kmem, use_hierarchy, leaf weights and rdma", "[cgroup]") {
+  V1Fixture f;
+  f.make_leaves("ctr");
+  std::string cpu = f.dir("cpu,cpuacct", "ctr");
+  std::string mem = f.dir("memory", "ctr");
+  std::string blkio = f.dir("blkio", "ctr");
+  auto d = f.driver("", "ctr");
+  Resources res;
+  auto refused = [&](const Resources& r) { return refused_by_name(d->apply(r)); };
+  SECTION("written where the kernel has the files") {
+    put_all(cpu, {{"cpu.rt_runtime_us", "0\n"},
+                  {"cpu.rt_period_us", "1000000\n"},
+                  {"cpu.cfs_burst_us", "0\n"},
+                  {"cpu.idle", "0\n"}});
+    put_all(mem, {{"memory.kmem.limit_in_bytes", "9223372036854771712\n"},
+                  {"memory.use_hierarchy", "0\n"}});
+    put_all(blkio, {{"blkio.leaf_weight", "500\n"}, {"blkio.leaf_weight_device", ""}});
+    res.memory = MemoryResources{.kernel = 32 * MiB, .use_hierarchy = true};
+    res.cpu = CpuResources{.quota = 50000,
+                           .burst = 10000,
+                           .realtime_runtime = 20000,
+                           .realtime_period = 500000,
+                           .idle = 1};
+    res.block_io = BlockIoResources{.leaf_weight = 200, .leaf_weight_device = {{8, 0, 40}}};
+    REQUIRE(d->apply(res).has_value());
+    CHECK(slurp(cpu + "/cpu.rt_runtime_us") == "20000");
+    CHECK(slurp(cpu + "/cpu.rt_period_us") == "500000");
+    CHECK(slurp(cpu + "/cpu.cfs_burst_us") == "10000");
+    CHECK(slurp(cpu + "/cpu.idle") == "1");
+    CHECK(slurp(cpu + "/cpu.cfs_quota_us") == "50000");
+    CHECK(slurp(mem + "/memory.kmem.limit_in_bytes") == "33554432");
+    CHECK(slurp(mem + "/memory.use_hierarchy") == "1");
+    CHECK(slurp(blkio + "/blkio.leaf_weight") == "200");
+    CHECK(slurp(blkio + "/blkio.leaf_weight_device") == "8:0 40");
+  }
+  SECTION("refused by name where the kernel has none") {
+    res.cpu = CpuResources{.realtime_runtime = 20000};
+    CHECK(refused(res) ==
+          "cgroup: linux.resources.cpu.realtimeRuntime cannot be applied: this "
+          "kernel has no " +
+              cpu +
+              "/cpu.rt_runtime_us (the kernel is built without "
+              "CONFIG_RT_GROUP_SCHED): Operation not supported");
+    res.cpu = CpuResources{.realtime_period = 500000};
+    CHECK(refused(res).starts_with("cgroup: linux.resources.cpu.realtimePeriod cannot be applied"));
+    res.cpu = CpuResources{.idle = 1};
+    CHECK(refused(res).starts_with("cgroup: linux.resources.cpu.idle cannot be applied"));
+    res.cpu = CpuResources{.burst = 1};
+    CHECK(refused(res).starts_with("cgroup: linux.resources.cpu.burst cannot be applied"));
+    res.cpu.reset();
+    res.memory = MemoryResources{.kernel = -1};
+    CHECK(refused(res) ==
+          "cgroup: linux.resources.memory.kernel cannot be applied: this kernel "
+          "has no " +
+              mem +
+              "/memory.kmem.limit_in_bytes (kernel memory limits are deprecated "
+              "and gone from newer kernels): Operation not supported");
+    res.memory = MemoryResources{.use_hierarchy = true};
+    CHECK(
+        refused(res).starts_with("cgroup: linux.resources.memory.useHierarchy cannot be "
+                                 "applied"));
+    res.memory.reset();
+    res.block_io = BlockIoResources{.leaf_weight = 200};
+    CHECK(refused(res) ==
+          "cgroup: linux.resources.blockIO.leafWeight cannot be applied: this "
+          "kernel has no " +
+              blkio +
+              "/blkio.leaf_weight (leaf weights belonged to the CFQ scheduler, "
+              "removed in Linux 5.0; BFQ has none): Operation not supported");
+    res.block_io = BlockIoResources{.leaf_weight_device = {{8, 0, 40}}};
+    CHECK(refused(res).starts_with(
+        "cgroup: linux.resources.blockIO.weightDevice[].leafWeight cannot be applied"));
+  }
+  SECTION("a value the kernel refuses names the field") {
+    stdfs::create_directory(cpu + "/cpu.rt_runtime_us");  // the write fails (EISDIR)
+    res.cpu = CpuResources{.realtime_runtime = 20000};
+    CHECK(error_of(d->apply(res)) ==
+          "cgroup: linux.resources.cpu.realtimeRuntime = 20000: write "
+          "\"20000\" to " +
+              cpu + "/cpu.rt_runtime_us: Is a directory");
+  }
+  SECTION("memory.checkBeforeUpdate") {
+    put(mem + "/memory.usage_in_bytes", "100000000\n");
+    res.memory = MemoryResources{.limit = 64 * MiB, .check_before_update = true};
+    CHECK(error_of(d->apply(res))
+              .starts_with("cgroup: linux.resources.memory.limit = 67108864 is below the cgroup's "
+                           "current usage of "
+                           "100000000 bytes"));
+    CHECK(slurp(mem + "/memory.limit_in_bytes") == "9223372036854771712\n");
+  }
+  SECTION("rdma: the v1 controller, else the v2 one of a hybrid host") {
+    put_all(f.layout.unified_mount,
+            {{"cgroup.controllers", "rdma\n"}, {"cgroup.subtree_control", ""}});
+    put(f.layout.unified_mount + "/ctr/rdma.max", "");
+    res.rdma = {{"mlx5_0", RdmaLimit{.hca_handles = 2, .hca_objects = 9}}};
+    REQUIRE(d->apply(res).has_value());
+    CHECK(slurp(f.layout.unified_mount + "/ctr/rdma.max") == "mlx5_0 hca_handle=2 hca_object=9");
+    f.layout.v1.push_back({"rdma", f.root + "/rdma", "/"});
+    put(f.root + "/rdma/ctr/rdma.max", "");
+    REQUIRE(f.driver("", "ctr")->apply(res).has_value());
+    CHECK(slurp(f.root + "/rdma/ctr/rdma.max") == "mlx5_0 hca_handle=2 hca_object=9");
+  }
+  SECTION("rdma on neither") {
+    put_all(f.layout.unified_mount, {{"cgroup.controllers", ""}, {"cgroup.subtree_control", ""}});
+    res.rdma = {{"mlx5_0", RdmaLimit{}}};
+    CHECK(error_of(d->apply(res)) ==
+          "cgroup: linux.resources.rdma (not mounted on v1 either) needs the rdma controller, "
+          "which " +
+              f.layout.unified_mount + " does not offer");
+  }
+  SECTION("the no-op values are accepted") {
+    res.memory = MemoryResources{.limit = 64 * MiB, .kernel = 0};
+    res.cpu = CpuResources{.shares = 512, .burst = 0, .realtime_runtime = 0, .idle = 0};
+    res.block_io = BlockIoResources{.leaf_weight = 0};
+    REQUIRE(d->apply(res).has_value());
+    CHECK(slurp(mem + "/memory.limit_in_bytes") == "67108864");
   }
 }
 

@@ -67,11 +67,14 @@ std::string error_of(const json& j) {
   return error_of_text(j.dump());
 }
 
-// The full spec with the value at `pointer` ("/process/user/uid") replaced.
-std::string full_error_with(const std::string& pointer, json value) {
-  json j = full_json();
+// The error for `j` with the value at `pointer` ("/process/user/uid") replaced.
+std::string error_with(json j, const std::string& pointer, json value) {
   j[json::json_pointer(pointer)] = std::move(value);
   return error_of(j);
+}
+
+std::string full_error_with(const std::string& pointer, json value) {
+  return error_with(full_json(), pointer, std::move(value));
 }
 
 std::string full_error_without(const std::string& pointer) {
@@ -246,6 +249,9 @@ TEST_CASE("spec: a full runc-style spec parses into the right values", "[spec]")
   CHECK(res.cpu->period == std::optional<uint64_t>(100000));
   CHECK(res.cpu->cpus == "0-1");
   CHECK(res.cpu->mems == "0");
+  CHECK(res.cpu->realtime_runtime == std::optional<int64_t>(950000));
+  CHECK(res.cpu->realtime_period == std::optional<uint64_t>(1000000));
+  CHECK(res.memory->kernel == std::optional<int64_t>(-1));
   CHECK(res.pids_limit == std::optional<int64_t>(128));
   REQUIRE(res.block_io.has_value());
   const auto& bio = *res.block_io;
@@ -254,6 +260,10 @@ TEST_CASE("spec: a full runc-style spec parses into the right values", "[spec]")
   CHECK(bio.weight_device[0].major == 8);
   CHECK(bio.weight_device[0].minor == 0);
   CHECK(bio.weight_device[0].rate == 700);
+  CHECK(bio.leaf_weight == std::optional<uint16_t>(300));
+  REQUIRE(bio.leaf_weight_device.size() == 1);
+  CHECK(bio.leaf_weight_device[0].major == 8);
+  CHECK(bio.leaf_weight_device[0].rate == 50);
   REQUIRE(bio.throttle_read_bps.size() == 1);
   CHECK(bio.throttle_read_bps[0].rate == 1048576);
   REQUIRE(bio.throttle_write_bps.size() == 1);
@@ -1223,9 +1233,7 @@ TEST_CASE("spec: linux.resources network, hugepageLimits and memory.kernelTCP", 
   CHECK(r.network->priorities[0].priority == 5);
 
   auto with = [&](const std::string& pointer, json value) {
-    json k = j;
-    k[json::json_pointer(pointer)] = std::move(value);
-    return error_of(k);
+    return error_with(j, pointer, std::move(value));
   };
   CHECK(with("/linux/resources/memory/kernelTCP", -2) ==
         "spec: linux.resources.memory.kernelTCP: -2 is not a byte count (-1 means unlimited)");
@@ -1243,6 +1251,78 @@ TEST_CASE("spec: linux.resources network, hugepageLimits and memory.kernelTCP", 
   CHECK(with("/linux/resources/network/priorities/0/name", "eth0 9\nlo") ==
         "spec: linux.resources.network.priorities[0].name: \"eth0 9\\nlo\" is not a network "
         "interface name");
+}
+
+TEST_CASE("spec: linux.resources cpu rt/idle/burst, memory kernel/hierarchy, leafWeight, rdma",
+          "[spec]") {
+  json j = minimal_json();
+  j["linux"]["resources"] = {
+      {"memory", {{"kernel", 64 << 20}, {"useHierarchy", true}, {"checkBeforeUpdate", true}}},
+      {"cpu",
+       {{"realtimeRuntime", 10000},
+        {"realtimePeriod", 1000000},
+        {"idle", 1},
+        {"burst", 20000},
+        {"quota", 50000}}},
+      {"blockIO",
+       {{"leafWeight", 200},
+        {"weightDevice",
+         {{{"major", 8}, {"minor", 0}, {"leafWeight", 40}},
+          {{"major", 8}, {"minor", 16}, {"weight", 300}}}}}},
+      {"rdma",
+       {{"mlx5_0", {{"hcaHandles", 3}, {"hcaObjects", 10000}}}, {"mlx4_1", {{"hcaHandles", 1}}}}}};
+  const Spec s = parse_ok(j);
+  const auto& r = *s.linux.resources;
+  CHECK(r.memory->kernel == std::optional<int64_t>(64 << 20));
+  CHECK(r.memory->use_hierarchy == std::optional<bool>(true));
+  CHECK(r.memory->check_before_update == std::optional<bool>(true));
+  CHECK(r.cpu->realtime_runtime == std::optional<int64_t>(10000));
+  CHECK(r.cpu->realtime_period == std::optional<uint64_t>(1000000));
+  CHECK(r.cpu->idle == std::optional<int64_t>(1));
+  CHECK(r.cpu->burst == std::optional<uint64_t>(20000));
+  CHECK(r.block_io->leaf_weight == std::optional<uint16_t>(200));
+  REQUIRE(r.block_io->leaf_weight_device.size() == 1);  // only the entry that has one
+  CHECK(r.block_io->leaf_weight_device[0].minor == 0);
+  CHECK(r.block_io->leaf_weight_device[0].rate == 40);
+  REQUIRE(r.block_io->weight_device.size() == 1);
+  CHECK(r.block_io->weight_device[0].minor == 16);
+  REQUIRE(r.rdma.size() == 2);
+  CHECK(r.rdma.at("mlx5_0").hca_handles == std::optional<uint32_t>(3));
+  CHECK(r.rdma.at("mlx5_0").hca_objects == std::optional<uint32_t>(10000));
+  CHECK(r.rdma.at("mlx4_1").hca_handles == std::optional<uint32_t>(1));
+  CHECK_FALSE(r.rdma.at("mlx4_1").hca_objects.has_value());
+
+  auto with = [&](const std::string& pointer, json value) {
+    return error_with(j, pointer, std::move(value));
+  };
+  CHECK(with("/linux/resources/cpu/realtimeRuntime", -2) ==
+        "spec: linux.resources.cpu.realtimeRuntime: -2 is not a time in microseconds (-1 means "
+        "unlimited)");
+  CHECK(with("/linux/resources/cpu/idle", 2) ==
+        "spec: linux.resources.cpu.idle: 2 is out of range 0..1");
+  CHECK(with("/linux/resources/cpu/burst", -1) ==
+        "spec: linux.resources.cpu.burst: expected an unsigned 64-bit integer, got -1");
+  CHECK(with("/linux/resources/memory/kernel", -2) ==
+        "spec: linux.resources.memory.kernel: -2 is not a byte count (-1 means unlimited)");
+  CHECK(with("/linux/resources/memory/useHierarchy", 1) ==
+        "spec: linux.resources.memory.useHierarchy: expected a boolean, got number");
+  CHECK(with("/linux/resources/blockIO/leafWeight", 70000) ==
+        "spec: linux.resources.blockIO.leafWeight: expected an unsigned 16-bit integer, got 70000");
+  CHECK(with("/linux/resources/blockIO/weightDevice/0", json{{"major", 8}, {"minor", 0}}) ==
+        "spec: linux.resources.blockIO.weightDevice[0]: needs a weight or a leafWeight");
+  CHECK(with("/linux/resources/rdma/mlx5_0/hcaHandles", -1) ==
+        "spec: linux.resources.rdma[\"mlx5_0\"].hcaHandles: expected an unsigned 32-bit integer, "
+        "got -1");
+  CHECK(with("/linux/resources/rdma", json{{"mlx5_0 hca_handle=0\nx", json::object()}}) ==
+        "spec: linux.resources.rdma[\"mlx5_0 hca_handle=0\\nx\"]: \"mlx5_0 hca_handle=0\\nx\" is "
+        "not an RDMA device name");
+  CHECK(with("/linux/resources/rdma/mlx4_1", json::object()) ==
+        "spec: linux.resources.rdma[\"mlx4_1\"]: needs hcaHandles or hcaObjects");
+  CHECK(with("/linux/resources/cpu/burst", 50001) ==
+        "spec: linux.resources.cpu.burst: 50001 is larger than quota = 50000 (config-linux: burst "
+        "MUST be no larger)");
+  CHECK(with("/linux/resources/rdma", json::array()) ==
+        "spec: linux.resources.rdma: expected an object, got array");
 }
 
 TEST_CASE("spec: LSM fields this host cannot apply are refused, naming the field", "[spec][lsm]") {
