@@ -133,8 +133,8 @@ TEST_CASE("microhost: a task cgroup holds the limits, its containers are leaves 
   Json containers = Json::array();
   for (const std::string name : {"web", "sidecar"}) {
     auto b = std::make_unique<Bundle>(rt);
-    b->config()["process"]["args"] = {"/bin/sh", "-c",
-                                      "trap 'exit 143' TERM; while true; do sleep 0.2; done"};
+    b->config()["process"]["args"] = {
+        "/bin/sh", "-c", "trap 'exit 143' TERM; echo ready; while true; do sleep 0.2; done"};
     b->save();
     containers.push_back({{"name", name}, {"bundle", b->dir()}, {"stop_timeout", 5}});
     bundles.push_back(std::move(b));
@@ -232,6 +232,15 @@ TEST_CASE("microhost: a task cgroup holds the limits, its containers are leaves 
     }
   }
 
+  // Stop the task: the shim takes SIGTERM as a stop. Once the shells have
+  // their TERM traps (pid 1 drops a signal it has no handler for).
+  for (const std::string name : {"web", "sidecar"}) {
+    INFO(name);
+    CHECK(wait_until([&] {
+      return read_file(task_dir.path() + "/logs/" + name + ".log").find(" stdout F ready\n") !=
+             std::string::npos;
+    }));
+  }
   // Stop the task: the shim takes SIGTERM as a stop.
   REQUIRE(::kill(shim, SIGTERM) == 0);
   REQUIRE(wait_until([&] { return !alive(shim); }, 60s));
