@@ -66,12 +66,12 @@ Result<TaskCgroup> TaskCgroup::create(const CgroupLayout& layout, const std::str
   TaskCgroup t;
   t.cgroups_path_ = path;
   BERTH_ASSIGN(t.driver_, make_cgroup_driver(layout, path, task_name));
-  BERTH_TRY(t.driver_->create());
   auto fail = [&](const Error& e) -> Result<TaskCgroup> {
-    (void)t.driver_->destroy();
+    (void)t.driver_->destroy();  // what was made before the error, if anything
     t.driver_.reset();
     return wrap(e, fmt::format("task cgroup {}", path));
   };
+  if (auto r = t.driver_->create(); !r) return fail(r.error());
   if (auto r = t.driver_->apply_limits(task_resources(limits)); !r) return fail(r.error());
   if (auto r = t.driver_->enable_for_children(); !r) return fail(r.error());
   log::debug("task cgroup: {} ({})", path, fmt::join(t.driver_->paths(), ", "));

@@ -254,7 +254,8 @@ TEST_CASE("microhost: a task cgroup holds the limits, its containers are leaves 
   }
 }
 
-TEST_CASE("microhost: bad task limits are refused before any cgroup is made", "[shim][microhost]") {
+TEST_CASE("microhost: bad task limits and an impossible task cgroup fail the start",
+          "[shim][microhost]") {
   REQUIRE_PRIVILEGED();
   BERTH_ONLY("berth-shim drives the berth runtime library");
   Runtime rt;
@@ -277,4 +278,19 @@ TEST_CASE("microhost: bad task limits are refused before any cgroup is made", "[
   CHECK(r.exit_code != 0);
   CHECK(r.err.find("limits.memory_reservation") != std::string::npos);
   for (const auto& dir : placed_dirs(parent)) CHECK_FALSE(stdfs::exists(dir));
+
+  // A task cgroup that cannot be made (its parent is an interface file)
+  // fails the start: no container runs, the error is in the shim's log.
+  TempDir bad_dir;
+  task["task_id"] = unique_name();
+  task["cgroup_parent"] = "/cgroup.procs";
+  task["limits"] = {{"memory", 64}};
+  std::ofstream(bad_dir.path() + "/task.json") << task.dump(2);
+  auto bad = exec_command({kShim, "--task-dir", bad_dir.path()});
+  INFO(bad);
+  CHECK(bad.exit_code == 1);
+  std::string log = read_file(bad_dir.path() + "/shim.log");
+  INFO(log);
+  CHECK(log.find("task cgroup /cgroup.procs/") != std::string::npos);
+  CHECK_FALSE(stdfs::exists(rt.root() + "/" + task["task_id"].get<std::string>() + "-c"));
 }
