@@ -202,6 +202,13 @@ TEST_CASE("microhost: a task cgroup holds the limits, its containers are leaves 
     CHECK(trimmed(cpu + "/cpu.cfs_period_us") == "100000");
     CHECK(trimmed(cpu + "/cpu.shares") == std::to_string(cpu_units));
     CHECK(trimmed(pids + "/pids.max") == "512");
+    // No device rules on the task node: it keeps what it inherited (the
+    // containers' leaves get theirs), or a leaf could not be given a device
+    // its task node denies.
+    if (std::string dev = placed_dir("devices", task_path); !dev.empty()) {
+      CHECK(read_file(dev + "/devices.list") ==
+            read_file(placed_dir("devices", "") + "/devices.list"));
+    }
   }
 
   // No process in the task node, in any hierarchy (the v2 tree included).
