@@ -1,9 +1,12 @@
 // The microhost task cgroup's inputs: task.json's cgroup_parent and limits,
 // the limits' ranges and how they become cgroup resources.
 #include <catch2/catch.hpp>
+#include <filesystem>
 
+#include "common/fs.h"
 #include "runtime/microhost_cgroup.h"
 #include "shim/task.h"
+#include "temp_dir.h"
 
 using namespace berth;
 using namespace berth::runtime;
@@ -20,6 +23,15 @@ std::string parse_error(const std::string& extra) {
   auto t = shim::parse_task(task_json(extra));
   REQUIRE_FALSE(t.has_value());
   return t.error().str();
+}
+
+void put(const std::string& path, const std::string& content) {
+  REQUIRE(fs::mkdir_p(std::filesystem::path(path).parent_path()).has_value());
+  REQUIRE(fs::write_file_atomic(path, content).has_value());
+}
+
+std::string slurp(const std::string& path) {
+  return fs::read_file(path).value_or("<unreadable>");
 }
 
 }  // namespace
@@ -108,4 +120,50 @@ TEST_CASE("microhost: a task cgroup's name and parent are checked before anythin
   auto l = TaskCgroup::create(layout, "berth", "t", {.pids = -3});
   REQUIRE_FALSE(l.has_value());
   CHECK_THAT(l.error().str(), Catch::Contains("limits.pids"));
+}
+
+TEST_CASE("microhost: on v2 the task cgroup gets the limits and enables controllers for its leaves",
+          "[microhost]") {
+  // A fixture tree for the unified hierarchy: the caller in /me, the task
+  // cgroup at /me/berth/t (directories made ahead with the interface files
+  // the kernel would make).
+  test::TempDir tmp;
+  const std::string mount = tmp / "cg";
+  const std::string task = mount + "/me/berth/t";
+  for (const std::string& dir : {mount, mount + "/me", mount + "/me/berth", task}) {
+    put(dir + "/cgroup.controllers", "cpu memory pids\n");
+    put(dir + "/cgroup.subtree_control", "");
+  }
+  for (const char* f : {"memory.max", "memory.low", "cpu.max", "cpu.weight", "pids.max"}) {
+    put(task + "/" + f, "");
+  }
+  CgroupLayout layout;
+  layout.mode = CgroupLayout::Mode::unified;
+  layout.root = layout.unified_mount = mount;
+  layout.unified_own = "/me";
+  auto t = TaskCgroup::create(layout, "berth", "t",
+                              {.cpu_units = 256,
+                               .memory_bytes = 64 << 20,
+                               .memory_reservation_bytes = 32 << 20,
+                               .pids = 50});
+  REQUIRE(t.has_value());
+  CHECK(t->paths() == std::vector<std::string>{task});
+  CHECK(t->container_cgroups_path("web") == "berth/t/web");
+  CHECK(slurp(task + "/memory.max") == std::to_string(64 << 20));
+  CHECK(slurp(task + "/memory.low") == std::to_string(32 << 20));
+  CHECK(slurp(task + "/cpu.max") == "25000 100000");
+  CHECK(slurp(task + "/cpu.weight") == std::to_string(cpu_shares_to_weight(256)));
+  CHECK(slurp(task + "/pids.max") == "50");
+  // Top-down, the task cgroup included (a fixture file keeps the last write).
+  for (const std::string& dir : {mount + "/me", mount + "/me/berth", task}) {
+    INFO(dir);
+    CHECK(slurp(dir + "/cgroup.subtree_control").starts_with("+"));
+  }
+  // destroy() removes the task cgroup (and the parents create() made: none
+  // here). A fixture's regular files would keep it: drop them first.
+  std::filesystem::remove_all(task);
+  std::filesystem::create_directory(task);
+  CHECK(t->destroy().has_value());
+  CHECK_FALSE(std::filesystem::exists(task));
+  CHECK(t->paths().empty());
 }
