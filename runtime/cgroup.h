@@ -72,6 +72,14 @@ class CgroupDriver {
   // also when the spec has none: on v1 the devices cgroup then still gets
   // "deny all" plus the default devices, as with runc.
   virtual Result<void> apply(const Resources& res) = 0;
+  // The same without device rules: for an inner cgroup (a microhost's task
+  // cgroup) whose leaves get their own device rules from apply(). A device
+  // program or devices.deny on the inner node would bound every leaf below.
+  virtual Result<void> apply_limits(const Resources& res) = 0;
+  // v2: enables the available controllers in the cgroup's own
+  // subtree_control, so that cgroups below it get them (the cgroup then may
+  // hold no process). v1: nothing to do.
+  virtual Result<void> enable_for_children() = 0;
   // Adds a process to every hierarchy.
   virtual Result<void> add_process(pid_t pid) = 0;
   // Files through which the container's init joins, by itself, the

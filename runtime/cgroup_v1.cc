@@ -80,6 +80,16 @@ class CgroupV1 final : public CgroupDriver {
   }
 
   Result<void> apply(const Resources& res) override {
+    BERTH_TRY(apply_limits(res));
+    if (const std::string* d = dir_of("devices")) {
+      BERTH_TRY(apply_devices(*d, res.devices));
+    } else if (!res.devices.empty()) {
+      return std::unexpected(need("devices", "linux.resources.devices").error());
+    }
+    return {};
+  }
+
+  Result<void> apply_limits(const Resources& res) override {
     if (!res.unified.empty()) {
       return error("cgroup",
                    "linux.resources.unified needs cgroup v2 controllers, but this host's "
@@ -109,13 +119,11 @@ class CgroupV1 final : public CgroupDriver {
       BERTH_ASSIGN(auto d, v1_or_unified("rdma", "linux.resources.rdma"));
       BERTH_TRY(write_rdma_limits(d.first, res.rdma));
     }
-    if (const std::string* d = dir_of("devices")) {
-      BERTH_TRY(apply_devices(*d, res.devices));
-    } else if (!res.devices.empty()) {
-      return std::unexpected(need("devices", "linux.resources.devices").error());
-    }
     return {};
   }
+
+  // v1 controllers need no enabling; the v2 tree of a hybrid host has none.
+  Result<void> enable_for_children() override { return {}; }
 
   Result<void> add_process(pid_t pid) override {
     const std::string s = std::to_string(pid);

@@ -46,6 +46,14 @@ class CgroupV2 final : public CgroupDriver {
   }
 
   Result<void> apply(const Resources& res) override {
+    BERTH_TRY(apply_limits(res));
+    // Always, also without rules: v2 has no devices files, and a cgroup
+    // without a device program lets the container open any node it can
+    // mknod (CAP_MKNOD, a /dev without nodev). No program, no container.
+    return apply_devices(res.devices);
+  }
+
+  Result<void> apply_limits(const Resources& res) override {
     BERTH_TRY(refuse_v1_only(res, "cgroup v2"));
     if (res.memory) BERTH_TRY(apply_memory(*res.memory));
     if (res.cpu) BERTH_TRY(apply_cpu(*res.cpu));
@@ -61,13 +69,11 @@ class CgroupV2 final : public CgroupDriver {
       BERTH_TRY(enable_v2_controller(dir_, "hugetlb", "linux.resources.hugepageLimits"));
       BERTH_TRY(write_hugepage_limits(dir_.dir, res.hugepage_limits, "max"));
     }
-    // Always, also without rules: v2 has no devices files, and a cgroup
-    // without a device program lets the container open any node it can
-    // mknod (CAP_MKNOD, a /dev without nodev). No program, no container.
-    BERTH_TRY(apply_devices(res.devices));
     // Last, so that raw values override the typed ones, as in runc.
     return apply_unified(res.unified);
   }
+
+  Result<void> enable_for_children() override { return enable_controllers(dir_.dir); }
 
   // The spec's rules, then the defaults (as the v1 driver writes them), as
   // a BPF_PROG_TYPE_CGROUP_DEVICE program on the container's cgroup.

@@ -452,7 +452,9 @@ Result<CreatedContainer> create_container(const CreateOptions& opts) {
   }
   BERTH_ASSIGN(CgroupLayout layout, CgroupLayout::detect());
   log::debug("cgroup: {} layout", layout.mode_name());
-  BERTH_ASSIGN(cgroup, make_cgroup_driver(layout, spec.linux.cgroups_path, opts.id));
+  const std::string& cgroups_path =
+      opts.cgroups_path.empty() ? spec.linux.cgroups_path : opts.cgroups_path;
+  BERTH_ASSIGN(cgroup, make_cgroup_driver(layout, cgroups_path, opts.id));
   BERTH_TRY(cgroup->create());
   guard.set_cgroup(cgroup.get());
   // Also without linux.resources: the devices cgroup always gets its

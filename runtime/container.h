@@ -35,6 +35,10 @@ struct CreateOptions {
   // supervisor that stays the parent (berth-shim), so that the container
   // dies with it. `create` of the CLI exits at once and must not set it.
   bool die_with_parent = false;
+  // Replaces the bundle's linux.cgroupsPath: a supervisor that places the
+  // container in a cgroup it manages (berth-shim: a leaf below the task's
+  // cgroup). Empty: the bundle's.
+  std::string cgroups_path;
 };
 
 struct CreatedContainer {

@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "runtime/container.h"
 #include "runtime/exec.h"
+#include "runtime/microhost_cgroup.h"
 #include "runtime/sealed_exe.h"
 #include "shim/log_file.h"
 
@@ -172,6 +173,10 @@ class Shim {
   bool done_ = false;
   bool held_ = false;  // --hold and no `start` yet
   UniqueFd devnull_;
+  // The microhost's task cgroup (task.json cgroup_parent/limits): the
+  // containers' leaves are below it; the shim itself stays in the cgroup it
+  // was started in (see README, "Microhost cgroup layout").
+  std::optional<runtime::TaskCgroup> task_cgroup_;
 };
 
 Result<void> Shim::watch(int fd, uint32_t events) {
@@ -227,6 +232,12 @@ Result<void> Shim::setup() {
     containers_.push_back(std::move(c));
     BERTH_TRY(claim_bundle(spec));
     if (spec.init_process) BERTH_TRY(add_init_process(spec));
+  }
+
+  if (task_.cgroup_parent) {
+    BERTH_ASSIGN(runtime::CgroupLayout layout, runtime::CgroupLayout::detect());
+    BERTH_ASSIGN(task_cgroup_, runtime::TaskCgroup::create(layout, *task_.cgroup_parent,
+                                                           task_.task_id, task_.limits));
   }
 
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
@@ -413,6 +424,7 @@ void Shim::start_container(Container& c) {
   co.stdio[1] = out_w.get();
   co.stdio[2] = err_w.get();
   co.die_with_parent = true;
+  if (task_cgroup_) co.cgroups_path = task_cgroup_->container_cgroups_path(c.spec->name);
   // A leftover of an earlier shim of this task (crash) would block the id;
   // a container of anybody else is left alone (and create fails on it).
   auto own = owns(c);
@@ -750,6 +762,11 @@ void Shim::finish() {
   for (Container& c : containers_) (void)c.log->flush();
   status_ = "STOPPED";
   if (stopped_reason_.empty()) stopped_reason_ = "EssentialContainerExited";
+  // Every container has been deleted: the task cgroup goes before the task
+  // is announced stopped, so a control plane may reuse the name at once.
+  if (task_cgroup_) {
+    if (auto r = task_cgroup_->destroy(); !r) log::error("{}", r.error().str());
+  }
   persist_and_announce("task_stopped", nullptr);
   // Let clients read their last events before the socket goes.
   for (auto& [fd, cl] : clients_) {

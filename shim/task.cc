@@ -153,6 +153,64 @@ Result<ContainerSpec> parse_container(const json& c, const std::string& path) {
   return s;
 }
 
+// cgroup_parent and limits: the microhost's task cgroup.
+Result<void> parse_task_cgroup(const json& j, TaskSpec& t) {
+  auto parent = j.find("cgroup_parent");
+  auto limits = j.find("limits");
+  bool has_parent = parent != j.end() && !parent->is_null();
+  bool has_limits = limits != j.end() && !limits->is_null();
+  if (!has_parent && !has_limits) return {};
+  BERTH_ASSIGN(std::string p, get_string(j, "cgroup_parent", "cgroup_parent", false));
+  if (has_parent) {
+    if (p.empty()) return fail("cgroup_parent", "must not be empty");
+    if (p.size() > 1024) return fail("cgroup_parent", "longer than 1024 bytes");
+    size_t pos = 0;
+    while (pos <= p.size()) {
+      size_t end = std::min(p.find('/', pos), p.size());
+      std::string_view part = std::string_view(p).substr(pos, end - pos);
+      pos = end + 1;
+      if (part.empty() && (end == 0 || end == p.size())) continue;  // leading or trailing '/'
+      bool ok =
+          !part.empty() && part.size() <= 255 && part != "." && part != ".." &&
+          std::ranges::all_of(part, [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+          });
+      if (!ok) {
+        return fail("cgroup_parent",
+                    "{:?}: '/'-separated names of [A-Za-z0-9_.-] (not \".\" or \"..\")", p);
+      }
+    }
+  }
+  t.cgroup_parent = has_parent ? p : std::string("berth");
+  if (!has_limits) return {};
+  if (!limits->is_object()) return fail("limits", "must be an object");
+  for (const auto& [key, value] : limits->items()) {
+    (void)value;
+    if (key != "cpu" && key != "memory" && key != "memory_reservation" && key != "pids") {
+      return fail("limits." + key, "unknown (cpu, memory, memory_reservation, pids)");
+    }
+  }
+  constexpr int64_t kMiB = 1 << 20;
+  constexpr int64_t kMaxMiB = int64_t{1} << 30;  // 1 PiB
+  auto get = [&](const char* key, int64_t min, int64_t max) -> Result<std::optional<int64_t>> {
+    if (!limits->contains(key) || (*limits)[key].is_null()) return std::nullopt;
+    BERTH_ASSIGN(int64_t v, get_int(*limits, key, std::string("limits.") + key, 0, min, max));
+    return v;
+  };
+  BERTH_ASSIGN(auto cpu, get("cpu", runtime::kMinCpuUnits, runtime::kMaxCpuUnits));
+  BERTH_ASSIGN(auto mem, get("memory", runtime::kMinMemoryBytes / kMiB, kMaxMiB));
+  BERTH_ASSIGN(auto res, get("memory_reservation", runtime::kMinMemoryBytes / kMiB, kMaxMiB));
+  BERTH_ASSIGN(auto pids, get("pids", 1, int64_t{1} << 22));
+  if (mem && res && *res > *mem) {
+    return fail("limits.memory_reservation", "{} MiB exceeds limits.memory ({} MiB)", *res, *mem);
+  }
+  if (cpu) t.limits.cpu_units = static_cast<uint64_t>(*cpu);
+  if (mem) t.limits.memory_bytes = *mem * kMiB;
+  if (res) t.limits.memory_reservation_bytes = *res * kMiB;
+  t.limits.pids = pids;
+  return {};
+}
+
 }  // namespace
 
 const char* condition_name(Condition c) {
@@ -202,6 +260,7 @@ Result<TaskSpec> parse_task(std::string_view text) {
       return fail(fmt::format("containers[{}].name", i), "{:?} is used twice", c.name);
     t.containers.push_back(std::move(c));
   }
+  BERTH_TRY(parse_task_cgroup(j, t));
   if (std::ranges::none_of(t.containers, &ContainerSpec::essential)) {
     return fail("containers", "at least one container must be essential");
   }

@@ -11,7 +11,18 @@
 //                    "health_check": {"command": ["CMD-SHELL", "test -f /ready"],
 //                                     "interval": 30, "timeout": 5, "retries": 3,
 //                                     "start_period": 0},
-//                    "log": {"max_bytes": 10485760, "max_files": 3}}]}
+//                    "log": {"max_bytes": 10485760, "max_files": 3}}],
+//    "cgroup_parent": "berth",
+//    "limits": {"cpu": 512, "memory": 1024, "memory_reservation": 512, "pids": 4096}}
+//
+// `cgroup_parent` and `limits` (both optional; either one turns the task
+// cgroup on, the parent defaulting to "berth") make the microhost's cgroup
+// layout: the shim creates <cgroup_parent>/<task_id> (relative to its own
+// cgroup, or absolute) with the task's limits before the first container,
+// runs each container in the leaf <cgroup_parent>/<task_id>/<name> (this
+// overrides the bundle's cgroupsPath), and removes the task cgroup when the
+// task has stopped. limits.cpu is in CPU units (1024 = 1 vCPU), memory and
+// memory_reservation in MiB, as in an ECS task definition.
 //
 // Each bundle is an OCI bundle the control plane prepared (config.json with
 // root.path on the container's overlay, the microhost's netns path, cgroup
@@ -30,6 +41,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "runtime/microhost_cgroup.h"
 
 namespace berth::shim {
 
@@ -94,6 +106,10 @@ struct TaskSpec {
   std::string task_id;
   std::string runtime_root;
   std::vector<ContainerSpec> containers;
+  // The task cgroup (see above): set when task.json has cgroup_parent or
+  // limits.
+  std::optional<std::string> cgroup_parent;
+  runtime::TaskLimits limits;
 
   std::string runtime_id(const ContainerSpec& c) const {
     return task_id + std::string(1, kRuntimeIdSeparator) + c.name;

@@ -7,7 +7,8 @@
 # Full: the v2 driver on the real kernel, limits (OOM, pids, CPU quota,
 # stats), device rules, the container lifecycle (kill, delete), isolation
 # and security, and the shim's tests (but its 200-task load test).
-# Quick: the v2 driver, device rules and limits.
+# Quick: the v2 driver, device rules, limits and the microhost cgroup layout
+# ([microhost], ~4 s in the VM).
 # BERTH_VM_TESTS overrides the Catch2 test spec.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,7 +19,7 @@ if [[ ${1:-} == --quick ]]; then
 fi
 build=${1:-build}
 if [[ $quick == 1 ]]; then
-  spec='[cgroup-v2],[devices],[limits]'
+  spec='[cgroup-v2],[devices],[limits],[microhost]'
   timeout=1200
 else
   spec='[cgroup],[cgroup-v2],[limits],[devices],[lifecycle],[isolation],[security],[shim]~[shim-200]'

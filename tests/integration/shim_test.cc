@@ -588,7 +588,7 @@ TEST_CASE("shim: initProcessEnabled reaps zombies and forwards signals", "[shim]
   REQUIRE(wait_until(
       [&] {
         data = c.call({{"op", "logs"}, {"container", "app"}})["result"]["data"];
-        return data.find("ready") != std::string::npos;
+        return data.find(" F ready\n") != std::string::npos;
       },
       120s, 100ms));
   INFO(data);
@@ -917,7 +917,7 @@ TEST_CASE("shim: a bundle wrapped by an older shim loses its bind of the host's 
   std::string data;
   REQUIRE(wait_until([&] {
     data = c.call({{"op", "logs"}, {"container", "app"}})["result"]["data"];
-    return data.find("ready") != std::string::npos;
+    return data.find(" F ready\n") != std::string::npos;
   }));
   INFO(data);
   CHECK(data.find("pid1=/proc/self/exe init -- /bin/sh") != std::string::npos);
