@@ -30,5 +30,34 @@ spec=${BERTH_VM_TESTS:-$spec}
   echo "test-v2: $build/bin/berth-integration-tests missing (build first)" >&2
   exit 1
 }
-exec "$here/run.sh" --build "$build" --timeout "$timeout" --cgroup "${BERTH_VM_CGROUP:-root}" -- \
+log=$build/vm/test-v2.log
+set +e
+"$here/run.sh" --build "$build" --timeout "$timeout" --cgroup "${BERTH_VM_CGROUP:-root}" \
+  --log "$log" -- \
   "\"\$BIN_DIR/berth-integration-tests\" --use-colour no --durations yes '$spec'"
+rc=$?
+set -e
+[[ $rc == 0 ]] || exit "$rc"
+# Skips are visible here too: the binary prints `BERTH-SKIPPED: <reason>`
+# for each test that did not run, and every reason must be one the VM
+# expects (tests/expected-skips-v2.txt: a substring of the reason a line).
+expected=$here/../../tests/expected-skips-v2.txt
+unexpected=0
+while IFS= read -r why; do
+  ok=0
+  while IFS= read -r pat; do
+    [[ -z $pat || $pat == \#* ]] && continue
+    [[ $why == *"$pat"* ]] && { ok=1; break; }
+  done <"$expected"
+  if [[ $ok == 1 ]]; then
+    echo "test-v2: expected skip: $why"
+  else
+    echo "test-v2: UNEXPECTED SKIP in the v2 VM: $why" >&2
+    unexpected=$((unexpected + 1))
+  fi
+done < <(tr -d '\r' <"$log" | sed -n 's/^BERTH-SKIPPED: //p')
+if [[ $unexpected -gt 0 ]]; then
+  echo "test-v2: FAILED: $unexpected test(s) skipped in the v2 VM that must run there" >&2
+  exit 1
+fi
+exit 0
