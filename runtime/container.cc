@@ -177,6 +177,7 @@ Result<void> init_credentials(const InitContext& ctx, const std::string& state_j
   if (ctx.spec->linux.personality) BERTH_TRY(set_personality(*ctx.spec->linux.personality));
   // Before the uid switch: raising a hard limit needs CAP_SYS_RESOURCE.
   BERTH_TRY(set_rlimits(proc.rlimits));
+  BERTH_TRY(set_scheduling(proc));
   if (!proc.no_new_privileges) BERTH_TRY(init_load_seccomp(ctx, state_json));
   if (proc.capabilities) BERTH_TRY(prepare_capabilities(*proc.capabilities));
   BERTH_TRY(set_user(proc.user, ctx.spec->linux.has_namespace(NamespaceType::user)));

@@ -224,6 +224,7 @@ Result<void> exec_credentials(const ExecContext& ctx) {
   const Spec& spec = *ctx.spec;
   const Process& proc = *spec.process;
   if (spec.linux.personality) BERTH_TRY(set_personality(*spec.linux.personality));
+  BERTH_TRY(set_scheduling(proc));
   if (!proc.no_new_privileges) BERTH_TRY(exec_load_seccomp(ctx));
   if (proc.capabilities) BERTH_TRY(prepare_capabilities(*proc.capabilities));
   BERTH_TRY(set_user(proc.user, spec.linux.has_namespace(NamespaceType::user)));
