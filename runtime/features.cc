@@ -70,7 +70,11 @@ nlohmann::json features_json() {
            {"SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X32", "SCMP_ARCH_X86",
             "SCMP_ARCH_X86_64"}}}},
         {"apparmor", {{"enabled", true}}},  // applied where the host has it on (lsm.h)
-        {"selinux", {{"enabled", false}}}}},
+        {"selinux", {{"enabled", false}}},
+        // Refused by the parser when set (spec.cc), so reported as off.
+        {"intelRdt", {{"enabled", false}}},
+        {"mountExtensions", {{"idmap", {{"enabled", false}}}}},
+        {"netDevices", {{"enabled", false}}}}},
       {"annotations", {{"org.berth.runtime.version", "0.1.0"}}},
   };
 }

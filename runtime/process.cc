@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 #include <cstring>
 
 #include "common/fs.h"
@@ -50,6 +51,55 @@ Result<void> set_rlimits(const std::vector<Rlimit>& rlimits) {
     struct rlimit lim = {static_cast<rlim_t>(rl.soft), static_cast<rlim_t>(rl.hard)};
     if (::setrlimit(static_cast<__rlimit_resource_t>(rl.resource), &lim) != 0) {
       return sys_error("rlimits", "setrlimit {} soft {} hard {}", rl.type, rl.soft, rl.hard);
+    }
+  }
+  return {};
+}
+
+namespace {
+
+// The uapi's struct sched_attr (SCHED_ATTR_SIZE_VER0, 48 bytes); glibc 2.36
+// has no sched_setattr wrapper.
+struct SchedAttr {
+  uint32_t size;
+  uint32_t sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime;
+  uint64_t sched_deadline;
+  uint64_t sched_period;
+};
+static_assert(sizeof(SchedAttr) == 48);
+
+constexpr int kIoprioWhoProcess = 1;
+constexpr int kIoprioClassShift = 13;
+
+}  // namespace
+
+Result<void> set_scheduling(const Process& proc) {
+  if (proc.scheduler) {
+    const Scheduler& s = *proc.scheduler;
+    SchedAttr attr{};
+    attr.size = sizeof(attr);
+    attr.sched_policy = static_cast<uint32_t>(s.policy);
+    attr.sched_flags = s.flags;
+    attr.sched_nice = s.nice;
+    attr.sched_priority = static_cast<uint32_t>(s.priority);
+    attr.sched_runtime = s.runtime;
+    attr.sched_deadline = s.deadline;
+    attr.sched_period = s.period;
+    if (::syscall(SYS_sched_setattr, 0, &attr, 0) != 0) {
+      return sys_error("process.scheduler", "sched_setattr policy {} nice {} priority {}", s.policy,
+                       s.nice, s.priority);
+    }
+  }
+  if (proc.io_priority) {
+    const IoPriority& io = *proc.io_priority;
+    int value = (io.io_class << kIoprioClassShift) | io.priority;
+    if (::syscall(SYS_ioprio_set, kIoprioWhoProcess, 0, value) != 0) {
+      return sys_error("process.ioPriority", "ioprio_set class {} priority {}", io.io_class,
+                       io.priority);
     }
   }
   return {};
@@ -152,6 +202,9 @@ Result<void> apply_credentials(const CredentialSteps& s) {
   const Process& proc = *spec.process;
   if (spec.linux.personality) BERTH_TRY(set_personality(*spec.linux.personality));
   if (s.set_rlimits) BERTH_TRY(set_rlimits(proc.rlimits));
+  // process.scheduler and ioPriority: before the filter and the uid switch
+  // (raising a priority needs CAP_SYS_NICE).
+  BERTH_TRY(set_scheduling(proc));
   // Only stdio and the preserved fds reach the user process; the runtime's
   // own fds are O_CLOEXEC and go at execve.
   BERTH_TRY(close_inherited_fds(s.first_closed_fd));

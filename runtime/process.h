@@ -24,6 +24,11 @@ Result<void> write_sysctls(const std::map<std::string, std::string>& sysctl,
                            const std::string& proc_sys = "/proc/sys");
 Result<void> set_rlimits(const std::vector<Rlimit>& rlimits);
 Result<void> set_personality(const Personality& p);
+// process.scheduler (sched_setattr) and process.ioPriority (ioprio_set) for
+// the calling process; no allocation unless it fails. Before the uid switch
+// and the seccomp filter: raising them needs CAP_SYS_NICE / CAP_SYS_ADMIN,
+// and a user profile need not allow the syscalls.
+Result<void> set_scheduling(const Process& proc);
 // setgroups, setresgid, setresuid; with PR_SET_KEEPCAPS set by the caps step
 // the permitted set survives the uid change.
 Result<void> set_user(const User& user, bool in_user_namespace);

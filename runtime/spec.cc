@@ -313,6 +313,18 @@ Result<Root> parse_root(const Node& n) {
   return root;
 }
 
+Result<IdMapping> parse_id_mapping(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  IdMapping m;
+  BERTH_TRY(read_required(n.member("containerID"), m.container_id));
+  BERTH_TRY(read_required(n.member("hostID"), m.host_id));
+  Node size = n.member("size");
+  BERTH_TRY(read_required(size, m.size));
+  // The kernel rejects the whole uid_map write for an empty range.
+  if (m.size == 0) return fail(size.path, "must be greater than 0");
+  return m;
+}
+
 Result<Mount> parse_mount(const Node& n) {
   BERTH_TRY(expect_object(n));
   Mount m;
@@ -322,6 +334,14 @@ Result<Mount> parse_mount(const Node& n) {
   BERTH_TRY(read(n.member("type"), m.type));
   BERTH_TRY(read(n.member("source"), m.source));
   BERTH_TRY(read(n.member("options"), m.options));
+  // Idmapped mounts: parsed, then refused rather than mounted without the
+  // mapping.
+  for (const char* key : {"uidMappings", "gidMappings"}) {
+    Node mappings = n.member(key);
+    std::vector<IdMapping> parsed;
+    BERTH_TRY(read_array(mappings, parsed, parse_id_mapping));
+    if (!parsed.empty()) return fail(mappings.path, "idmapped mounts are not supported");
+  }
   return m;
 }
 
@@ -427,6 +447,128 @@ Result<void> read_rlimits(const Node& n, std::vector<Rlimit>& out) {
   return {};
 }
 
+// process.scheduler: the policies sched_setattr(2) knows (SCHED_ISO is
+// reserved in the uapi and refused by the kernel, so it is refused here).
+constexpr std::array<Named<int>, 6> kSchedPolicies{{
+    {"SCHED_OTHER", 0},
+    {"SCHED_FIFO", 1},
+    {"SCHED_RR", 2},
+    {"SCHED_BATCH", 3},
+    {"SCHED_IDLE", 5},
+    {"SCHED_DEADLINE", 6},
+}};
+
+constexpr std::array<Named<uint64_t>, 7> kSchedFlags{{
+    {"SCHED_FLAG_RESET_ON_FORK", 0x01},
+    {"SCHED_FLAG_RECLAIM", 0x02},
+    {"SCHED_FLAG_DL_OVERRUN", 0x04},
+    {"SCHED_FLAG_KEEP_POLICY", 0x08},
+    {"SCHED_FLAG_KEEP_PARAMS", 0x10},
+    {"SCHED_FLAG_UTIL_CLAMP_MIN", 0x20},
+    {"SCHED_FLAG_UTIL_CLAMP_MAX", 0x40},
+}};
+
+constexpr int kSchedFifo = 1;
+constexpr int kSchedRr = 2;
+constexpr int kSchedDeadline = 6;
+
+// A required name from `table`; `what` is "policy", "class", ... for the
+// error, which lists the names accepted.
+template <class T, size_t N>
+Result<T> read_required_name(const Node& n, const std::array<Named<T>, N>& table,
+                             std::string_view what) {
+  std::string name;
+  BERTH_TRY(read_required(n, name));
+  if (std::optional<T> v = lookup(table, name)) return *v;
+  std::string names;
+  for (size_t i = 0; i < N; ++i) {
+    names += i == 0 ? "" : (i + 1 == N ? " or " : ", ");
+    names += table[i].name;
+  }
+  return fail(n.path, "unknown {} {:?} (expected {})", what, name, names);
+}
+
+Result<Scheduler> parse_scheduler(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  Scheduler s;
+  BERTH_ASSIGN(s.policy, read_required_name(n.member("policy"), kSchedPolicies, "policy"));
+  const char* name = name_of(kSchedPolicies, s.policy);
+  Node nice = n.member("nice");
+  std::optional<int32_t> nice_value;
+  BERTH_TRY(read(nice, nice_value));
+  BERTH_TRY(check_range(nice, nice_value, -20, 19));
+  s.nice = nice_value.value_or(0);
+  Node priority = n.member("priority");
+  BERTH_TRY(read(priority, s.priority));
+  bool realtime = s.policy == kSchedFifo || s.policy == kSchedRr;
+  if (realtime && (s.priority < 1 || s.priority > 99)) {
+    return fail(priority.path, "must be 1..99 for {}, got {}", name, s.priority);
+  }
+  if (!realtime && s.priority != 0) {
+    return fail(priority.path, "must be 0 for {} (only SCHED_FIFO and SCHED_RR use it)", name);
+  }
+  std::vector<std::string> flags;
+  Node flags_node = n.member("flags");
+  BERTH_TRY(read(flags_node, flags));
+  for (size_t i = 0; i < flags.size(); ++i) {
+    std::optional<uint64_t> bit = lookup(kSchedFlags, flags[i]);
+    if (!bit) return fail(index_path(flags_node.path, i), "unknown flag {:?}", flags[i]);
+    s.flags |= *bit;
+  }
+  BERTH_TRY(read(n.member("runtime"), s.runtime));
+  BERTH_TRY(read(n.member("deadline"), s.deadline));
+  BERTH_TRY(read(n.member("period"), s.period));
+  if (s.policy == kSchedDeadline) {
+    if (s.runtime == 0) return fail(n.member("runtime").path, "required for SCHED_DEADLINE");
+    if (s.deadline == 0) return fail(n.member("deadline").path, "required for SCHED_DEADLINE");
+    if (s.runtime > s.deadline || (s.period != 0 && s.deadline > s.period)) {
+      return fail(n.path, "SCHED_DEADLINE needs runtime <= deadline <= period");
+    }
+  } else if (s.runtime != 0 || s.deadline != 0 || s.period != 0) {
+    return fail(n.path, "runtime, deadline and period are only for SCHED_DEADLINE");
+  }
+  return s;
+}
+
+constexpr std::array<Named<int>, 3> kIoPriorityClasses{{
+    {"IOPRIO_CLASS_RT", 1},
+    {"IOPRIO_CLASS_BE", 2},
+    {"IOPRIO_CLASS_IDLE", 3},
+}};
+
+Result<IoPriority> parse_io_priority(const Node& n) {
+  BERTH_TRY(expect_object(n));
+  IoPriority io;
+  BERTH_ASSIGN(io.io_class, read_required_name(n.member("class"), kIoPriorityClasses, "class"));
+  Node priority = n.member("priority");
+  std::optional<int> value;
+  BERTH_TRY(read(priority, value));
+  BERTH_TRY(check_range(priority, value, 0, 7));
+  io.priority = value.value_or(0);
+  return io;
+}
+
+// A field berth parses but cannot honour: absent, null or empty is accepted,
+// anything else is refused with `why`, never accepted and ignored.
+Result<void> refuse_unless_empty(const Node& n, std::string_view why) {
+  if (!n.present()) return {};
+  BERTH_TRY(expect_object(n));
+  if (n.value->empty()) return {};
+  return fail(n.path, "{}", why);
+}
+
+// process.execCPUAffinity: {"initial": "0-3", "final": "..."}; both empty is
+// accepted.
+Result<void> refuse_exec_cpu_affinity(const Node& n) {
+  if (!n.present()) return {};
+  BERTH_TRY(expect_object(n));
+  std::string initial, final_cpus;
+  BERTH_TRY(read(n.member("initial"), initial));
+  BERTH_TRY(read(n.member("final"), final_cpus));
+  if (initial.empty() && final_cpus.empty()) return {};
+  return fail(n.path, "setting the CPU affinity of exec'd processes is not supported");
+}
+
 Result<Process> parse_process(const Node& n) {
   BERTH_TRY(expect_object(n));
   Process p;
@@ -446,6 +588,9 @@ Result<Process> parse_process(const Node& n) {
   BERTH_TRY(check_range(oom, p.oom_score_adj, -1000, 1000));
   BERTH_TRY(read(n.member("apparmorProfile"), p.apparmor_profile));
   BERTH_TRY(read(n.member("selinuxLabel"), p.selinux_label));
+  BERTH_TRY(read_object(n.member("scheduler"), p.scheduler, parse_scheduler));
+  BERTH_TRY(read_object(n.member("ioPriority"), p.io_priority, parse_io_priority));
+  BERTH_TRY(refuse_exec_cpu_affinity(n.member("execCPUAffinity")));
   return p;
 }
 
@@ -478,18 +623,6 @@ Result<void> read_namespaces(const Node& n, std::vector<Namespace>& out) {
     }
   }
   return {};
-}
-
-Result<IdMapping> parse_id_mapping(const Node& n) {
-  BERTH_TRY(expect_object(n));
-  IdMapping m;
-  BERTH_TRY(read_required(n.member("containerID"), m.container_id));
-  BERTH_TRY(read_required(n.member("hostID"), m.host_id));
-  Node size = n.member("size");
-  BERTH_TRY(read_required(size, m.size));
-  // The kernel rejects the whole uid_map write for an empty range.
-  if (m.size == 0) return fail(size.path, "must be greater than 0");
-  return m;
 }
 
 Result<Device> parse_device(const Node& n) {
@@ -853,6 +986,15 @@ Result<Linux> parse_linux(const Node& n) {
   BERTH_TRY(read_array(n.member("readonlyPaths"), l.readonly_paths, parse_absolute_path));
   BERTH_TRY(read(n.member("mountLabel"), l.mount_label));
   BERTH_TRY(read_object(n.member("personality"), l.personality, parse_personality));
+  BERTH_TRY(refuse_unless_empty(n.member("intelRdt"),
+                                "berth does not manage resctrl groups (Intel RDT); remove the "
+                                "field"));
+  BERTH_TRY(refuse_unless_empty(n.member("memoryPolicy"),
+                                "setting a NUMA memory policy (set_mempolicy) is not supported"));
+  BERTH_TRY(refuse_unless_empty(n.member("netDevices"),
+                                "moving host network devices into the container is not supported"));
+  BERTH_TRY(refuse_unless_empty(n.member("timeOffsets"),
+                                "time namespace offsets (timens_offsets) are not supported"));
   return l;
 }
 

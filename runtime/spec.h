@@ -74,6 +74,23 @@ struct ConsoleSize {
   unsigned width = 0;
 };
 
+// process.scheduler: sched_setattr(2) in the init and exec child.
+struct Scheduler {
+  int policy = 0;  // SCHED_OTHER, SCHED_FIFO, ... (the kernel's numbers)
+  int32_t nice = 0;
+  int32_t priority = 0;
+  uint64_t flags = 0;  // SCHED_FLAG_* bits
+  uint64_t runtime = 0;
+  uint64_t deadline = 0;
+  uint64_t period = 0;
+};
+
+// process.ioPriority: ioprio_set(IOPRIO_WHO_PROCESS) in the init and exec child.
+struct IoPriority {
+  int io_class = 0;  // IOPRIO_CLASS_RT = 1, BE = 2, IDLE = 3
+  int priority = 0;  // 0..7
+};
+
 struct Process {
   bool terminal = false;
   std::optional<ConsoleSize> console_size;
@@ -87,6 +104,8 @@ struct Process {
   std::optional<int> oom_score_adj;
   std::string apparmor_profile;  // applied when AppArmor is enabled, else refused (lsm.h)
   std::string selinux_label;     // refused (lsm.h)
+  std::optional<Scheduler> scheduler;
+  std::optional<IoPriority> io_priority;
 };
 
 enum class NamespaceType { pid, network, mount, ipc, uts, user, cgroup, time };

@@ -200,6 +200,12 @@ TEST_CASE("features describes the runtime as JSON", "[privileged][lifecycle]") {
   REQUIRE(!j.is_discarded());
   CHECK(j.value("ociVersionMin", "").rfind("1.", 0) == 0);
   CHECK(j.value("ociVersionMax", "").rfind("1.", 0) == 0);
+  // What berth refuses in config.json is not advertised (features.md).
+  if (runtime_is_berth()) {
+    CHECK(j["linux"]["intelRdt"]["enabled"] == false);
+    CHECK(j["linux"]["mountExtensions"]["idmap"]["enabled"] == false);
+    CHECK(j["linux"]["netDevices"]["enabled"] == false);
+  }
 }
 
 TEST_CASE("the global flags --log and --log-format json write errors as JSON lines",

@@ -631,3 +631,78 @@ TEST_CASE("LSM fields the host cannot apply are refused by name", "[privileged][
   CHECK(r.exit_code != 0);
   CHECK(r.err.find(field) != std::string::npos);
 }
+
+// ---- process.scheduler and process.ioPriority --------------------------------
+
+// config.md "Scheduler" and "IO Priority": the runtime sets them for the
+// process (sched_setattr, ioprio_set), for the init and for every exec;
+// berth used to drop both without a word. Read back from the kernel by the
+// probe: SCHED_BATCH (3) with nice 7, IOPRIO_CLASS_BE (2) level 6.
+TEST_CASE("process.scheduler and process.ioPriority are applied to the init and to exec",
+          "[privileged][spec][process]") {
+  REQUIRE_PRIVILEGED();
+  const std::string expected = "policy 3 nice 7 ioprio 0x4006";
+  Runtime rt;
+  Container c(rt);
+  c.config()["process"]["scheduler"] = {{"policy", "SCHED_BATCH"}, {"nice", 7}};
+  c.config()["process"]["ioPriority"] = {{"class", "IOPRIO_CLASS_BE"}, {"priority", 6}};
+  SECTION("the init") {
+    c.set_args({"/bin/probe", "sched"});
+    auto r = c.run();
+    INFO(r);
+    REQUIRE(r.exit_code == 0);
+    CHECK(r.out == expected + "\n");
+  }
+  SECTION("exec") {
+    c.set_args({"/bin/probe", "sleep", "120"});
+    auto must = [](CommandResult r) {
+      INFO(r);
+      REQUIRE(r.exit_code == 0);
+      return r;
+    };
+    must(c.create());
+    must(c.start());
+    REQUIRE(c.wait_for_status("running"));
+    std::vector<std::string> argv = {"exec", c.id()};
+    if (runtime_is_berth()) argv.push_back("--");
+    argv.insert(argv.end(), {"/bin/probe", "sched"});
+    CHECK(must(rt.exec(argv)).out == expected + "\n");
+  }
+}
+
+// config-linux.md "Intel RDT": the runtime MUST error when it cannot apply
+// the settings; the other fields below are ones berth cannot honour, so
+// create refuses them by name rather than running without them.
+TEST_CASE("intelRdt, memoryPolicy, netDevices, timeOffsets and execCPUAffinity are refused",
+          "[privileged][spec]") {
+  REQUIRE_PRIVILEGED();
+  BERTH_ONLY("runc's messages differ");
+  Runtime rt;
+  Container c(rt);
+  std::string field;
+  SECTION("linux.intelRdt") {
+    c.config()["linux"]["intelRdt"] = {{"closID", "berth-test"}, {"l3CacheSchema", "L3:0=1"}};
+    field = "linux.intelRdt: berth does not manage resctrl groups";
+  }
+  SECTION("linux.memoryPolicy") {
+    c.config()["linux"]["memoryPolicy"] = {{"mode", "MPOL_BIND"}, {"nodes", "0"}};
+    field = "linux.memoryPolicy:";
+  }
+  SECTION("linux.netDevices") {
+    c.config()["linux"]["netDevices"] = {{"berth-nodev0", Json::object()}};
+    field = "linux.netDevices: moving host network devices";
+  }
+  SECTION("linux.timeOffsets") {
+    c.config()["linux"]["timeOffsets"] = {{"monotonic", {{"secs", 10}}}};
+    field = "linux.timeOffsets:";
+  }
+  SECTION("process.execCPUAffinity") {
+    c.config()["process"]["execCPUAffinity"] = {{"initial", "0"}};
+    field = "process.execCPUAffinity:";
+  }
+  c.set_args({"/bin/probe", "exit", "0"});
+  auto r = c.run();
+  INFO(r);
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find(field) != std::string::npos);
+}

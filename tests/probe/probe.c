@@ -285,6 +285,20 @@ static int cmd_personality(void) {
   return 0;
 }
 
+// process.scheduler and process.ioPriority as the kernel reports them:
+// "policy N nice N ioprio 0xN" (ioprio is class << 13 | level).
+static int cmd_sched(void) {
+  int policy = sched_getscheduler(0);
+  if (policy < 0) return fail("sched_getscheduler");
+  errno = 0;
+  int nice = getpriority(PRIO_PROCESS, 0);
+  if (nice == -1 && errno != 0) return fail("getpriority");
+  long ioprio = syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, 0);
+  if (ioprio < 0) return fail("ioprio_get");
+  printf("policy %d nice %d ioprio %#lx\n", policy & ~SCHED_RESET_ON_FORK, nice, ioprio);
+  return 0;
+}
+
 // Like `write`, the errno is the answer a test wants (EACCES from a
 // non-dumpable process's /proc/<pid>/exe), so it goes to stdout.
 static int cmd_readlink(const char* path) {
@@ -414,6 +428,7 @@ static int usage(void) {
   fprintf(
       stderr,
       "usage: probe pid|hostname|status|syscall-denied|mountinfo|id|exe|fds|cwd|umask|personality\n"
+      "       probe sched\n"
       "       probe cat FILE|write FILE|alloc MB|forkbomb N|spin SECONDS|rlimit NAME\n"
       "       probe sleep SECONDS|exit N|ns NAME|mode FILE|readlink PATH\n"
       "       probe syscall-errno NR...\n"
@@ -437,6 +452,7 @@ int main(int argc, char** argv) {
   if (strcmp(cmd, "cwd") == 0) return cmd_cwd();
   if (strcmp(cmd, "umask") == 0) return cmd_umask();
   if (strcmp(cmd, "personality") == 0) return cmd_personality();
+  if (strcmp(cmd, "sched") == 0) return cmd_sched();
   if (!arg) return usage();
   if (strcmp(cmd, "cat") == 0) return cmd_cat(arg);
   if (strcmp(cmd, "write") == 0) return cmd_write(arg);

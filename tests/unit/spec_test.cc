@@ -350,6 +350,9 @@ TEST_CASE("spec: a minimal spec gets the defaults", "[spec]") {
   CHECK_FALSE(s.process->no_new_privileges);
 }
 
+// Fields of the runtime-spec itself are parsed, applied or refused (see the
+// intelRdt/timeOffsets test); only fields the spec does not define, or other
+// platforms' sections, are ignored.
 TEST_CASE("spec: unknown fields are ignored at every level", "[spec]") {
   json j = full_json();
   j["windows"] = {{"layerFolders", {"C:\\x"}}};
@@ -359,8 +362,6 @@ TEST_CASE("spec: unknown fields are ignored at every level", "[spec]") {
   j["process"]["scheduler"] = {{"policy", "SCHED_OTHER"}};
   j["mounts"][0]["uidMappings"] = json::array();
   j["hooks"]["futureHook"] = {{{"path", "relative/is/not/checked"}}};
-  j["linux"]["intelRdt"] = {{"closID", "guaranteed_group"}};
-  j["linux"]["timeOffsets"] = {{"monotonic", {{"secs", 1}}}};
   j["linux"]["resources"]["rdma"] = {{"mlx5_1", {{"hcaHandles", 3}}}};
   j["linux"]["seccomp"]["syscalls"][0]["comment"] = "allowed";
   j["linux"]["namespaces"][0]["extra"] = true;
@@ -1354,4 +1355,95 @@ TEST_CASE("spec: LSM fields this host cannot apply are refused, naming the field
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().str().starts_with("spec: linux.mountLabel: "));
   }
+}
+
+TEST_CASE("spec: process.scheduler and process.ioPriority are parsed and validated", "[spec]") {
+  json j = full_json();
+  j["process"]["scheduler"] = {
+      {"policy", "SCHED_BATCH"}, {"nice", 5}, {"flags", {"SCHED_FLAG_RESET_ON_FORK"}}};
+  j["process"]["ioPriority"] = {{"class", "IOPRIO_CLASS_BE"}, {"priority", 6}};
+  Spec s = parse_ok(j);
+  REQUIRE(s.process->scheduler.has_value());
+  CHECK(s.process->scheduler->policy == 3);
+  CHECK(s.process->scheduler->nice == 5);
+  CHECK(s.process->scheduler->priority == 0);
+  CHECK(s.process->scheduler->flags == 0x01);
+  REQUIRE(s.process->io_priority.has_value());
+  CHECK(s.process->io_priority->io_class == 2);
+  CHECK(s.process->io_priority->priority == 6);
+
+  j["process"]["scheduler"] = {{"policy", "SCHED_FIFO"}, {"priority", 10}};
+  s = parse_ok(j);
+  CHECK(s.process->scheduler->policy == 1);
+  CHECK(s.process->scheduler->priority == 10);
+  j["process"]["scheduler"] = {
+      {"policy", "SCHED_DEADLINE"}, {"runtime", 1000}, {"deadline", 2000}, {"period", 3000}};
+  s = parse_ok(j);
+  CHECK(s.process->scheduler->deadline == 2000);
+
+  auto with = [&](const std::string& pointer, json value) {
+    return error_with(j, pointer, std::move(value));
+  };
+  CHECK(with("/process/scheduler", json{{"policy", "SCHED_ISO"}}) ==
+        "spec: process.scheduler.policy: unknown policy \"SCHED_ISO\" (expected SCHED_OTHER, "
+        "SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE or SCHED_DEADLINE)");
+  CHECK(with("/process/scheduler", json{{"nice", 1}}) ==
+        "spec: process.scheduler.policy: required field is missing");
+  CHECK(with("/process/scheduler", json{{"policy", "SCHED_OTHER"}, {"nice", 20}})
+            .starts_with("spec: process.scheduler.nice:"));
+  CHECK(with("/process/scheduler", json{{"policy", "SCHED_RR"}}) ==
+        "spec: process.scheduler.priority: must be 1..99 for SCHED_RR, got 0");
+  CHECK(with("/process/scheduler", json{{"policy", "SCHED_OTHER"}, {"priority", 3}}) ==
+        "spec: process.scheduler.priority: must be 0 for SCHED_OTHER (only SCHED_FIFO and "
+        "SCHED_RR use it)");
+  CHECK(with("/process/scheduler", json{{"policy", "SCHED_OTHER"}, {"flags", {"SCHED_X"}}}) ==
+        "spec: process.scheduler.flags[0]: unknown flag \"SCHED_X\"");
+  CHECK(with("/process/scheduler", json{{"policy", "SCHED_OTHER"}, {"runtime", 5}}) ==
+        "spec: process.scheduler: runtime, deadline and period are only for SCHED_DEADLINE");
+  CHECK(with("/process/scheduler", json{{"policy", "SCHED_DEADLINE"}, {"deadline", 5}}) ==
+        "spec: process.scheduler.runtime: required for SCHED_DEADLINE");
+  CHECK(with("/process/scheduler",
+             json{{"policy", "SCHED_DEADLINE"}, {"runtime", 9}, {"deadline", 5}}) ==
+        "spec: process.scheduler: SCHED_DEADLINE needs runtime <= deadline <= period");
+  CHECK(with("/process/ioPriority", json{{"class", "IOPRIO_CLASS_NONE"}}) ==
+        "spec: process.ioPriority.class: unknown class \"IOPRIO_CLASS_NONE\" (expected "
+        "IOPRIO_CLASS_RT, IOPRIO_CLASS_BE or IOPRIO_CLASS_IDLE)");
+  CHECK(with("/process/ioPriority", json{{"priority", 1}}) ==
+        "spec: process.ioPriority.class: required field is missing");
+  CHECK(with("/process/ioPriority/priority", 8).starts_with("spec: process.ioPriority.priority:"));
+}
+
+TEST_CASE("spec: intelRdt, memoryPolicy, netDevices, timeOffsets, execCPUAffinity are refused",
+          "[spec]") {
+  json j = full_json();
+  // Absent, null or empty values are accepted.
+  j["linux"]["intelRdt"] = json::object();
+  j["linux"]["memoryPolicy"] = nullptr;
+  j["linux"]["netDevices"] = json::object();
+  j["linux"]["timeOffsets"] = json::object();
+  j["process"]["execCPUAffinity"] = {{"initial", ""}};
+  parse_ok(j);
+
+  auto with = [&](const std::string& pointer, json value) {
+    return error_with(j, pointer, std::move(value));
+  };
+  CHECK(with("/linux/intelRdt", json{{"closID", "c1"}, {"l3CacheSchema", "L3:0=f"}}) ==
+        "spec: linux.intelRdt: berth does not manage resctrl groups (Intel RDT); remove the field");
+  CHECK(with("/linux/memoryPolicy", json{{"mode", "MPOL_BIND"}, {"nodes", "0"}}) ==
+        "spec: linux.memoryPolicy: setting a NUMA memory policy (set_mempolicy) is not supported");
+  CHECK(with("/linux/netDevices", json{{"eth1", json::object()}}) ==
+        "spec: linux.netDevices: moving host network devices into the container is not "
+        "supported");
+  CHECK(with("/linux/timeOffsets", json{{"monotonic", {{"secs", 10}}}}) ==
+        "spec: linux.timeOffsets: time namespace offsets (timens_offsets) are not supported");
+  CHECK(with("/process/execCPUAffinity", json{{"initial", "0"}, {"final", "0-1"}}) ==
+        "spec: process.execCPUAffinity: setting the CPU affinity of exec'd processes is not "
+        "supported");
+  CHECK(with("/mounts/0/uidMappings", json{{{"containerID", 0}, {"hostID", 1000}, {"size", 1}}}) ==
+        "spec: mounts[0].uidMappings: idmapped mounts are not supported");
+  CHECK(with("/mounts/0/gidMappings", json{{{"containerID", 0}, {"hostID", 1000}, {"size", 0}}}) ==
+        "spec: mounts[0].gidMappings[0].size: must be greater than 0");
+  CHECK(with("/linux/intelRdt", "x") == "spec: linux.intelRdt: expected an object, got string");
+  CHECK(with("/process/execCPUAffinity/final", 1) ==
+        "spec: process.execCPUAffinity.final: expected a string, got number");
 }
