@@ -567,11 +567,10 @@ TEST_CASE("cpu rt/idle/burst, memory kernel/useHierarchy and leafWeight are appl
   SECTION("cpu.burst") {
     res["cpu"] = {{"quota", 50000}, {"period", 100000}, {"burst", 20000}};
     std::string dir = cgroup_dir("cpu", c.cgroups_path());
-    std::string file = "cpu.cfs_burst_us";
-    if (dir.empty()) {
-      dir = cgroup_dir("", c.cgroups_path());
-      file = "cpu.max.burst";
-    }
+    if (dir.empty()) dir = cgroup_dir("", c.cgroups_path());
+    // A pure v2 host has cgroup.controllers at the mount's root.
+    const bool v2 = fs::exists("/sys/fs/cgroup/cgroup.controllers");
+    const std::string file = v2 ? "cpu.max.burst" : "cpu.cfs_burst_us";
     applied_or_refused(dir, file, "20000", "linux.resources.cpu.burst");
   }
   SECTION("memory.kernel") {
