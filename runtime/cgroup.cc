@@ -19,7 +19,7 @@ Result<std::unique_ptr<CgroupDriver>> make_cgroup_driver(const CgroupLayout& lay
     if (layout.unified_mount.empty()) return error("cgroup", "unified layout without a v2 mount");
     auto dir = CgroupDir::place(layout.unified_mount, layout.unified_own, p);
     log::debug("cgroup: v2 driver, cgroup {}", dir.dir);
-    return cgroup_util::new_cgroup_v2(std::move(dir));
+    return cgroup_util::new_cgroup_v2(std::move(dir), layout.fixture_tree);
   }
   log::debug("cgroup: v1 driver ({} layout{})", layout.mode_name(),
              layout.unified_mount.empty() ? "" : ", with the v2 tree for membership");
@@ -34,7 +34,7 @@ Result<std::unique_ptr<CgroupDriver>> open_cgroup_driver(const CgroupLayout& lay
     return error("cgroup", "recorded cgroups [{}] are not one cgroup under {}",
                  fmt::join(paths, ", "), mount);
   }
-  return cgroup_util::new_cgroup_v2(CgroupDir::recorded(paths[0]));
+  return cgroup_util::new_cgroup_v2(CgroupDir::recorded(paths[0]), layout.fixture_tree);
 }
 
 std::vector<DeviceRule> device_cgroup_rules(const Linux& linux) {

@@ -55,6 +55,10 @@ struct CgroupLayout {
     std::string own;
   };
   std::vector<V1> v1;
+  // A tree of regular files built by a unit test, not a mounted cgroupfs:
+  // there is no cgroup to attach a v2 device program to. detect() never
+  // sets it; on a real host a v2 cgroup without its program is an error.
+  bool fixture_tree = false;
 
   // Reads /proc/self/mountinfo and /proc/self/cgroup (paths given for tests).
   static Result<CgroupLayout> detect(const std::string& mountinfo_path = "/proc/self/mountinfo",

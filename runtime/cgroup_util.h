@@ -157,7 +157,8 @@ Result<void> signal_frozen(CgroupDriver& d, int signal);
 inline constexpr std::chrono::milliseconds kSettleTimeout{5000};
 
 // Driver constructors for cgroup.cc.
-std::unique_ptr<CgroupDriver> new_cgroup_v2(CgroupDir dir);
+// fixture_tree: see CgroupLayout::fixture_tree.
+std::unique_ptr<CgroupDriver> new_cgroup_v2(CgroupDir dir, bool fixture_tree);
 std::unique_ptr<CgroupDriver> new_cgroup_v1(const CgroupLayout& layout, const Placement& p);
 Result<std::unique_ptr<CgroupDriver>> open_cgroup_v1(const CgroupLayout& layout,
                                                      const std::vector<std::string>& paths);

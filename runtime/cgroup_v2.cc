@@ -31,7 +31,7 @@ uint64_t blkio_weight_to_io_weight(uint64_t w) {
 
 class CgroupV2 final : public CgroupDriver {
  public:
-  explicit CgroupV2(CgroupDir dir) : dir_(std::move(dir)) {}
+  CgroupV2(CgroupDir dir, bool fixture_tree) : dir_(std::move(dir)), fixture_tree_(fixture_tree) {}
 
   Result<void> create() override {
     BERTH_TRY(dir_.create());
@@ -86,10 +86,16 @@ class CgroupV2 final : public CgroupDriver {
     struct statfs fs_info {};
     if (::fstatfs(dir.get(), &fs_info) != 0) return sys_error("cgroup", "statfs {}", dir_.dir);
     if (fs_info.f_type != CGROUP2_SUPER_MAGIC) {
-      // Only the unit tests' fixture trees (regular directories that the
-      // layout was told are cgroup2): there is no cgroup to attach to.
-      log::debug("cgroup: {} is not on cgroup2; no device program", dir_.dir);
-      return {};
+      // A unit test's tree of regular files has no cgroup to attach to;
+      // anywhere else the container would run without its device rules.
+      if (fixture_tree_) {
+        log::debug("cgroup: {} is a fixture tree; no device program", dir_.dir);
+        return {};
+      }
+      return errno_error("cgroup", ENOTSUP,
+                         "device rules for {}: not on a cgroup2 filesystem, so no device program "
+                         "can be attached; refusing to run without one",
+                         dir_.dir);
     }
     if (auto r = attach_device_filter(dir.get(), prog); !r) {
       return wrap(r.error(), fmt::format("device rules for {}", dir_.dir));
@@ -279,12 +285,13 @@ class CgroupV2 final : public CgroupDriver {
   }
 
   CgroupDir dir_;
+  bool fixture_tree_ = false;  // CgroupLayout::fixture_tree
 };
 
 }  // namespace
 
-std::unique_ptr<CgroupDriver> new_cgroup_v2(CgroupDir dir) {
-  return std::make_unique<CgroupV2>(std::move(dir));
+std::unique_ptr<CgroupDriver> new_cgroup_v2(CgroupDir dir, bool fixture_tree) {
+  return std::make_unique<CgroupV2>(std::move(dir), fixture_tree);
 }
 
 }  // namespace berth::runtime::cgroup_util

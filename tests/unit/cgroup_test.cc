@@ -69,6 +69,7 @@ struct V2Fixture {
     put_all(mount + "/user", kV2Parent);
     put_all(own_dir, kV2Parent);
     layout.mode = CgroupLayout::Mode::unified;
+    layout.fixture_tree = true;
     layout.root = mount;
     layout.unified_mount = mount;
     layout.unified_own = "/user/me";
@@ -453,6 +454,22 @@ TEST_CASE("v2: apply writes every resource", "[cgroup]") {
   CHECK(slurp(leaf + "/cpuset.mems") == "0");
   CHECK(slurp(leaf + "/pids.max") == "100");
   CHECK(slurp(leaf + "/io.weight") == "4950");  // blkio 500 -> 1 + 490 * 9999 / 990
+}
+
+// Only a unit test's tree may go without a device program: a v2 cgroup
+// that is not on cgroup2 is refused, never run without its device rules.
+TEST_CASE("v2: a cgroup not on cgroup2 gets no container without its device program",
+          "[cgroup][devices]") {
+  V2Fixture f;
+  f.layout.fixture_tree = false;
+  f.make_leaf("ctr");
+  auto d = f.driver("", "ctr");
+  auto r = d->apply(Resources{});
+  REQUIRE_FALSE(r.has_value());
+  CHECK_THAT(r.error().str(), Catch::Contains("not on a cgroup2 filesystem") &&
+                                  Catch::Contains("refusing to run without one"));
+  f.layout.fixture_tree = true;
+  CHECK(f.driver("", "ctr")->apply(Resources{}).has_value());
 }
 
 TEST_CASE("v2: memory and swap edge cases", "[cgroup]") {

@@ -139,6 +139,7 @@ TEST_CASE("microhost: on v2 the task cgroup gets the limits and enables controll
   }
   CgroupLayout layout;
   layout.mode = CgroupLayout::Mode::unified;
+  layout.fixture_tree = true;
   layout.root = layout.unified_mount = mount;
   layout.unified_own = "/me";
   auto t = TaskCgroup::create(layout, "berth", "t",
