@@ -550,7 +550,7 @@ TEST_CASE("cgroup v2: the device program denies what the rules do not allow",
   check_block_open_denied(*d, block);
 }
 
-TEST_CASE("cgroup v2: a nested path enables controllers top-down; the leaf holds the process",
+TEST_CASE("cgroup v2: a nested path enables controllers top-down, the leaf holds the process",
           "[privileged][cgroup-v2]") {
   auto l = v2_layout();
   if (!l) return;

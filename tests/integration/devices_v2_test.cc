@@ -57,7 +57,7 @@ std::vector<std::string> node_script(const std::string& dev, const std::string& 
 
 }  // namespace
 
-TEST_CASE("devices: a container cannot read a disk node it makes; /dev/null works",
+TEST_CASE("devices: a container cannot read a disk node it makes, /dev/null works",
           "[privileged][devices]") {
   REQUIRE_PRIVILEGED();
   const auto found = first_disk();

@@ -190,7 +190,7 @@ TEST_CASE("a failing prestart, createRuntime or createContainer hook fails creat
   CHECK(wait_until([&] { return !fs::exists("/proc/" + std::to_string(pid)); }));
 }
 
-TEST_CASE("berth-only: failing poststart and poststop hooks only warn; the rest still run",
+TEST_CASE("berth-only: failing poststart and poststop hooks only warn, the rest still run",
           "[privileged][hooks][berth-only]") {
   REQUIRE_PRIVILEGED();
   BERTH_ONLY("runc 1.1 runs poststart hooks in `create` and fails it when one fails");

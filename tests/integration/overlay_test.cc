@@ -199,7 +199,7 @@ TEST_CASE("overlay: whiteouts and opaque dirs show exactly what the last layer s
   CHECK(dump(tree(other.path)) == dump(tree(flat)));
 }
 
-TEST_CASE("overlay: a mount that fails leaves nothing; ids are unique", "[overlay]") {
+TEST_CASE("overlay: a mount that fails leaves nothing, ids are unique", "[overlay]") {
   REQUIRE_PRIVILEGED();
   StoreFixture fx;
   Image img = fx.image({fx.layer({{.path = "f", .data = "x"}})});

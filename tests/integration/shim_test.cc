@@ -603,7 +603,7 @@ TEST_CASE("shim: initProcessEnabled reaps zombies and forwards signals", "[shim]
   CHECK(c.wait_eof());
 }
 
-TEST_CASE("shim: health checks go HEALTHY, then UNHEALTHY; HEALTHY gates dependents", "[shim]") {
+TEST_CASE("shim: health checks go HEALTHY, then UNHEALTHY, HEALTHY gates dependents", "[shim]") {
   REQUIRE_PRIVILEGED();
   BERTH_ONLY("berth-shim drives the berth runtime library");
   Runtime rt;
@@ -659,7 +659,7 @@ TEST_CASE("shim: health checks go HEALTHY, then UNHEALTHY; HEALTHY gates depende
   CHECK(c.wait_eof());
 }
 
-TEST_CASE("shim: 200 tasks at once; each shim's memory is reported", "[shim][shim-200]") {
+TEST_CASE("shim: 200 tasks at once, each shim's memory is reported", "[shim][shim-200]") {
   REQUIRE_PRIVILEGED();
   BERTH_ONLY("berth-shim drives the berth runtime library");
   constexpr int kTasks = 200;

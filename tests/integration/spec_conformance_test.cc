@@ -107,7 +107,7 @@ TEST_CASE("delete of a created container fails without --force", "[privileged][s
 
 // config.md "Process": process is "REQUIRED when start is called", so create
 // must accept a config without one, and start must then fail.
-TEST_CASE("create accepts a config without process; start then fails",
+TEST_CASE("create accepts a config without process, start then fails",
           "[privileged][spec][lifecycle]") {
   REQUIRE_PRIVILEGED();
   Runtime rt;

@@ -141,7 +141,7 @@ TEST_CASE("devices bpf: the default profile denies disks and allows the minimal 
   }
 }
 
-TEST_CASE("devices bpf: the last matching rule decides; wildcards and partial access",
+TEST_CASE("devices bpf: the last matching rule decides, wildcards and partial access",
           "[devices]") {
   // The spec allows a whole major read-only, then denies one minor of it.
   auto prog = default_profile_program(

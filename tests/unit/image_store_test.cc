@@ -245,7 +245,7 @@ TEST_CASE("image store: add, resolve, list, remove", "[image-store]") {
   CHECK(std::filesystem::is_empty(tmp / "store/layers"));
 }
 
-TEST_CASE("image store: an image needs all its blobs; a bad layer leaves nothing",
+TEST_CASE("image store: an image needs all its blobs, a bad layer leaves nothing",
           "[image-store]") {
   TempDir tmp;
   ImageStore store(tmp / "store");

@@ -188,7 +188,7 @@ TEST_CASE("store: a streamed writer commits the whole blob", "[store]") {
   CHECK(entries(f.tmpdir()) == 0);
 }
 
-TEST_CASE("store: put_file streams a file; read verifies on request", "[store]") {
+TEST_CASE("store: put_file streams a file, read verifies on request", "[store]") {
   Fixture f;
   std::string src = f.tmp / "src";
   std::string big(300000, 'a');  // several read chunks
