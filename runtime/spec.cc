@@ -25,6 +25,7 @@
 
 #include "common/fs.h"
 #include "common/json.h"
+#include "common/json_reader.h"
 
 namespace berth::runtime {
 namespace {
@@ -114,160 +115,23 @@ const char* name_of(const std::array<Named<T>, N>& table, T value) {
 }
 
 // ---------------------------------------------------------------------------
-// Typed reading with paths.
+// Typed reading with paths (common/json_reader.h).
+
+using jr::check_range;
+using jr::expect_object;
+using jr::index_path;
+using jr::Node;
+using jr::read;
+using jr::read_array;
+using jr::read_object;
+using jr::read_required;
+using jr::type_error;
+
+constexpr jr::Document kSpecDocument{kStep, "config.json"};
 
 template <class... A>
 std::unexpected<Error> fail(std::string_view path, fmt::format_string<A...> f, A&&... args) {
-  return error(kStep, "{}: {}", path.empty() ? "config.json" : path,
-               fmt::format(f, std::forward<A>(args)...));
-}
-
-std::string index_path(std::string_view path, size_t i) {
-  return fmt::format("{}[{}]", path, i);
-}
-
-// A JSON value and its path from the document root.
-struct Node {
-  const json* value = nullptr;  // nullptr: absent or null
-  std::string path;
-
-  bool present() const { return value != nullptr; }
-
-  Node member(std::string_view key) const {
-    std::string p = path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
-    if (value == nullptr || !value->is_object()) return {nullptr, std::move(p)};
-    auto it = value->find(std::string(key));
-    if (it == value->end() || it->is_null()) return {nullptr, std::move(p)};
-    return {&*it, std::move(p)};
-  }
-
-  // Only on an array, with i < size(). A null element stays present so that
-  // it is reported as the wrong type rather than skipped.
-  Node element(size_t i) const { return {&(*value)[i], index_path(path, i)}; }
-};
-
-std::unexpected<Error> type_error(const Node& n, std::string_view expected) {
-  return fail(n.path, "expected {}, got {}", expected, n.value->type_name());
-}
-
-Result<void> expect_object(const Node& n) {
-  if (!n.value->is_object()) return type_error(n, "an object");
-  return {};
-}
-
-Result<void> check_no_nul(std::string_view path, const std::string& s) {
-  // Paths, arguments and names reach the kernel as C strings: an embedded
-  // NUL would make it act on a prefix of what was validated here.
-  if (s.find('\0') != std::string::npos) return fail(path, "contains a NUL byte");
-  return {};
-}
-
-// The read() overloads leave `out` untouched when the value is absent.
-
-Result<void> read(const Node& n, std::string& out) {
-  if (!n.present()) return {};
-  const auto* s = n.value->get_ptr<const json::string_t*>();
-  if (s == nullptr) return type_error(n, "a string");
-  BERTH_TRY(check_no_nul(n.path, *s));
-  out = *s;
-  return {};
-}
-
-Result<void> read(const Node& n, bool& out) {
-  if (!n.present()) return {};
-  const auto* b = n.value->get_ptr<const json::boolean_t*>();
-  if (b == nullptr) return type_error(n, "a boolean");
-  out = *b;
-  return {};
-}
-
-template <class T>
-std::string integer_kind() {
-  return fmt::format("{} {}-bit integer", std::is_signed_v<T> ? "a" : "an unsigned", sizeof(T) * 8);
-}
-
-// Only exact integers in T's range: Go's encoding/json also refuses 1.0 or
-// -1 for an unsigned field, and a silently wrapped uid would be a hole.
-template <class T>
-requires std::integral<T> &&(!std::same_as<T, bool>)Result<void> read(const Node& n, T& out) {
-  if (!n.present()) return {};
-  const json& j = *n.value;
-  // is_number_integer() is also true for unsigned values: test unsigned first.
-  if (const auto* u = j.get_ptr<const json::number_unsigned_t*>()) {
-    if (std::in_range<T>(*u)) {
-      out = static_cast<T>(*u);
-      return {};
-    }
-  } else if (const auto* i = j.get_ptr<const json::number_integer_t*>()) {
-    if (std::in_range<T>(*i)) {
-      out = static_cast<T>(*i);
-      return {};
-    }
-  } else if (!j.is_number_float()) {
-    return type_error(n, integer_kind<T>());
-  }
-  return fail(n.path, "expected {}, got {}", integer_kind<T>(), j.dump());
-}
-
-template <class T>
-Result<void> read(const Node& n, std::optional<T>& out) {
-  if (!n.present()) return {};
-  T v{};
-  BERTH_TRY(read(n, v));
-  out = std::move(v);
-  return {};
-}
-
-template <class T>
-Result<void> read_required(const Node& n, T& out) {
-  if (!n.present()) return fail(n.path, "required field is missing");
-  return read(n, out);
-}
-
-// `parse` turns one element Node into Result<T>.
-template <class T, class Parse>
-Result<void> read_array(const Node& n, std::vector<T>& out, Parse parse) {
-  if (!n.present()) return {};
-  if (!n.value->is_array()) return type_error(n, "an array");
-  out.clear();
-  out.reserve(n.value->size());
-  for (size_t i = 0; i < n.value->size(); ++i) {
-    auto v = parse(n.element(i));
-    if (!v) return std::unexpected(std::move(v).error());
-    out.push_back(std::move(*v));
-  }
-  return {};
-}
-
-template <class T>
-Result<void> read(const Node& n, std::vector<T>& out) {
-  return read_array(n, out, [](const Node& e) -> Result<T> {
-    T v{};
-    BERTH_TRY(read(e, v));
-    return v;
-  });
-}
-
-Result<void> read(const Node& n, std::map<std::string, std::string>& out) {
-  if (!n.present()) return {};
-  BERTH_TRY(expect_object(n));
-  out.clear();
-  for (auto it = n.value->begin(); it != n.value->end(); ++it) {
-    Node entry{&it.value(), fmt::format("{}[{:?}]", n.path, it.key())};
-    BERTH_TRY(check_no_nul(entry.path, it.key()));
-    std::string v;
-    BERTH_TRY(read(entry, v));
-    out.emplace(it.key(), std::move(v));
-  }
-  return {};
-}
-
-// `parse` turns the (present) object Node into Result<T>.
-template <class T, class Parse>
-Result<void> read_object(const Node& n, std::optional<T>& out, Parse parse) {
-  if (!n.present()) return {};
-  BERTH_ASSIGN(out, parse(n));
-  return {};
+  return jr::fail_at(kSpecDocument, path, fmt::format(f, std::forward<A>(args)...));
 }
 
 Result<void> check_absolute(const Node& n, const std::string& value) {
@@ -280,12 +144,6 @@ Result<std::string> parse_absolute_path(const Node& n) {
   BERTH_TRY(read(n, p));
   BERTH_TRY(check_absolute(n, p));
   return p;
-}
-
-template <class T>
-Result<void> check_range(const Node& n, const std::optional<T>& v, T lo, T hi) {
-  if (v && (*v < lo || *v > hi)) return fail(n.path, "{} is out of range {}..{}", *v, lo, hi);
-  return {};
 }
 
 // ---------------------------------------------------------------------------
@@ -730,7 +588,7 @@ Result<void> read_rdma(const Node& n, std::map<std::string, RdmaLimit>& out) {
   BERTH_TRY(expect_object(n));
   out.clear();
   for (auto it = n.value->begin(); it != n.value->end(); ++it) {
-    Node entry{&it.value(), fmt::format("{}[{:?}]", n.path, it.key())};
+    Node entry = n.entry(it.key(), it.value());
     const std::string& name = it.key();
     if (name.empty() || name.find_first_of(" \t\n/=") != std::string::npos ||
         name.find('\0') != std::string::npos) {
@@ -1090,7 +948,7 @@ Result<void> validate_cross_fields(const Spec& s) {
 }
 
 Result<Spec> parse_document(const json& doc) {
-  Node top{&doc, ""};
+  Node top = Node::root(doc, kSpecDocument);
   BERTH_TRY(expect_object(top));
   Spec s;
   BERTH_ASSIGN(s.oci_version, parse_oci_version(top.member("ociVersion")));

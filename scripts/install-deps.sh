@@ -28,6 +28,12 @@ packages=(
   # local registry (docker-registry, the CNCF distribution registry);
   # htpasswd -B writes its basic-auth file
   skopeo docker-registry apache2-utils
+  # the control plane (controlplane/, berthd, berth): HTTP with Boost.Beast
+  # on Asio, durable state in SQLite, SigV4 HMACs with OpenSSL, the TOML
+  # config (toml++)
+  libboost1.81-dev libsqlite3-dev libssl-dev libtomlplusplus-dev
+  # the API's real clients in the tests: the AWS CLI v2 and boto3
+  awscli python3-boto3
   # tools the tests use on the host
   iproute2 util-linux procps nftables
   # the pure cgroup v2 test machine (scripts/vm/, `make test-v2`): qemu with

@@ -1,0 +1,144 @@
+// Durable control-plane state behind a small interface: SQLite in WAL mode
+// now (store/sqlite_store.h), an etcd implementation later behind the same
+// interface. No SQL outside store/.
+//
+// Objects are stored as documents (the JSON the model writes, model/
+// ecs_json.h) with the few columns the queries need beside them, so the
+// store never interprets a document and another backend needs no schema
+// beyond keys. Every object belongs to an account; every call names it, and
+// no call returns another account's objects.
+//
+// Tasks carry a version: put_task with expected_version != 0 succeeds only
+// if the stored task has that version (compare-and-swap), so two writers
+// never overwrite each other's state change unseen.
+//
+// Thread safety: every method may be called from any thread; calls block
+// (disk I/O): never call them on an I/O thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+
+namespace berth::cp {
+
+struct ClusterRecord {
+  std::string account;
+  std::string name;
+  std::string status;  // ACTIVE | INACTIVE
+  std::string doc;
+};
+
+struct TaskDefinitionRecord {
+  std::string account;
+  std::string family;
+  int revision = 0;
+  std::string status;  // ACTIVE | INACTIVE
+  std::string doc;
+};
+
+struct TaskRecord {
+  std::string account;
+  std::string cluster;
+  std::string id;
+  std::string family;
+  std::string started_by;
+  std::string group;
+  std::string desired_status;  // RUNNING | STOPPED
+  std::string last_status;
+  int64_t version = 0;
+  double stopped_at = 0;  // epoch seconds; 0 while not stopped
+  std::string doc;
+};
+
+struct TaskQuery {
+  std::string account;  // required
+  std::optional<std::string> cluster;
+  std::optional<std::string> family;
+  std::optional<std::string> started_by;
+  std::optional<std::string> group;
+  std::optional<std::string> desired_status;
+  // Pagination: ids after this one (ascending id order), at most `limit`.
+  std::string after_id;
+  int limit = 100;
+};
+
+struct DefinitionQuery {
+  std::string account;
+  std::string family_prefix;  // "" = all
+  std::optional<std::string> status;
+  bool descending = false;  // by family, then revision
+  // Pagination: the (family, revision) after which to continue.
+  std::string after_family;
+  int after_revision = 0;
+  int limit = 100;
+};
+
+struct Page {
+  std::vector<std::string> keys;
+  bool more = false;
+};
+
+// A state change, kept for /v1/events replay.
+struct EventRecord {
+  int64_t seq = 0;  // assigned by the store, increasing
+  std::string account;
+  std::string doc;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Clusters. put overwrites.
+  virtual Result<void> put_cluster(const ClusterRecord& c) = 0;
+  virtual Result<std::optional<ClusterRecord>> get_cluster(const std::string& account,
+                                                           const std::string& name) = 0;
+  virtual Result<std::vector<ClusterRecord>> list_clusters(const std::string& account) = 0;
+
+  // Task definitions. add_task_definition assigns the next revision of the
+  // family (1 for a new one; revisions are never reused, even after
+  // deregistration) and stores make_doc(revision), atomically.
+  virtual Result<TaskDefinitionRecord> add_task_definition(
+      const std::string& account, const std::string& family,
+      const std::function<Result<std::string>(int revision)>& make_doc) = 0;
+  // revision 0: the latest ACTIVE revision.
+  virtual Result<std::optional<TaskDefinitionRecord>> get_task_definition(
+      const std::string& account, const std::string& family, int revision) = 0;
+  virtual Result<void> update_task_definition(const TaskDefinitionRecord& d) = 0;
+  virtual Result<std::vector<TaskDefinitionRecord>> list_task_definitions(const DefinitionQuery& q,
+                                                                          bool* more) = 0;
+  virtual Result<std::vector<std::string>> list_families(const DefinitionQuery& q, bool* more) = 0;
+
+  // Tasks.
+  virtual Result<void> put_task(const TaskRecord& t, int64_t expected_version) = 0;
+  virtual Result<std::optional<TaskRecord>> get_task(const std::string& account,
+                                                     const std::string& id) = 0;
+  virtual Result<std::vector<TaskRecord>> list_tasks(const TaskQuery& q, bool* more) = 0;
+  // Every task of every account whose last_status is not STOPPED (restart
+  // adoption).
+  virtual Result<std::vector<TaskRecord>> live_tasks() = 0;
+  // Removes tasks that stopped before `cutoff` (epoch seconds); returns how
+  // many.
+  virtual Result<int> expire_tasks(double cutoff) = 0;
+
+  // Tags by resource ARN.
+  virtual Result<void> tag(const std::string& account, const std::string& arn,
+                           const std::vector<std::pair<std::string, std::string>>& tags) = 0;
+  virtual Result<void> untag(const std::string& account, const std::string& arn,
+                             const std::vector<std::string>& keys) = 0;
+  virtual Result<std::vector<std::pair<std::string, std::string>>> tags(const std::string& account,
+                                                                        const std::string& arn) = 0;
+
+  // Events: appended; read back after a sequence number (at most `limit`).
+  virtual Result<int64_t> append_event(const std::string& account, const std::string& doc) = 0;
+  virtual Result<std::vector<EventRecord>> events_after(const std::string& account, int64_t seq,
+                                                        int limit) = 0;
+};
+
+}  // namespace berth::cp
