@@ -33,8 +33,10 @@ mkdir -p "$dir"/{bin,etc,proc,sys,dev,tmp,root}
 chmod 1777 "$dir/tmp"
 install -m 0755 "$busybox" "$dir/bin/busybox"
 install -m 0755 "$probe" "$dir/bin/probe"
-for applet in sh true false cat sleep ls echo id hostname ps kill mount; do
-  ln -sfn busybox "$dir/bin/$applet"
+# Every applet (httpd, wget, nc, ... for the control plane's examples and
+# end-to-end tests), as symlinks in /bin.
+for applet in $("$busybox" --list); do
+  [[ $applet == busybox ]] || ln -sfn busybox "$dir/bin/$applet"
 done
 
 cat >"$dir/etc/passwd" <<'PASSWD'

@@ -1,0 +1,363 @@
+// End to end: the real berthd (tests/integration/berthd_fixture.h) with real
+// tasks, driven over its unix socket and its TCP listener by raw HTTP, the
+// berth CLI, curl, the AWS CLI v2 and boto3.
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <catch2/catch.hpp>
+
+#include "tests/integration/berthd_fixture.h"
+#include "tests/integration/harness.h"
+#include "tests/skip.h"
+
+using namespace berth::test;
+using json = nlohmann::json;
+
+namespace {
+
+// A FARGATE-sized definition of busybox containers.
+json definition(const std::string& family, json containers) {
+  return {{"family", family},        {"requiresCompatibilities", {"FARGATE"}},
+          {"networkMode", "awsvpc"}, {"cpu", "256"},
+          {"memory", "512"},         {"containerDefinitions", std::move(containers)}};
+}
+
+json container(const std::string& name, std::vector<std::string> command,
+               json extra = json::object()) {
+  json c = {{"name", name}, {"image", "busybox:latest"}, {"command", std::move(command)}};
+  c.update(extra);
+  return c;
+}
+
+std::string task_id(const std::string& arn) {
+  return arn.substr(arn.rfind('/') + 1);
+}
+
+std::string run_task(Berthd& d, const json& def) {
+  json reg = d.ecs_ok("RegisterTaskDefinition", def);
+  std::string td = reg["taskDefinition"]["taskDefinitionArn"];
+  json run = d.ecs_ok("RunTask", {{"taskDefinition", td}});
+  INFO(run.dump());
+  REQUIRE(run["failures"].empty());
+  REQUIRE(run["tasks"].size() == 1);
+  return run["tasks"][0]["taskArn"];
+}
+
+void require_privileged() {
+  if (auto why = privileged_skip_reason()) BERTH_SKIP(*why);
+}
+
+std::string field(const json& j, const char* k) {
+  return j.value(k, std::string{});
+}
+
+}  // namespace
+
+TEST_CASE(
+    "e2e: a task submitted over the socket runs in its own microhost and stops with its exit code",
+    "[cp-e2e]") {
+  require_privileged();
+  Berthd d;
+  std::string arn = run_task(
+      d, definition("e2e-job",
+                    {container("main", {"sh", "-c", "echo hello from $(hostname); exit 7"})}));
+  json t = d.wait_task_status(arn, "STOPPED");
+  CHECK(field(t, "stopCode") == "EssentialContainerExited");
+  CHECK(field(t, "stoppedReason") == "Essential container in task exited");
+  REQUIRE(t["containers"].size() == 1);
+  CHECK(t["containers"][0].value("exitCode", -1) == 7);
+  for (const char* ts : {"createdAt", "pullStartedAt", "pullStoppedAt", "startedAt",
+                         "executionStoppedAt", "stoppedAt"}) {
+    INFO(ts);
+    CHECK(t.contains(ts));
+  }
+  HttpResult logs = d.call({.target = "/v1/tasks/" + task_id(arn) + "/logs"});
+  CHECK(logs.status == 200);
+  CHECK_THAT(logs.body, Catch::Contains("hello from"));
+}
+
+TEST_CASE("e2e: POST /v1/tasks with an inline definition, GET, DELETE", "[cp-e2e]") {
+  require_privileged();
+  Berthd d;
+  json def = definition("", {container("sleeper", {"sleep", "600"})});
+  def.erase("family");
+  HttpResult r = d.call({.method = "POST", .target = "/v1/tasks", .body = def.dump()});
+  INFO(r.body);
+  REQUIRE(r.status == 200);
+  std::string arn = r.json()["task"]["taskArn"];
+  json t = d.wait_task_status(arn, "RUNNING");
+  CHECK_FALSE(t["attachments"].empty());
+  CHECK_FALSE(t["containers"][0]["networkInterfaces"].empty());
+  HttpResult g = d.call({.target = "/v1/tasks/" + task_id(arn)});
+  CHECK(g.status == 200);
+  CHECK(g.json()["task"]["taskArn"] == arn);
+  HttpResult del = d.call({.method = "DELETE", .target = "/v1/tasks/" + task_id(arn)});
+  CHECK(del.status == 200);
+  t = d.wait_task_status(arn, "STOPPED");
+  CHECK(field(t, "stopCode") == "UserInitiated");
+  CHECK(t["containers"][0].value("exitCode", -1) == 143);
+}
+
+TEST_CASE(
+    "e2e: a web server and a sidecar reach each other on localhost and a client reaches the web "
+    "server through its host port",
+    "[cp-e2e]") {
+  require_privileged();
+  Berthd d;
+  json web = container("web", {"httpd", "-f", "-p", "8080", "-h", "/etc"},
+                       {{"portMappings", {{{"containerPort", 8080}, {"hostPort", 0}}}}});
+  json side = container(
+      "sidecar",
+      {"sh", "-c",
+       "while true; do wget -q -O - http://127.0.0.1:8080/hostname && "
+       "echo fetched; sleep 0.2; done"},
+      {{"essential", false}, {"dependsOn", {{{"containerName", "web"}, {"condition", "START"}}}}});
+  std::string arn = run_task(d, definition("e2e-web", {web, side}));
+  json t = d.wait_task_status(arn, "RUNNING");
+  std::string ip;
+  for (const auto& a : t["attachments"]) {
+    for (const auto& det : a["details"]) {
+      if (det.value("name", "") == "privateIPv4Address") ip = det.value("value", "");
+    }
+  }
+  CHECK_FALSE(ip.empty());
+  int host_port = 0;
+  for (const auto& c : t["containers"]) {
+    for (const auto& b : c.value("networkBindings", json::array()))
+      host_port = b.value("hostPort", 0);
+  }
+  REQUIRE(host_port > 0);
+  // A client in a namespace of its own, reaching the host's port mapping
+  // from outside the host (the test's own netns and veth pair).
+  std::string ns = unique_name();
+  exec_command({"ip", "netns", "add", ns});
+  struct NsGuard {
+    std::string ns;
+    ~NsGuard() { exec_command({"ip", "netns", "del", ns}); }
+  } guard{ns};
+  // The sidecar fetched from the web server over the task's loopback.
+  bool fetched = wait_until(
+      [&] {
+        HttpResult l = d.call({.target = "/v1/tasks/" + task_id(arn) + "/logs?container=sidecar"});
+        return l.body.find("fetched") != std::string::npos;
+      },
+      std::chrono::seconds(60));
+  CHECK(fetched);
+  // The host port answers from the host (port mapping's output path).
+  auto r = exec_command({"/bin/busybox", "wget", "-q", "-T", "5", "-O", "-",
+                         "http://127.0.0.1:" + std::to_string(host_port) + "/hostname"});
+  CHECK(r.exit_code == 0);
+  d.ecs_ok("StopTask", {{"task", arn}, {"reason", "test done"}});
+  t = d.wait_task_status(arn, "STOPPED");
+  CHECK(field(t, "stoppedReason") == "test done");
+}
+
+TEST_CASE("e2e: an OOM-killed task shows the OOM reason", "[cp-e2e]") {
+  require_privileged();
+  Berthd d;
+  json hog = container("hog", {"sh", "-c", "x=a; while true; do x=$x$x; done"}, {{"memory", 64}});
+  std::string arn = run_task(d, definition("e2e-oom", {hog}));
+  json t = d.wait_task_status(arn, "STOPPED", std::chrono::seconds(180));
+  REQUIRE(t["containers"].size() == 1);
+  CHECK(t["containers"][0].value("exitCode", -1) == 137);
+  CHECK(field(t["containers"][0], "reason") ==
+        "OutOfMemoryError: Container killed due to memory usage");
+}
+
+TEST_CASE("e2e: bad input gets the right ECS error and berthd stays up", "[cp-e2e]") {
+  require_privileged();
+  Berthd d;
+  auto type_of = [](const HttpResult& r) {
+    json j = r.json();
+    return j.is_object() ? j.value("__type", std::string{}) : std::string{};
+  };
+  SECTION("malformed JSON") {
+    HttpResult r =
+        d.call({.method = "POST",
+                .target = "/",
+                .body = "{\"family\": ",
+                .headers = {{"X-Amz-Target",
+                             "AmazonEC2ContainerServiceV20141113.RegisterTaskDefinition"}}});
+    CHECK(r.status == 400);
+    CHECK_FALSE(type_of(r).empty());
+  }
+  SECTION("unknown operation") {
+    HttpResult r = d.ecs("LaunchRockets", json::object());
+    CHECK(r.status == 400);
+    CHECK(type_of(r) == "UnknownOperationException");
+  }
+  SECTION("missing field") {
+    HttpResult r = d.ecs("RegisterTaskDefinition", {{"family", "x"}});
+    CHECK(r.status == 400);
+    CHECK_THAT(r.body, Catch::Contains("containerDefinitions"));
+  }
+  SECTION("invalid task cpu") {
+    json def = definition("bad-cpu", {container("c", {"true"})});
+    def["cpu"] = "300";
+    HttpResult r = d.ecs("RegisterTaskDefinition", def);
+    CHECK(r.status == 400);
+    CHECK(type_of(r) == "ClientException");
+    CHECK_THAT(r.body, Catch::Contains("Invalid 'cpu' setting for task."));
+  }
+  SECTION("unknown container field") {
+    json def = definition("bad-field", {container("c", {"true"}, {{"flux", true}})});
+    HttpResult r = d.ecs("RegisterTaskDefinition", def);
+    CHECK(r.status == 400);
+    CHECK(type_of(r) == "InvalidParameterException");
+    CHECK_THAT(r.body, Catch::Contains("flux"));
+  }
+  SECTION("a 100 MB body") {
+    std::string big(100u << 20, 'a');
+    HttpResult r = d.call({.method = "POST", .target = "/", .body = big});
+    CHECK(r.status == 413);
+  }
+  SECTION("an unsigned request on TCP") {
+    HttpResult r = http_tcp(
+        d.port(),
+        {.method = "POST",
+         .target = "/",
+         .body = "{}",
+         .headers = {{"X-Amz-Target", "AmazonEC2ContainerServiceV20141113.ListClusters"}}});
+    CHECK(r.status == 403);
+  }
+  // Alive and answering after all of it.
+  CHECK(d.running());
+  CHECK(d.call({.target = "/healthz"}).status == 200);
+}
+
+TEST_CASE("e2e: the AWS CLI v2 and boto3 against berthd", "[cp-e2e]") {
+  require_privileged();
+  if (::access("/usr/bin/aws", X_OK) != 0)
+    BERTH_SKIP("the AWS CLI (/usr/bin/aws) is not installed");
+  Berthd d;
+  std::string home = "/tmp/" + unique_name() + "-home";
+  std::filesystem::create_directories(home);
+  struct HomeGuard {
+    std::string dir;
+    ~HomeGuard() { std::filesystem::remove_all(dir); }
+  } guard{home};
+  std::string env_prefix = "HOME=" + home +
+                           " AWS_EC2_METADATA_DISABLED=true AWS_DEFAULT_REGION=us-east-1"
+                           " AWS_ACCESS_KEY_ID=" +
+                           Berthd::kAliceKey + " AWS_SECRET_ACCESS_KEY=" + Berthd::kAliceSecret +
+                           " BERTH_ENDPOINT=http://127.0.0.1:" + std::to_string(d.port()) +
+                           " BERTH_SOCKET=" + d.socket() + " BERTH_SOURCE_DIR=" + BERTH_SOURCE_DIR;
+  std::string clients = std::string(BERTH_SOURCE_DIR) + "/tests/clients/";
+  SECTION("aws ecs (register, run, wait, stop, list, an error)") {
+    auto r = exec_command({"sh", "-c", env_prefix + " bash " + clients + "aws_cli_flow.sh"},
+                          {.timeout = std::chrono::seconds(600)});
+    INFO(r.out << r.err << "\nberthd log:\n" << d.log());
+    CHECK(r.exit_code == 0);
+  }
+  SECTION("boto3 (paginator, waiters, MISSING)") {
+    auto r = exec_command({"sh", "-c", env_prefix + " python3 " + clients + "boto3_flow.py"},
+                          {.timeout = std::chrono::seconds(600)});
+    INFO(r.out << r.err << "\nberthd log:\n" << d.log());
+    CHECK(r.exit_code == 0);
+  }
+  SECTION("curl --unix-socket with an inline task") {
+    auto r = exec_command({"sh", "-c", env_prefix + " bash " + clients + "curl_flow.sh"},
+                          {.timeout = std::chrono::seconds(600)});
+    INFO(r.out << r.err << "\nberthd log:\n" << d.log());
+    CHECK(r.exit_code == 0);
+  }
+}
+
+TEST_CASE("e2e: an account sees only its own tasks", "[cp-e2e]") {
+  require_privileged();
+  Berthd d;
+  std::string arn = run_task(d, definition("e2e-mine", {container("c", {"sleep", "600"})}));
+  // bob, over TCP with his own keys: the AWS CLI signs for him.
+  std::string home = "/tmp/" + unique_name() + "-home";
+  std::filesystem::create_directories(home);
+  struct HomeGuard {
+    std::string dir;
+    ~HomeGuard() { std::filesystem::remove_all(dir); }
+  } guard{home};
+  auto r = exec_command(
+      {"sh", "-c",
+       "HOME=" + home +
+           " AWS_EC2_METADATA_DISABLED=true AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=" +
+           Berthd::kBobKey + " AWS_SECRET_ACCESS_KEY=" + Berthd::kBobSecret +
+           " aws ecs describe-tasks --output json --endpoint-url http://127.0.0.1:" +
+           std::to_string(d.port()) + " --tasks " + arn});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  json j = json::parse(r.out, nullptr, false);
+  CHECK(j["tasks"].empty());
+  REQUIRE(j["failures"].size() == 1);
+  CHECK(j["failures"][0]["reason"] == "MISSING");
+  d.ecs_ok("StopTask", {{"task", arn}});
+}
+
+TEST_CASE(
+    "e2e: kill -9 of berthd with running tasks: all re-adopted, an exit during the outage recorded",
+    "[cp-e2e]") {
+  require_privileged();
+  Berthd d;
+  constexpr int kTasks = 20;
+  json reg = d.ecs_ok("RegisterTaskDefinition",
+                      definition("e2e-restart", {container("c", {"sleep", "3600"})}));
+  std::string td = reg["taskDefinition"]["taskDefinitionArn"];
+  std::vector<std::string> arns;
+  for (int i = 0; i < kTasks; i += 10) {
+    json run = d.ecs_ok("RunTask", {{"taskDefinition", td}, {"count", 10}});
+    for (const auto& t : run["tasks"]) arns.push_back(t["taskArn"]);
+  }
+  REQUIRE(arns.size() == kTasks);
+  std::string quitter = run_task(d, definition("e2e-quitter", {container("q", {"sleep", "3600"})}));
+  for (const auto& a : arns) d.wait_task_status(a, "RUNNING");
+  d.wait_task_status(quitter, "RUNNING");
+
+  d.kill9();
+  // During the outage the quitter's process is killed; its shim records the
+  // exit (state.json in the task's directory, shim/PROTOCOL.md) and exits.
+  std::string state = d.dir() + "/state/tasks/" + task_id(quitter) + "/state.json";
+  auto read_state = [&] {
+    std::ifstream f(state);
+    return json::parse(f, nullptr, false);
+  };
+  json s = read_state();
+  INFO(state << ": " << s.dump());
+  REQUIRE(s.is_object());
+  int pid = s["containers"][0].value("pid", 0);
+  REQUIRE(pid > 0);
+  REQUIRE(::kill(pid, SIGKILL) == 0);
+  CHECK(wait_until([&] { return read_state().value("status", "") == "STOPPED"; }));
+  d.start();
+  for (const auto& a : arns) {
+    json t = d.wait_task_status(a, "RUNNING");
+    CHECK(t.value("version", 0) > 0);
+  }
+  json q = d.wait_task_status(quitter, "STOPPED");
+  CHECK(q["containers"][0].value("exitCode", -1) == 137);
+  // No duplicates: exactly the tasks started, each once.
+  json list = d.ecs_ok("ListTasks", {{"family", "e2e-restart"}, {"maxResults", 100}});
+  std::set<std::string> listed(list["taskArns"].begin(), list["taskArns"].end());
+  CHECK(listed == std::set<std::string>(arns.begin(), arns.end()));
+  // Stoppable.
+  for (const auto& a : arns) d.ecs_ok("StopTask", {{"task", a}});
+  for (const auto& a : arns) d.wait_task_status(a, "STOPPED");
+}
+
+TEST_CASE("e2e: two berthd instances with distinct names run side by side", "[cp-e2e]") {
+  require_privileged();
+  Berthd a;
+  Berthd b;
+  std::string ta = run_task(a, definition("side-a", {container("c", {"sleep", "600"})}));
+  std::string tb = run_task(b, definition("side-b", {container("c", {"sleep", "600"})}));
+  a.wait_task_status(ta, "RUNNING");
+  b.wait_task_status(tb, "RUNNING");
+  // Each sees only its own.
+  json la = a.ecs_ok("ListTasks", json::object());
+  json lb = b.ecs_ok("ListTasks", json::object());
+  CHECK(la["taskArns"] == json::array({ta}));
+  CHECK(lb["taskArns"] == json::array({tb}));
+  a.terminate();
+  // b is untouched by a's stop.
+  CHECK(b.wait_task_status(tb, "RUNNING")["lastStatus"] == "RUNNING");
+}
