@@ -20,4 +20,11 @@ namespace berth::cp {
 // failed (the reason on stderr and in the log).
 int run_daemon(const Config& config);
 
+// `berthd --teardown`: removes what this instance made on the host — every
+// shim (and so every task) is stopped, microhosts, overlays, firewall
+// rules, the bridge, the nftables table and the cgroup subtree go. The
+// state dir (database, logs) stays. For operators removing an instance, and
+// for tests and the demo. Refused while a berthd of the instance runs.
+int run_teardown(const Config& config);
+
 }  // namespace berth::cp

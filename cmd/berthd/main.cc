@@ -19,6 +19,7 @@ struct Flags {
       region, log_level;
   std::optional<int> warm_pool;
   bool check = false;
+  bool teardown = false;
 };
 
 void apply(const Flags& f, berth::cp::Config& c) {
@@ -54,6 +55,8 @@ int main(int argc, char** argv) {
   app.add_option("--region", f.region, "region in ARNs and SigV4 (default us-east-1)");
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error");
   app.add_flag("--check-config", f.check, "validate the configuration and exit");
+  app.add_flag("--teardown", f.teardown,
+               "stop every task of this instance and remove what it made on the host");
   CLI11_PARSE(app, argc, argv);
 
   berth::Result<berth::cp::Config> cfg = berth::cp::Config{};
@@ -70,5 +73,6 @@ int main(int argc, char** argv) {
     std::printf("berthd: configuration ok\n");
     return 0;
   }
+  if (f.teardown) return berth::cp::run_teardown(*cfg);
   return berth::cp::run_daemon(*cfg);
 }
