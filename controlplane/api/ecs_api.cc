@@ -95,6 +95,11 @@ std::vector<std::pair<std::string, std::string>> tag_pairs(const std::vector<Tag
   return out;
 }
 
+bool requires_fargate(const TaskDefinition& d) {
+  const auto& rc = d.requires_compatibilities;
+  return std::find(rc.begin(), rc.end(), "FARGATE") != rc.end();
+}
+
 Result<Cluster> decode_cluster(const ClusterRecord& r) {
   BERTH_ASSIGN(auto j, parse_json(r.doc, "stored cluster"));
   return cluster_from_json(j, r.account);
@@ -370,6 +375,13 @@ Result<json> EcsApi::delete_cluster(const std::string& a, const jr::Node& b) {
 // ---------------------------------------------------------------------------
 // Task definitions.
 
+// A definition that requires FARGATE must have a size from the table, as
+// ECS checks at registration.
+Result<void> EcsApi::check_definition(const TaskDefinition& d) const {
+  if (!requires_fargate(d)) return {};
+  return check_fargate_size(d.cpu, d.memory);
+}
+
 Result<TaskDefinition> EcsApi::register_definition(const std::string& account, TaskDefinition d) {
   d.account = account;
   d.status = "ACTIVE";
@@ -390,6 +402,7 @@ Result<TaskDefinition> EcsApi::register_definition(const std::string& account, T
 
 Result<json> EcsApi::register_task_definition(const std::string& a, const json& j) {
   BERTH_ASSIGN(TaskDefinition d, parse_task_definition(j, account_of(a)));
+  BERTH_TRY(check_definition(d));
   BERTH_ASSIGN(d, register_definition(a, std::move(d)));
   return json{{"taskDefinition", task_definition_json(d, region())}, {"tags", tags_json(d.tags)}};
 }
@@ -563,10 +576,7 @@ Result<RunTaskResult> EcsApi::run(const std::string& account, const Cluster& c,
   if (d.status != "ACTIVE") {
     return ecs_error(kClientException, "TaskDefinition is inactive");
   }
-  bool requires_fargate =
-      std::find(d.requires_compatibilities.begin(), d.requires_compatibilities.end(), "FARGATE") !=
-      d.requires_compatibilities.end();
-  if (fargate_check || requires_fargate) {
+  if (fargate_check || requires_fargate(d)) {
     BERTH_TRY(check_fargate_size(req.overrides.cpu.empty() ? d.cpu : req.overrides.cpu,
                                  req.overrides.memory.empty() ? d.memory : req.overrides.memory));
   }

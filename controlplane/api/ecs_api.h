@@ -56,6 +56,9 @@ class EcsApi {
   // The ACTIVE cluster `ref` (name or ARN); "default" is created on first
   // use when `create_default`.
   Result<Cluster> cluster(const std::string& account, const std::string& ref, bool create_default);
+  // Registration checks beyond parsing (the Fargate table when the
+  // definition requires FARGATE).
+  Result<void> check_definition(const TaskDefinition& d) const;
   // Registers `d` (no revision yet): the next revision, stored and tagged.
   Result<TaskDefinition> register_definition(const std::string& account, TaskDefinition d);
   // Task id (32 hex) or task ARN of this account; nullopt when not found or

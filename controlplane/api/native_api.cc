@@ -130,6 +130,7 @@ HttpResponse NativeApi::create_task(const HttpRequest& req) {
     return fail("SerializationException", "request body: expected a JSON object");
   auto def = parse_task_definition(body, ecs_.account_of(req.account), "inline");
   if (!def) return fail(def.error());
+  if (auto fit = ecs_.check_definition(*def); !fit) return fail(fit.error());
   auto cluster = ecs_.cluster(req.account, query(req, "cluster"), true);
   if (!cluster) return fail(cluster.error());
   auto registered = ecs_.register_definition(req.account, std::move(*def));
