@@ -8,6 +8,7 @@
 
 #include "common/json.h"
 #include "common/json_reader.h"
+#include "controlplane/scheduler/json_text.h"
 #include "common/log.h"
 #include "controlplane/model/arn.h"
 #include "controlplane/model/ecs_json.h"
@@ -119,7 +120,7 @@ HttpResponse json_response(int status, const json& body, std::string_view conten
   HttpResponse r;
   r.status = status;
   r.headers["content-type"] = std::string(content_type);
-  r.body = body.dump();
+  r.body = dump_json(body);
   return r;
 }
 
@@ -250,7 +251,7 @@ Result<Cluster> EcsApi::cluster(const std::string& account, const std::string& r
     c.account = account;
     c.name = name;
     c.created_at = tasks_.now();
-    BERTH_TRY(store_.put_cluster({account, name, "ACTIVE", cluster_json(c, region(), {}).dump()}));
+    BERTH_TRY(store_.put_cluster({account, name, "ACTIVE", dump_json(cluster_json(c, region(), {}))}));
     return c;
   }
   if (rec) return ecs_error(kClusterNotFound, "The referenced cluster was inactive.");
@@ -296,7 +297,7 @@ Result<json> EcsApi::create_cluster(const std::string& a, const jr::Node& b) {
     c.account = a;
     c.name = name;
     c.created_at = tasks_.now();
-    BERTH_TRY(store_.put_cluster({a, name, "ACTIVE", cluster_json(c, region(), {}).dump()}));
+    BERTH_TRY(store_.put_cluster({a, name, "ACTIVE", dump_json(cluster_json(c, region(), {}))}));
   }
   std::string arn = cluster_arn(region(), a, name);
   if (!tags.empty()) BERTH_TRY(store_.tag(a, arn, tag_pairs(tags)));
@@ -367,7 +368,7 @@ Result<json> EcsApi::delete_cluster(const std::string& a, const jr::Node& b) {
                      "The Cluster cannot be deleted while Tasks are active.");
   }
   c.status = "INACTIVE";
-  BERTH_TRY(store_.put_cluster({a, c.name, "INACTIVE", cluster_json(c, region(), {}).dump()}));
+  BERTH_TRY(store_.put_cluster({a, c.name, "INACTIVE", dump_json(cluster_json(c, region(), {}))}));
   BERTH_ASSIGN(auto out, cluster_out(c, false));
   return json{{"cluster", out}};
 }
@@ -390,7 +391,7 @@ Result<TaskDefinition> EcsApi::register_definition(const std::string& account, T
   BERTH_ASSIGN(auto rec, store_.add_task_definition(
                              account, family, [&](int revision) -> Result<std::string> {
                                d.revision = revision;
-                               return task_definition_json(d, region()).dump();
+                               return dump_json(task_definition_json(d, region()));
                              }));
   d.revision = rec.revision;
   if (!d.tags.empty()) {
@@ -452,7 +453,7 @@ Result<json> EcsApi::deregister_task_definition(const std::string& a, const jr::
     d.status = "INACTIVE";
     d.deregistered_at = tasks_.now();
     BERTH_TRY(store_.update_task_definition(
-        {a, d.family, d.revision, "INACTIVE", task_definition_json(d, region()).dump()}));
+        {a, d.family, d.revision, "INACTIVE", dump_json(task_definition_json(d, region()))}));
   }
   return json{{"taskDefinition", task_definition_json(d, region())}};
 }

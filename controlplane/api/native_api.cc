@@ -4,6 +4,7 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "controlplane/scheduler/json_text.h"
 #include "controlplane/model/ecs_json.h"
 #include "controlplane/model/errors.h"
 
@@ -281,7 +282,7 @@ HttpResponse NativeApi::events(const HttpRequest& req) {
         auto c = sub->next(std::chrono::milliseconds(500));
         if (c) {
           json data = {{"task", task_json(c->task, region)}};
-          if (!w->write("event: TaskStateChange\ndata: " + data.dump() + "\n\n")) break;
+          if (!w->write("event: TaskStateChange\ndata: " + dump_json(data) + "\n\n")) break;
           idle_since = std::chrono::steady_clock::now();
         } else if (std::chrono::steady_clock::now() - idle_since >= keepalive) {
           if (!w->write(": keepalive\n\n")) break;

@@ -10,6 +10,7 @@
 
 #include "common/json.h"
 #include "common/json_reader.h"
+#include "controlplane/scheduler/json_text.h"
 #include "common/log.h"
 #include "controlplane/model/arn.h"
 #include "controlplane/model/errors.h"
@@ -268,7 +269,7 @@ TaskRecord TaskManager::to_record(const Task& t) const {
                      ? epoch_seconds(t.stopped_at)
                      : 0;
   nlohmann::json doc = {{"task", task_json(t, opts_.region)}, {"nodeRef", t.node_ref}};
-  r.doc = doc.dump();
+  r.doc = dump_json(doc);
   return r;
 }
 
