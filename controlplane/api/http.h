@@ -26,8 +26,9 @@ struct Peer {
 };
 
 struct HttpRequest {
-  std::string method;                          // "GET", "POST", ...
-  std::string path;                            // decoded path, no query
+  std::string method;  // "GET", "POST", ...
+  std::string path;    // decoded path, no query
+  std::string target;  // the request-target as sent (raw path?query; SigV4 signs it)
   std::map<std::string, std::string> query;    // decoded
   std::map<std::string, std::string> headers;  // names lower-case
   std::string body;
@@ -38,6 +39,7 @@ struct HttpRequest {
   std::string account;
   std::string request_id;  // x-amzn-RequestId of the answer
 
+  // nullptr when absent (defined in api/http_server.cc).
   const std::string* header(const std::string& lower_name) const;
 };
 

@@ -1,0 +1,125 @@
+#include "controlplane/store/schema.h"
+
+#include <array>
+#include <charconv>
+
+namespace berth::cp {
+
+namespace {
+
+// Version 1, the first schema. Every table is keyed by account first: every
+// query names the account, and the primary key serves it.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE clusters (
+  account TEXT NOT NULL,
+  name TEXT NOT NULL,
+  status TEXT NOT NULL,
+  doc TEXT NOT NULL,
+  PRIMARY KEY (account, name)
+) WITHOUT ROWID;
+
+-- The last revision ever given out per family. Definitions are never
+-- deleted today, but the counter does not depend on that: a revision is
+-- never reused, whatever happens to the rows below.
+CREATE TABLE families (
+  account TEXT NOT NULL,
+  family TEXT NOT NULL,
+  last_revision INTEGER NOT NULL,
+  PRIMARY KEY (account, family)
+) WITHOUT ROWID;
+
+CREATE TABLE task_definitions (
+  account TEXT NOT NULL,
+  family TEXT NOT NULL,
+  revision INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  doc TEXT NOT NULL,
+  PRIMARY KEY (account, family, revision),
+  FOREIGN KEY (account, family) REFERENCES families (account, family)
+) WITHOUT ROWID;
+
+CREATE TABLE tasks (
+  account TEXT NOT NULL,
+  id TEXT NOT NULL,
+  cluster TEXT NOT NULL,
+  family TEXT NOT NULL,
+  started_by TEXT NOT NULL,
+  task_group TEXT NOT NULL,
+  desired_status TEXT NOT NULL,
+  last_status TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  stopped_at REAL NOT NULL,
+  doc TEXT NOT NULL,
+  PRIMARY KEY (account, id)
+) WITHOUT ROWID;
+
+-- rowid order is the order tags were first set.
+CREATE TABLE tags (
+  account TEXT NOT NULL,
+  arn TEXT NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  UNIQUE (account, arn, key)
+);
+
+-- AUTOINCREMENT: a sequence number is never handed out twice, even if the
+-- rows holding the highest ones were deleted (a reader that remembers seq N
+-- must never be shown another event as N).
+CREATE TABLE events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  account TEXT NOT NULL,
+  doc TEXT NOT NULL
+);
+)sql";
+
+// Version 2: indexes for the node-wide queries (restart adoption reads the
+// tasks not STOPPED, expiry the STOPPED ones by time) and for one account's
+// event replay. The partial indexes' WHERE terms must match the queries'
+// literally for the planner to use them (sqlite_store.cc).
+constexpr const char* kSchemaV2 = R"sql(
+CREATE INDEX tasks_live ON tasks (account, id) WHERE last_status != 'STOPPED';
+CREATE INDEX tasks_stopped_at ON tasks (stopped_at) WHERE last_status = 'STOPPED';
+CREATE INDEX events_by_account ON events (account, seq);
+)sql";
+
+// Step i brings version i to i + 1.
+constexpr std::array<const char*, kSchemaVersion> kMigrations = {kSchemaV1, kSchemaV2};
+
+}  // namespace
+
+Result<int> schema_version(sql::Connection& conn) {
+  BERTH_ASSIGN(std::string text, conn.pragma("user_version", "read schema version"));
+  int v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < 0) {
+    return error("store", "read schema version: bad user_version '{}'", text);
+  }
+  return v;
+}
+
+Result<void> check_schema_version(int version, const std::string& path) {
+  if (version <= kSchemaVersion) return {};
+  return kind_error(ErrorKind::unsupported, "store",
+                    "{}: schema version {} is newer than this berthd supports ({}); refusing to "
+                    "open it (run the newer berthd, or restore a backup made by this version)",
+                    path, version, kSchemaVersion);
+}
+
+Result<void> migrate(sql::Connection& conn, const std::string& path) {
+  for (;;) {
+    // The version is read inside the write transaction: two processes
+    // opening one file at once cannot both apply a step.
+    BERTH_ASSIGN(auto tx, sql::Transaction::begin(conn, "migrate"));
+    BERTH_ASSIGN(int version, schema_version(conn));
+    BERTH_TRY(check_schema_version(version, path));
+    if (version == kSchemaVersion) return tx.commit();
+    std::string op = fmt::format("migrate {} to schema version {}", path, version + 1);
+    BERTH_TRY(conn.exec(kMigrations[static_cast<size_t>(version)], op));
+    // user_version is part of the database header: transactional like the
+    // step itself.
+    BERTH_TRY(conn.exec(fmt::format("PRAGMA user_version = {}", version + 1), op));
+    BERTH_TRY(tx.commit());
+  }
+}
+
+}  // namespace berth::cp
