@@ -92,6 +92,23 @@ netns::Protocol protocol_of(const std::string& p) {
   return p == "udp" ? netns::Protocol::udp : netns::Protocol::tcp;
 }
 
+// Kills the shim recorded in <dir>/state.json if it still runs (and is the
+// shim of that directory: pids are reused).
+void kill_stray_shim(const std::string& dir) {
+  auto st = read_json_file(dir + "/state.json");
+  if (!st) return;
+  auto pid = st->find("shim_pid");
+  if (pid == st->end() || !pid->is_number_integer()) return;
+  auto fd = open_pidfd(pid->get<pid_t>());
+  if (!fd) return;
+  auto cmdline = fs::read_file("/proc/" + std::to_string(pid->get<pid_t>()) + "/cmdline");
+  if (!cmdline || cmdline->find(dir) == std::string::npos) return;
+  log::warn("gc: killing shim {} of task directory {}, which no live task owns", pid->get<pid_t>(),
+            dir);
+  (void)pidfd_signal(fd->get(), SIGKILL);
+  pidfd_wait_exit(fd->get(), 10000);
+}
+
 }  // namespace
 
 const char* agent_event_name(AgentEvent::Kind k) {
@@ -540,6 +557,13 @@ Result<void> NodeAgent::release(const std::string& task_id) {
     }
     // A shim still running holds the overlays: it goes first (its
     // containers die with it).
+    bool ended;
+    {
+      std::lock_guard lock(ts->mu);
+      ended = ts->ended;
+    }
+    // A shim that announced task_stopped exits right after: let it.
+    if (ts->pidfd && ended) pidfd_wait_exit(ts->pidfd.get(), 5000);
     if (ts->pidfd && pidfd_alive(ts->pidfd.get())) {
       log::warn("release of task {}: its shim {} is still running; killing it", task_id,
                 ts->shim_pid);
@@ -576,8 +600,21 @@ Result<std::vector<Adopted>> NodeAgent::adopt(const std::vector<LiveTask>& live)
         ts->shim_pid = pid->get<pid_t>();
         if (auto fd = open_pidfd(ts->shim_pid)) ts->pidfd = std::move(*fd);
       }
-      std::lock_guard lock(mu_);
-      tasks_[l.task_id] = ts;
+      {
+        std::lock_guard lock(mu_);
+        tasks_[l.task_id] = ts;
+      }
+      // berthd died between the shim's start and its `start`: finish it.
+      if (json_str(state, "status") == "PENDING") {
+        std::shared_ptr<ShimConnection> conn;
+        {
+          std::lock_guard lock(ts->mu);
+          conn = ts->conn;
+        }
+        if (auto r = conn->call({{"op", "start"}}); !r) {
+          log::warn("adopt of task {}: start: {}", l.task_id, r.error().str());
+        }
+      }
     } else if (auto existing = find(l.task_id)) {
       a.shim_alive = true;  // already watched (adopt called twice)
       if (auto st = read_json_file(ts->dir + "/state.json")) a.state = std::move(*st);
@@ -589,7 +626,9 @@ Result<std::vector<Adopted>> NodeAgent::adopt(const std::vector<LiveTask>& live)
   pool_->pause();
   auto r = gc(live_ids);
   pool_->resume();
-  if (!r) return std::unexpected(r.error());
+  // What gc could not remove now is tried again at the next start; the
+  // adopted tasks matter more.
+  if (!r) log::warn("gc after adopt: {}", r.error().str());
   return out;
 }
 
@@ -607,8 +646,11 @@ Result<void> NodeAgent::gc(const std::vector<std::string>& live) {
       if (auto h = read_holdings(e.path().string())) live_mh.push_back(h->microhost.id);
       continue;
     }
-    // Not live: release what it still holds (a crash between its stop and
-    // its release, or during its launch).
+    // Not live: a shim of it still running (the store lost the task) goes
+    // first, as it uses what is released next.
+    kill_stray_shim(e.path().string());
+    // Then what it still holds (a crash between its stop and its release,
+    // or during its launch).
     if (fs::exists(e.path().string() + "/" + kMicrohostFile)) {
       if (auto r = release_resources(id); !r) log::warn("gc of task {}: {}", id, r.error().str());
     }

@@ -54,6 +54,14 @@ std::string random_task_id() {
       static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
 }
 
+// A zombie is not alive (the shim's parent is not this process).
+bool pid_alive(pid_t pid) {
+  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+  std::string stat = berth::test::read_file("/proc/" + std::to_string(pid) + "/stat");
+  size_t close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
 // Events as the sink delivers them, from the agent's dispatcher thread.
 struct EventLog {
   std::mutex mu;
@@ -153,7 +161,7 @@ struct AgentEnv {
           auto j = Json::parse(st, nullptr, false);
           if (j.is_object() && j.contains("shim_pid") && j["shim_pid"].is_number_integer()) {
             int pid = j["shim_pid"].get<int>();
-            if (agent->shim_pid(id) != pid && ::kill(pid, 0) == 0) {
+            if (agent->shim_pid(id) != pid && pid_alive(pid)) {
               // Only a berth-shim of this task's directory.
               std::string cmd = berth::test::read_file("/proc/" + std::to_string(pid) + "/cmdline");
               if (cmd.find(id) != std::string::npos) ::kill(pid, SIGKILL);
@@ -451,7 +459,7 @@ TEST_CASE("agent: a new agent adopts a running task and one whose shim died", "[
   first.shutdown();
   env.agent.reset();
   REQUIRE(::kill(doomed_shim, SIGKILL) == 0);
-  CHECK(wait_until([&] { return ::kill(doomed_shim, 0) != 0; }, 30s));
+  CHECK(wait_until([&] { return !pid_alive(doomed_shim); }, 30s));
 
   // A microhost nobody owns (a crash between its creation and its record).
   berth::netns::Network net(env.cfg.network);
