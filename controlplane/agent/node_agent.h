@@ -1,0 +1,139 @@
+// The node agent: the Agent of this machine, in-process in berthd.
+//
+// Per task it keeps a state directory <state_dir>/tasks/<task_id> (the
+// node_ref):
+//   microhost.json       what the task holds outside the directory (its
+//                        microhost network, port-mapping owner, overlay
+//                        ids), written (fsync, rename) before each is made,
+//                        so that release(), adopt() and gc() find it after a
+//                        crash; removed once released
+//   <container>/         the bundle: config.json, hosts, hostname, resolv.conf
+//   task.json            the shim's task (shim/PROTOCOL.md)
+//   shim.sock, state.json, shim.log, logs/   the shim's
+//
+// Launch: microhost network (warm pool or built now) -> port mappings ->
+// images (local store by name, else pulled) -> one overlay per container
+// (ephemeralStorage as its size limit) -> bundles -> task.json -> berth-shim
+// --hold (posix_spawn; the starter reaped by pid) -> the shim moved into the
+// shims' cgroup -> hello{subscribe} -> start. Every step's failure releases
+// what the earlier ones made and returns the ECS reason as the error's step
+// ("CannotPullContainerError", "ResourceInitializationError",
+// "CannotStartContainerError") with its message.
+//
+// Cgroups (cgroup_layout.h): relative to the cgroup berthd starts in,
+// <own>/<cgroup_name>/<task>/<container> for tasks, <own>/<cgroup_name>.shims
+// for the shims, <own>/<cgroup_name>.daemon for berthd itself. Run berthd
+// under systemd with KillMode=process and Delegate=yes: the shims (and so
+// the tasks) survive a restart or stop of the unit; berthd re-adopts them.
+//
+// Events: every shim connection has a reader thread; events are queued to
+// one dispatcher thread that calls the sink, so they are in order per task
+// and the sink may call back into the agent (stop, release) freely.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/error.h"
+#include "controlplane/agent/agent.h"
+#include "controlplane/agent/cgroup_layout.h"
+#include "controlplane/agent/images.h"
+#include "controlplane/agent/microhost_pool.h"
+#include "netns/firewall.h"
+#include "netns/network.h"
+#include "rootfs-tools/image_store.h"
+#include "rootfs-tools/registry.h"
+
+namespace berth::cp {
+
+struct AgentConfig {
+  std::string state_dir = "/var/lib/berth";  // task dirs: <state_dir>/tasks/<id>
+  std::string run_dir = "/run/berth";
+  netns::NetworkConfig network;
+  netns::FirewallConfig firewall;
+  std::string cgroup_name = "berth";
+  // Move berthd into <own>/<cgroup_name>.daemon at start (see above). Tests
+  // that run the agent inside the test process turn it off.
+  bool move_self_to_daemon_cgroup = true;
+  // The image store (berth-rootfs's default, so imported images are found).
+  std::string images_dir = "/var/lib/berth/rootfs";
+  std::string shim_binary;   // empty: berth-shim next to /proc/self/exe
+  std::string runtime_root;  // empty: <run_dir>/runtime
+  int warm_pool = 0;
+  std::vector<std::string> insecure_registries;
+  // repositoryCredentials names -> registry credentials.
+  std::map<std::string, rootfs::Credentials> registry_credentials;
+  std::string region = "us-east-1";
+};
+
+class NodeAgent : public Agent {
+ public:
+  // Makes the directories, the image store, the bridge and the firewall
+  // table, the cgroup layout, and starts the dispatcher and the warm pool.
+  static Result<std::unique_ptr<NodeAgent>> create(AgentConfig cfg);
+  ~NodeAgent() override;
+
+  void set_event_sink(AgentEventSink sink) override;
+  Result<Launched> launch(const TaskLaunch& t) override;
+  Result<void> stop(const std::string& task_id, const std::string& reason,
+                    std::optional<int> timeout_s) override;
+  Result<void> release(const std::string& task_id) override;
+  Result<void> purge(const std::string& task_id) override;
+  Result<std::vector<Adopted>> adopt(const std::vector<LiveTask>& live) override;
+  Result<ShimLogChunk> logs(const std::string& task_id, const std::string& container,
+                            uint64_t offset, uint64_t max_bytes) override;
+  void set_warm_pool_target(int n) override;
+  int warm_pool_size() const override;
+  void shutdown() override;
+
+  const AgentConfig& config() const { return cfg_; }
+  const AgentCgroups& cgroups() const { return cgroups_; }
+  std::string task_dir(const std::string& task_id) const;
+  // The shim's pid of a task this agent watches (-1: none).
+  pid_t shim_pid(const std::string& task_id) const;
+
+ private:
+  struct TaskState;
+  struct Undo;
+
+  NodeAgent(AgentConfig cfg, AgentCgroups cgroups);
+  void emit(AgentEvent e);
+  void dispatch_loop();
+  Result<void> connect_shim(const std::shared_ptr<TaskState>& ts, nlohmann::json* hello_state);
+  void on_shim_event(const std::shared_ptr<TaskState>& ts, const nlohmann::json& ev);
+  void on_shim_closed(const std::shared_ptr<TaskState>& ts);
+  std::shared_ptr<TaskState> find(const std::string& task_id) const;
+  Result<void> release_resources(const std::string& task_id);
+  Result<void> gc(const std::vector<std::string>& live);
+  Result<Launched> launch_steps(const TaskLaunch& t, Undo& undo);
+
+  AgentConfig cfg_;
+  AgentCgroups cgroups_;
+  netns::Network net_;
+  netns::Firewall fw_;
+  rootfs::ImageStore store_;
+  ImageSource image_source_;
+  std::unique_ptr<MicrohostPool> pool_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<TaskState>> tasks_;
+
+  std::mutex ev_mu_;
+  std::condition_variable ev_cv_;
+  std::deque<AgentEvent> events_;
+  AgentEventSink sink_;
+  bool ev_stop_ = false;
+  std::thread dispatcher_;
+  bool shut_down_ = false;
+};
+
+}  // namespace berth::cp

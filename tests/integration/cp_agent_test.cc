@@ -1,0 +1,514 @@
+// The control plane's node agent against the real system: a real registry
+// on 127.0.0.1 with the busybox test image, real pulls into an image store
+// of the test, real overlays, netns, nft table, cgroups and berth-shims.
+//
+// Every name is unique to the test (bridge, subnet, veth prefix, nft table,
+// cgroup name, state/run/image dirs), and AgentEnv removes all of it at the
+// end, failing test or not: shims killed, tasks released and purged, the
+// bridge, the table and the cgroups removed.
+//
+// Test code: exceptions are fine here (Catch2 needs them).
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <catch2/catch.hpp>
+
+#include "controlplane/agent/node_agent.h"
+#include "netns/firewall.h"
+#include "netns/network.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/registry_fixture.h"
+
+namespace {
+
+namespace stdfs = std::filesystem;
+using namespace berth::cp;
+using berth::test::exec_command;
+using berth::test::Json;
+using berth::test::TempDir;
+using berth::test::wait_until;
+using namespace std::chrono_literals;
+
+int next_instance() {
+  static int n = 0;
+  return ++n;
+}
+
+std::string random_task_id() {
+  static int n = 0;
+  return fmt::format(
+      "{:08x}{:08x}{:016x}", ::getpid(), ++n,
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+}
+
+// A zombie is not alive (the shim's parent is not this process).
+bool pid_alive(pid_t pid) {
+  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+  std::string stat = berth::test::read_file("/proc/" + std::to_string(pid) + "/stat");
+  size_t close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] != 'Z';
+}
+
+// Events as the sink delivers them, from the agent's dispatcher thread.
+struct EventLog {
+  std::mutex mu;
+  std::vector<AgentEvent> events;
+
+  AgentEventSink sink() {
+    return [this](const AgentEvent& e) {
+      std::lock_guard lock(mu);
+      events.push_back(e);
+    };
+  }
+  std::vector<AgentEvent> of(const std::string& task) {
+    std::lock_guard lock(mu);
+    std::vector<AgentEvent> out;
+    for (const auto& e : events) {
+      if (e.task_id == task) out.push_back(e);
+    }
+    return out;
+  }
+  std::vector<std::string> kinds(const std::string& task) {
+    std::vector<std::string> out;
+    for (const auto& e : of(task)) out.push_back(agent_event_name(e.kind));
+    return out;
+  }
+  bool has(const std::string& task, AgentEvent::Kind k) {
+    for (const auto& e : of(task)) {
+      if (e.kind == k) return true;
+    }
+    return false;
+  }
+  AgentEvent last(const std::string& task, AgentEvent::Kind k) {
+    AgentEvent found{};
+    for (const auto& e : of(task)) {
+      if (e.kind == k) found = e;
+    }
+    return found;
+  }
+  bool wait_for(const std::string& task, AgentEvent::Kind k) {
+    return wait_until([&] { return has(task, k); }, 60s);
+  }
+};
+
+// One agent instance's names and directories, and the removal of all of it.
+struct AgentEnv {
+  TempDir dir;
+  AgentConfig cfg;
+  std::vector<std::string> task_ids;  // every task launched, for the cleanup
+  std::unique_ptr<NodeAgent> agent;
+
+  AgentEnv() {
+    int n = next_instance();
+    int pid = ::getpid();
+    cfg.state_dir = dir.path() + "/state";
+    cfg.run_dir = dir.path() + "/run";
+    cfg.images_dir = dir.path() + "/images";
+    cfg.cgroup_name = berth::test::unique_name();
+    cfg.move_self_to_daemon_cgroup = false;
+    cfg.network.bridge = fmt::format("bta{}x{}", pid % 100000, n);
+    cfg.network.subnet = fmt::format("10.{}.{}.0/24", 150 + pid % 50, n % 250);
+    cfg.network.run_dir = cfg.run_dir;
+    cfg.network.state_dir = cfg.state_dir;
+    cfg.network.link_prefix = fmt::format("q{}z", pid % 100000);
+    cfg.network.resolvers = {"192.0.2.53"};
+    cfg.firewall.table = fmt::format("berth_agent_{}_{}", pid, n);
+    cfg.firewall.bridge = cfg.network.bridge;
+    cfg.firewall.subnet = cfg.network.subnet;
+  }
+
+  NodeAgent& start(int warm = 0) {
+    cfg.warm_pool = warm;
+    auto a = NodeAgent::create(cfg);
+    INFO((a ? "" : a.error().str()));
+    REQUIRE(a.has_value());
+    agent = std::move(*a);
+    return *agent;
+  }
+
+  ~AgentEnv() {
+    try {
+      cleanup();
+    } catch (const std::exception& e) {
+      berth::test::record_leak(std::string("agent cleanup: ") + e.what());
+    }
+  }
+
+  void cleanup() {
+    if (!agent) {
+      auto a = NodeAgent::create(cfg);
+      if (a) agent = std::move(*a);
+    }
+    if (agent) {
+      // Shims this agent no longer watches (a test's "outage") are killed
+      // through their recorded pid.
+      for (const auto& id : task_ids) {
+        auto st = berth::test::read_file(agent->task_dir(id) + "/state.json");
+        if (!st.empty()) {
+          auto j = Json::parse(st, nullptr, false);
+          if (j.is_object() && j.contains("shim_pid") && j["shim_pid"].is_number_integer()) {
+            int pid = j["shim_pid"].get<int>();
+            if (agent->shim_pid(id) != pid && pid_alive(pid)) {
+              // Only a berth-shim of this task's directory.
+              std::string cmd = berth::test::read_file("/proc/" + std::to_string(pid) + "/cmdline");
+              if (cmd.find(id) != std::string::npos) ::kill(pid, SIGKILL);
+            }
+          }
+        }
+        (void)agent->purge(id);
+      }
+      agent->shutdown();
+      agent->cgroups().remove_empty();
+      agent.reset();
+    }
+    berth::netns::Network(cfg.network).teardown();
+    berth::netns::Firewall(cfg.firewall).teardown();
+    // The image store's overlays are released with their tasks; the layers
+    // and blobs go with the temp dir.
+  }
+
+  TaskLaunch task(std::vector<ContainerDefinition> containers) {
+    TaskLaunch t;
+    t.task.id = random_task_id();
+    t.task.account = "123456789012";
+    t.task.cluster = "default";
+    t.definition.family = "agent-test";
+    t.definition.revision = 1;
+    t.definition.cpu = "256";
+    t.definition.memory = "512";
+    t.definition.containers = std::move(containers);
+    for (const auto& c : t.definition.containers) {
+      TaskContainer tc;
+      tc.name = c.name;
+      tc.image = c.image;
+      tc.runtime_id = t.task.id + "." + c.name;
+      t.task.containers.push_back(tc);
+    }
+    task_ids.push_back(t.task.id);
+    return t;
+  }
+
+  Launched launch_ok(const TaskLaunch& t) {
+    auto r = agent->launch(t);
+    INFO((r ? "" : r.error().str()));
+    REQUIRE(r.has_value());
+    return *r;
+  }
+};
+
+struct Registry {
+  berth::test::RegistryProcess registry;
+  TempDir work;
+  berth::test::TestImage image;
+  Registry() : image(berth::test::push_test_image(registry.host(), work.path())) {}
+  std::string ref() const { return registry.host() + "/" + berth::test::kRepository + ":latest"; }
+};
+
+ContainerDefinition container(const std::string& name, const std::string& image,
+                              std::vector<std::string> command) {
+  ContainerDefinition c;
+  c.name = name;
+  c.image = image;
+  c.command = std::move(command);
+  return c;
+}
+
+int exit_code_of(const AgentEvent& e) {
+  auto it = e.state.find("exit_code");
+  return it != e.state.end() && it->is_number_integer() ? it->get<int>() : -1000;
+}
+
+std::string cgroup_of(pid_t pid) {
+  return berth::test::read_file("/proc/" + std::to_string(pid) + "/cgroup");
+}
+
+int count_entries(const std::string& dir) {
+  std::error_code ec;
+  int n = 0;
+  for ([[maybe_unused]] const auto& e : stdfs::directory_iterator(dir, ec)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("agent: a one-container task pulled from a loopback registry runs to its exit",
+          "[cp-agent]") {
+  REQUIRE_REGISTRY_TOOLS();
+  Registry reg;
+  AgentEnv env;
+  EventLog log;
+  NodeAgent& agent = env.start();
+  agent.set_event_sink(log.sink());
+
+  auto t = env.task({container("main", reg.ref(),
+                               {"/bin/busybox", "sh", "-c", "echo hello from berth; exit 3"})});
+  Launched l = env.launch_ok(t);
+  CHECK(l.node_ref == agent.task_dir(t.task.id));
+  CHECK_FALSE(l.private_ipv4.empty());
+  REQUIRE(l.containers.size() == 1);
+  CHECK(l.containers[0].image_digest == reg.image.manifest);
+  CHECK(l.containers[0].runtime_id == t.task.id + ".main");
+
+  REQUIRE(log.wait_for(t.task.id, AgentEvent::Kind::task_stopped));
+  CHECK(log.kinds(t.task.id) == std::vector<std::string>{"pull_started", "pull_stopped",
+                                                         "task_started", "container_started",
+                                                         "container_exited", "task_stopped"});
+  auto exited = log.last(t.task.id, AgentEvent::Kind::container_exited);
+  CHECK(exited.container == "main");
+  CHECK(exit_code_of(exited) == 3);
+  auto stopped = log.last(t.task.id, AgentEvent::Kind::task_stopped);
+  CHECK(stopped.state.value("status", "") == "STOPPED");
+
+  // The shim is gone: the log comes from the files.
+  auto chunk = agent.logs(t.task.id, "main", 0, 1 << 20);
+  INFO((chunk ? "" : chunk.error().str()));
+  REQUIRE(chunk.has_value());
+  CHECK(chunk->data.find("stdout F hello from berth") != std::string::npos);
+  CHECK_FALSE(chunk->task_running);
+  CHECK(chunk->next_offset == chunk->end_offset);
+
+  auto rel = agent.release(t.task.id);
+  INFO((rel ? "" : rel.error().str()));
+  CHECK(rel.has_value());
+  CHECK(agent.release(t.task.id).has_value());  // idempotent
+  CHECK(count_entries(env.cfg.run_dir + "/netns") == 0);
+  CHECK(stdfs::exists(l.node_ref + "/logs/main.log"));  // logs stay until purge
+  CHECK(agent.purge(t.task.id).has_value());
+  CHECK_FALSE(stdfs::exists(l.node_ref));
+}
+
+TEST_CASE("agent: two containers, a hostPort reachable from another netns, shims in their cgroup",
+          "[cp-agent]") {
+  REQUIRE_REGISTRY_TOOLS();
+  Registry reg;
+  AgentEnv env;
+  EventLog log;
+  NodeAgent& agent = env.start();
+  agent.set_event_sink(log.sink());
+
+  auto web = container("web", reg.ref(),
+                       {"/bin/busybox", "sh", "-c",
+                        "mkdir -p /tmp/www && echo served-by-web > /tmp/www/index.html && "
+                        "exec /bin/busybox httpd -f -p 8080 -h /tmp/www"});
+  uint16_t host_port = static_cast<uint16_t>(21000 + (::getpid() % 2000) * 3);
+  web.port_mappings.push_back({8080, host_port, "tcp", ""});
+  auto side = container("sidecar", reg.ref(),
+                        {"/bin/busybox", "sh", "-c",
+                         "until /bin/busybox wget -qO- http://127.0.0.1:8080/ > /tmp/got; do "
+                         "sleep 0.2; done; cat /tmp/got; exec sleep 600"});
+  side.essential = false;
+  auto t = env.task({web, side});
+  Launched l = env.launch_ok(t);
+  REQUIRE(l.containers.size() == 2);
+  REQUIRE(l.containers[0].network_bindings.size() == 1);
+  CHECK(l.containers[0].network_bindings[0].host_port == host_port);
+  CHECK(l.containers[0].network_bindings[0].container_port == 8080);
+  CHECK(l.containers[1].network_bindings.empty());
+
+  // The shim lives in the agent's shims cgroup, not in this process's.
+  pid_t shim = agent.shim_pid(t.task.id);
+  REQUIRE(shim > 0);
+  CHECK(cgroup_of(shim) != cgroup_of(::getpid()));
+  CHECK(cgroup_of(shim).find(env.cfg.cgroup_name + ".shims") != std::string::npos);
+
+  // The sidecar reached the web server on localhost.
+  CHECK(wait_until(
+      [&] {
+        auto c = agent.logs(t.task.id, "sidecar", 0, 1 << 20);
+        return c && c->data.find("served-by-web") != std::string::npos;
+      },
+      60s));
+
+  // A client in a network namespace of the test reaches the host port.
+  int pid = ::getpid();
+  std::string host_link = fmt::format("bta{}c{}", pid % 100000, next_instance());
+  std::string client_net = fmt::format("10.{}.251", 150 + pid % 50);
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  pid_t holder = ::fork();
+  REQUIRE(holder >= 0);
+  if (holder == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    bool ok = ::unshare(CLONE_NEWNET) == 0;
+    (void)!::write(p[1], ok ? "R" : "E", 1);
+    for (;;) ::pause();
+  }
+  ::close(p[1]);
+  char c = 0;
+  (void)!::read(p[0], &c, 1);
+  ::close(p[0]);
+  struct Reap {
+    pid_t pid;
+    std::string link;
+    ~Reap() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      exec_command({"ip", "link", "del", link});
+    }
+  } reap{holder, host_link};
+  REQUIRE(c == 'R');
+  std::string ns = "/proc/" + std::to_string(holder) + "/ns/net";
+  auto ip_ok = [](const std::vector<std::string>& argv) {
+    auto r = exec_command(argv);
+    INFO(r);
+    REQUIRE(r.exit_code == 0);
+  };
+  ip_ok({"ip", "link", "add", host_link, "type", "veth", "peer", "name", "eth0", "netns",
+         std::to_string(holder)});
+  ip_ok({"ip", "addr", "add", client_net + ".1/24", "dev", host_link});
+  ip_ok({"ip", "link", "set", host_link, "up"});
+  ip_ok({"nsenter", "--net=" + ns, "ip", "addr", "add", client_net + ".2/24", "dev", "eth0"});
+  ip_ok({"nsenter", "--net=" + ns, "ip", "link", "set", "eth0", "up"});
+  ip_ok({"nsenter", "--net=" + ns, "ip", "link", "set", "lo", "up"});
+  ip_ok({"nsenter", "--net=" + ns, "ip", "route", "add", "default", "via", client_net + ".1"});
+  std::string url = fmt::format("http://{}.1:{}/", client_net, host_port);
+  berth::test::CommandResult got;
+  CHECK(wait_until(
+      [&] {
+        got = exec_command({"nsenter", "--net=" + ns, "curl", "-s", "--max-time", "5", url});
+        return got.exit_code == 0 && got.out.find("served-by-web") != std::string::npos;
+      },
+      60s, 200ms));
+  INFO(got);
+
+  REQUIRE(agent.stop(t.task.id, "test over", 5).has_value());
+  REQUIRE(log.wait_for(t.task.id, AgentEvent::Kind::task_stopped));
+  CHECK(agent.release(t.task.id).has_value());
+  // The mapping is gone with the release.
+  auto rules = exec_command({"nft", "list", "table", "ip", env.cfg.firewall.table});
+  CHECK(rules.out.find("berth:" + t.task.id) == std::string::npos);
+}
+
+TEST_CASE("agent: stop of a sleeping task ends it with 143", "[cp-agent]") {
+  REQUIRE_REGISTRY_TOOLS();
+  Registry reg;
+  AgentEnv env;
+  EventLog log;
+  NodeAgent& agent = env.start();
+  agent.set_event_sink(log.sink());
+  auto c = container("sleeper", reg.ref(), {"/bin/busybox", "sleep", "600"});
+  c.linux_parameters.init_process_enabled = true;  // pid 1 forwards the TERM
+  auto t = env.task({c});
+  env.launch_ok(t);
+  REQUIRE(log.wait_for(t.task.id, AgentEvent::Kind::container_started));
+  auto r = agent.stop(t.task.id, "StopTask", 10);
+  INFO((r ? "" : r.error().str()));
+  REQUIRE(r.has_value());
+  REQUIRE(log.wait_for(t.task.id, AgentEvent::Kind::task_stopped));
+  CHECK(log.has(t.task.id, AgentEvent::Kind::task_stopping));
+  CHECK(exit_code_of(log.last(t.task.id, AgentEvent::Kind::container_exited)) == 143);
+  CHECK(agent.release(t.task.id).has_value());
+}
+
+TEST_CASE("agent: a launch that fails (bad image) leaves nothing behind", "[cp-agent]") {
+  REQUIRE_REGISTRY_TOOLS();
+  Registry reg;
+  AgentEnv env;
+  EventLog log;
+  NodeAgent& agent = env.start();
+  agent.set_event_sink(log.sink());
+  auto web = container("web", reg.registry.host() + "/berth-test/nothing-here:latest",
+                       {"/bin/busybox", "true"});
+  web.port_mappings.push_back({80, static_cast<uint16_t>(22000 + ::getpid() % 2000), "tcp", ""});
+  auto t = env.task({web});
+  auto r = agent.launch(t);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().step == "CannotPullContainerError");
+  CHECK_FALSE(stdfs::exists(agent.task_dir(t.task.id)));
+  CHECK(count_entries(env.cfg.run_dir + "/netns") == 0);
+  auto rules = exec_command({"nft", "list", "table", "ip", env.cfg.firewall.table});
+  CHECK(rules.out.find("berth:" + t.task.id) == std::string::npos);
+  CHECK(agent.cgroups().task_cgroups().empty());
+  CHECK(count_entries(env.cfg.state_dir + "/ipam") == 0);
+}
+
+TEST_CASE("agent: a new agent adopts a running task and one whose shim died", "[cp-agent]") {
+  REQUIRE_REGISTRY_TOOLS();
+  Registry reg;
+  AgentEnv env;
+  EventLog log1;
+  NodeAgent& first = env.start();
+  first.set_event_sink(log1.sink());
+  auto c = container("main", reg.ref(), {"/bin/busybox", "sleep", "600"});
+  c.linux_parameters.init_process_enabled = true;
+  auto running = env.task({c});
+  auto doomed = env.task(
+      {container("main", reg.ref(), {"/bin/busybox", "sh", "-c", "echo bye; exec sleep 600"})});
+  Launched lr = env.launch_ok(running);
+  Launched ld = env.launch_ok(doomed);
+  REQUIRE(log1.wait_for(running.task.id, AgentEvent::Kind::container_started));
+  REQUIRE(log1.wait_for(doomed.task.id, AgentEvent::Kind::container_started));
+  pid_t doomed_shim = first.shim_pid(doomed.task.id);
+  REQUIRE(doomed_shim > 0);
+
+  // berthd "restarts": the first agent goes (its shims keep running), the
+  // doomed task's shim is killed during the outage.
+  first.shutdown();
+  env.agent.reset();
+  REQUIRE(::kill(doomed_shim, SIGKILL) == 0);
+  CHECK(wait_until([&] { return !pid_alive(doomed_shim); }, 30s));
+
+  // A microhost nobody owns (a crash between its creation and its record).
+  berth::netns::Network net(env.cfg.network);
+  auto orphan = net.create_microhost("orphan1", berth::netns::NetworkMode::awsvpc);
+  REQUIRE(orphan.has_value());
+  REQUIRE(stdfs::exists(orphan->netns_path));
+
+  EventLog log2;
+  NodeAgent& second = env.start();
+  second.set_event_sink(log2.sink());
+  auto adopted = second.adopt({{running.task.id, lr.node_ref}, {doomed.task.id, ld.node_ref}});
+  INFO((adopted ? "" : adopted.error().str()));
+  REQUIRE(adopted.has_value());
+  REQUIRE(adopted->size() == 2);
+  CHECK((*adopted)[0].shim_alive);
+  CHECK((*adopted)[0].state.value("status", "") == "RUNNING");
+  CHECK_FALSE((*adopted)[1].shim_alive);
+  CHECK((*adopted)[1].state.value("status", "") == "RUNNING");  // its last recorded state
+  CHECK_FALSE(stdfs::exists(orphan->netns_path));               // gc took the orphan
+  CHECK(stdfs::exists(lr.node_ref + "/microhost.json"));
+
+  // The dead task's resources are released by the caller's decision.
+  CHECK(second.release(doomed.task.id).has_value());
+
+  // Events continue on the adopted task, and stop works.
+  REQUIRE(second.stop(running.task.id, "after restart", 10).has_value());
+  REQUIRE(log2.wait_for(running.task.id, AgentEvent::Kind::task_stopped));
+  CHECK(exit_code_of(log2.last(running.task.id, AgentEvent::Kind::container_exited)) == 143);
+  CHECK(second.release(running.task.id).has_value());
+}
+
+TEST_CASE("agent: the warm pool fills to its target and a launch takes from it", "[cp-agent]") {
+  REQUIRE_REGISTRY_TOOLS();
+  Registry reg;
+  AgentEnv env;
+  EventLog log;
+  NodeAgent& agent = env.start(/*warm=*/2);
+  agent.set_event_sink(log.sink());
+  REQUIRE(wait_until([&] { return agent.warm_pool_size() == 2; }, 60s));
+  auto before = count_entries(env.cfg.run_dir + "/netns");
+  CHECK(before == 2);
+  auto t = env.task({container("main", reg.ref(), {"/bin/busybox", "true"})});
+  env.launch_ok(t);
+  // The launch took a pooled netns (no new one for the task id) and the
+  // pool refills behind it.
+  auto mh = Json::parse(berth::test::read_file(agent.task_dir(t.task.id) + "/microhost.json"));
+  CHECK(mh["microhost"]["id"].get<std::string>().starts_with("w"));
+  REQUIRE(log.wait_for(t.task.id, AgentEvent::Kind::task_stopped));
+  CHECK(wait_until([&] { return agent.warm_pool_size() == 2; }, 60s));
+  CHECK(agent.release(t.task.id).has_value());
+  agent.set_warm_pool_target(0);
+}
