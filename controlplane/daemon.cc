@@ -153,7 +153,9 @@ Result<void> lock_dirs(const Config& c, Parts& p) {
   BERTH_TRY(make_dir(c.state_dir, 0700));
   BERTH_TRY(make_dir(c.run_dir, 0755));
   BERTH_ASSIGN(p.state_lock, lock_instance(c.state_dir));
-  if (c.run_dir != c.state_dir) BERTH_ASSIGN(p.run_lock, lock_instance(c.run_dir));
+  if (c.run_dir != c.state_dir) {
+    BERTH_ASSIGN(p.run_lock, lock_instance(c.run_dir));
+  }
   return {};
 }
 
@@ -170,8 +172,10 @@ Result<void> start_parts(const Config& c, Parts& p) {
   sig.region = c.region;
   p.accounts = std::make_unique<AccountDirectory>(c.accounts, sig);
   BERTH_ASSIGN(ServerConfig sc, server_config(c));
-  BERTH_ASSIGN(p.server,
-               HttpServer::start(std::move(sc), p.control->handler(), make_authenticator(*p.accounts)));
+  Authenticator auth = make_authenticator(*p.accounts);
+  auto server = HttpServer::start(std::move(sc), p.control->handler(), std::move(auth));
+  if (!server) return std::unexpected(std::move(server).error());
+  p.server = std::move(*server);
   return {};
 }
 

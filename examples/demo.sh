@@ -43,7 +43,7 @@ trap cleanup EXIT
 say "image: busybox root filesystem -> berth-rootfs import busybox:latest"
 bash "$here/tests/scripts/make-rootfs.sh" "$work/rootfs" "$bin/berth-probe" >/dev/null
 tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
-"$bin/berth-rootfs" --root "$work/images" import --name busybox:latest "$work/rootfs.tar" | tail -1
+"$bin/berth-rootfs" --store "$work/images" import --name busybox:latest "$work/rootfs.tar" | tail -1
 
 cat >"$work/berthd.toml" <<EOF
 state_dir = "$work/state"

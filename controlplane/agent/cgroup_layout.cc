@@ -63,6 +63,25 @@ Result<void> rmdir_tree(const std::string& dir) {
   return sys_error("cgroup", "rmdir {}", dir);
 }
 
+// mkdir -p of a leaf that will hold processes. A new v1 cpuset cgroup
+// starts with empty cpuset.cpus and cpuset.mems, and no process can join it
+// then (ENOSPC): fill them from the parent, as runc's ensureParent does.
+// (The agent's leaves are one level below the process's own cgroup, whose
+// values are set.)
+Result<void> make_process_leaf(const std::string& dir) {
+  BERTH_TRY(fs::mkdir_p(dir));
+  std::string parent = std::filesystem::path(dir).parent_path().string();
+  for (const char* file : {"cpuset.cpus", "cpuset.mems"}) {
+    auto cur = fs::read_file(dir + "/" + file);
+    if (!cur) continue;  // not a cpuset hierarchy
+    if (cur->find_first_not_of(" \n") != std::string::npos) continue;
+    BERTH_ASSIGN(std::string value, fs::read_file(parent + "/" + file));
+    while (!value.empty() && value.back() == '\n') value.pop_back();
+    BERTH_TRY(fs::write_file(dir + "/" + file, value));
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<AgentCgroups> AgentCgroups::setup(const std::string& name, bool move_self) {
@@ -87,7 +106,7 @@ Result<AgentCgroups> AgentCgroups::setup(const runtime::CgroupLayout& layout,
   c.tasks_parent_ = below(ref->own, name);
   for (const auto& h : hs) {
     std::string shims = h.mount + below(h.own, name + ".shims");
-    BERTH_TRY(fs::mkdir_p(shims));
+    BERTH_TRY(make_process_leaf(shims));
     c.shims_dirs_.push_back(shims);
     c.task_roots_.push_back(h.mount + c.tasks_parent_);
   }
@@ -95,7 +114,7 @@ Result<AgentCgroups> AgentCgroups::setup(const runtime::CgroupLayout& layout,
     std::string pid = std::to_string(::getpid());
     for (const auto& h : hs) {
       std::string daemon = h.mount + below(h.own, name + ".daemon");
-      BERTH_TRY(fs::mkdir_p(daemon));
+      BERTH_TRY(make_process_leaf(daemon));
       BERTH_TRY(fs::write_file(daemon + "/cgroup.procs", pid));
     }
   }

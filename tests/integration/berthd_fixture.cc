@@ -188,7 +188,7 @@ const std::string& shared_image_store() {
       run({"bash", std::string(BERTH_SOURCE_DIR) + "/tests/scripts/make-rootfs.sh", rootfs,
            probe_path()});
       run({"tar", "-C", rootfs, "-cf", rootfs + ".tar", "."});
-      run({std::string(BERTH_BIN_DIR) + "/berth-rootfs", "--root", dir, "import", "--name",
+      run({std::string(BERTH_BIN_DIR) + "/berth-rootfs", "--store", dir, "import", "--name",
            "busybox:latest", rootfs + ".tar"});
       std::filesystem::remove_all(rootfs);
       std::filesystem::remove(rootfs + ".tar");
