@@ -10,6 +10,8 @@
 #   BENCH_ROOTFS_ROUNDS  rounds of the rootfs-ready benchmark (default 200)
 #   BENCH_IMPORT_MB      size of the generated image to import (default 100; 0 skips)
 #   BENCH_IMPORT_RUNS    imports (and tar runs) per layer kind (default 3)
+#   CP_BENCH_TASKS, CP_BENCH_IDLE, CP_BENCH_CHURN_S, CP_BENCH_DESCRIBE_S: the
+#                        control plane benchmark (bench/cp_bench.py)
 #
 # Everything it creates lives in one temp dir, removed on exit (containers
 # left by a failed round are force-deleted first).
@@ -89,3 +91,9 @@ bash "$here/../scripts/make-test-image.sh" --probe "$probe" "$work/test-image" >
 
 # The task shim: memory of 200 berth-shim processes running at once.
 bash "$here/shim_rss.sh" "$build" "${BENCH_SHIM_TASKS:-200}"
+
+# The control plane: RunTask -> RUNNING with and without the warm pool,
+# churn, DescribeTasks rate, memory per idle task (bench/cp_bench.py; its
+# own berthd in a scratch dir). CP_BENCH_TASKS, CP_BENCH_IDLE,
+# CP_BENCH_CHURN_S, CP_BENCH_DESCRIBE_S size it.
+python3 "$here/cp_bench.py" "$build/bin"
