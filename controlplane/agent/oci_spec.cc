@@ -16,6 +16,8 @@
 #include "controlplane/agent/oci_spec.h"
 
 #include <fcntl.h>
+#include <sys/capability.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cctype>
@@ -215,6 +217,21 @@ Result<json> resolve_user(const ContainerBuild& b) {
 
 // ---- limits and capabilities ---------------------------------------------------
 
+// 65535, or berthd's own hard limit when that is lower and it cannot raise
+// it (no CAP_SYS_RESOURCE).
+uint64_t default_nofile_limit() {
+  constexpr uint64_t kFargate = 65535;
+  struct rlimit own {};
+  if (::getrlimit(RLIMIT_NOFILE, &own) != 0 || own.rlim_max >= kFargate) return kFargate;
+  cap_t caps = cap_get_proc();
+  cap_flag_value_t has = CAP_CLEAR;
+  if (caps != nullptr) {
+    cap_get_flag(caps, CAP_SYS_RESOURCE, CAP_EFFECTIVE, &has);
+    cap_free(caps);
+  }
+  return has == CAP_SET ? kFargate : own.rlim_max;
+}
+
 Result<json> rlimits_json(const ContainerDefinition& c) {
   json out = json::array();
   bool nofile = false;
@@ -230,8 +247,15 @@ Result<json> rlimits_json(const ContainerDefinition& c) {
     nofile = nofile || u.name == "nofile";
     out.push_back({{"type", name}, {"hard", u.hard_limit}, {"soft", u.soft_limit}});
   }
-  // Fargate's default.
-  if (!nofile) out.push_back({{"type", "RLIMIT_NOFILE"}, {"hard", 65535}, {"soft", 65535}});
+  // Fargate's default, within what this host lets berthd give: raising a
+  // hard limit above berthd's own needs CAP_SYS_RESOURCE, which a host (or a
+  // container berthd runs in) may not grant, and a default must never make
+  // every task fail to start. A limit the definition names is applied as
+  // written (and fails the start with the reason if it cannot be).
+  if (!nofile) {
+    uint64_t limit = default_nofile_limit();
+    out.push_back({{"type", "RLIMIT_NOFILE"}, {"hard", limit}, {"soft", limit}});
+  }
   return out;
 }
 
