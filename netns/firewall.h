@@ -13,7 +13,8 @@
 //    bridge-family table of the same name, below.
 // Every rule carries a comment "berth:<owner>", which is how remove() and
 // gc() find what belongs to whom. Owners starting with '@' are the table's
-// own rules (egress and hairpin masquerade), rewritten by ensure().
+// own rules (egress and hairpin masquerade, the published mark, the bridge
+// forward chain's jumps), rewritten by ensure().
 //
 // Every operation is one nft transaction: a concurrent reader sees the rule
 // set before or after it, never half of it. Operations of one Firewall are
@@ -67,8 +68,11 @@ struct TenantPort {
 // slip past the isolation by wearing another account's address. Traffic
 // between two microhost veths is bridged (L2): it never reaches the ip
 // family's forward hook (unless br_netfilter is loaded, which berth does not
-// rely on), so the rules live in a bridge-family table named like the ip
-// table ("table bridge <table>"):
+// rely on; the bridge-family rules below work with and without it), so the
+// rules live in a bridge-family table named like the ip table ("table bridge
+// <table>"). Only bridge-family payload and iifname/oifname matches are used:
+// kernels without nf_conntrack_bridge or NFT_BRIDGE_META (no `ct`, no
+// `meta ibrname` in the bridge family) run them.
 //
 //   chain prerouting (filter hook, every frame entering from a port, bridged
 //   or for the host): per registered port, five rules (owner-tagged) drop
@@ -157,7 +161,11 @@ class Firewall {
   // Registers `port` (see TenantPort and the isolation notes above) for
   // `owner` (the microhost id), in one transaction; rules `owner` had
   // already (a re-registration after a daemon restart, or a new account)
-  // are replaced in the same transaction. ensure() first.
+  // are replaced in the same transaction. ensure() first. Call it before the
+  // task's processes start (a warm microhost: when it is given to a task);
+  // until then the port reaches only the host and other unregistered ports.
+  // One owner per veth: registering a veth under a second owner is not
+  // detected.
   Result<void> add_tenant_port(const std::string& owner, const TenantPort& port);
   // Removes the tenant-port rules of `owner`, and its account's chain if it
   // was the last port of the account; nothing to do if there are none.
