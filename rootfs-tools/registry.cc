@@ -37,6 +37,7 @@
 
 #include "common/fs.h"
 #include "common/json.h"
+#include "common/log.h"
 
 namespace berth::rootfs {
 
@@ -1421,6 +1422,8 @@ Result<PullResult> pull(ImageStore& store, const Reference& ref, const PullOptio
       e.message += fmt::format(" (after its mirrors failed: {})", mirror_errors);
       return std::unexpected(std::move(e));
     }
+    log::warn("pull {}: mirror {} failed, trying the next: {}", ref.str(), ep.base_url,
+              r.error().str());
     if (!mirror_errors.empty()) mirror_errors += "; ";
     mirror_errors += fmt::format("{}: {}", ep.base_url, r.error().str());
   }
