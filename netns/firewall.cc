@@ -52,24 +52,75 @@ Result<std::string> run_nft(const std::string& script, std::string_view what) {
   return out;
 }
 
-// The rules of the table, or nullopt if the table does not exist.
-Result<std::optional<std::vector<nft::Rule>>> list_rules(const FirewallConfig& cfg,
-                                                         std::string_view what) {
+// The JSON listing of `family` table cfg.table, or nullopt if it does not
+// exist.
+Result<std::optional<std::string>> list_table(const FirewallConfig& cfg, std::string_view family,
+                                              std::string_view what) {
   auto ctx = nft::Context::open(nft::Context::Output::json);
   if (!ctx) return failed(what, ctx.error());
   // Listing a missing table fails with only "No such file or directory":
   // look for it first, so that absence is not mistaken for other failures.
-  auto tables = ctx->run("list tables ip");
+  auto tables = ctx->run(fmt::format("list tables {}", family));
   if (!tables) return failed(what, tables.error());
   auto names = nft::parse_table_names(*tables);
   if (!names) return failed(what, names.error());
   if (std::find(names->begin(), names->end(), cfg.table) == names->end())
-    return std::optional<std::vector<nft::Rule>>();
-  auto listing = ctx->run(fmt::format("list table ip {}", cfg.table));
+    return std::optional<std::string>();
+  auto listing = ctx->run(fmt::format("list table {} {}", family, cfg.table));
   if (!listing) return failed(what, listing.error());
+  return std::optional(std::move(*listing));
+}
+
+// The rules of the ip table, or nullopt if the table does not exist.
+Result<std::optional<std::vector<nft::Rule>>> list_rules(const FirewallConfig& cfg,
+                                                         std::string_view what) {
+  BERTH_ASSIGN(auto listing, list_table(cfg, "ip", what));
+  if (!listing) return std::optional<std::vector<nft::Rule>>();
   auto rules = nft::parse_rules(*listing);
   if (!rules) return failed(what, rules.error());
   return std::optional(std::move(*rules));
+}
+
+// The bridge table: its rules and chains.
+struct BridgeTable {
+  std::vector<nft::Rule> rules;
+  std::vector<std::string> chains;
+};
+
+Result<std::optional<BridgeTable>> list_bridge_table(const FirewallConfig& cfg,
+                                                     std::string_view what) {
+  BERTH_ASSIGN(auto listing, list_table(cfg, "bridge", what));
+  if (!listing) return std::optional<BridgeTable>();
+  auto rules = nft::parse_rules(*listing);
+  if (!rules) return failed(what, rules.error());
+  auto chains = nft::parse_chain_names(*listing);
+  if (!chains) return failed(what, chains.error());
+  return std::optional(BridgeTable{std::move(*rules), std::move(*chains)});
+}
+
+constexpr std::string_view kAccountChainPrefix = "acct_";
+
+// The account chains that hold no rule once `removed` are gone, except
+// `keep` (the chain a new port is about to be added to).
+std::vector<std::string> emptied_account_chains(const BridgeTable& table,
+                                                const std::vector<RuleRef>& removed,
+                                                const std::string& keep = "") {
+  std::map<std::string, size_t> left;
+  for (const auto& c : table.chains) {
+    if (c.starts_with(kAccountChainPrefix) && c != keep) left[c] = 0;
+  }
+  for (const auto& r : table.rules) {
+    auto it = left.find(r.chain);
+    if (it == left.end()) continue;
+    bool going =
+        std::find(removed.begin(), removed.end(), RuleRef{r.chain, r.handle}) != removed.end();
+    if (!going) ++it->second;
+  }
+  std::vector<std::string> empty;
+  for (const auto& [chain, n] : left) {
+    if (n == 0) empty.push_back(chain);
+  }
+  return empty;
 }
 
 bool has_owner(const nft::Rule& rule, const std::string& owner) {
@@ -149,6 +200,8 @@ Result<void> validate_config(const FirewallConfig& cfg) {
   if (b.empty() || b.size() > 15 || !all_of_chars(b, "_.-"))
     return error("firewall", "invalid bridge name \"{}\": 1-15 letters, digits and _.-", b);
   BERTH_TRY(validate_subnet(cfg.subnet));
+  if (cfg.published_mark == 0)
+    return error("firewall", "invalid published_mark 0: want the packet mark bit(s) to use");
   if (cfg.ephemeral_low == 0 || cfg.ephemeral_low > cfg.ephemeral_high)
     return error("firewall", "invalid host port range {}-{}", cfg.ephemeral_low,
                  cfg.ephemeral_high);
@@ -244,6 +297,120 @@ std::string build_delete_script(const FirewallConfig& cfg, const std::vector<Rul
   return s;
 }
 
+// ---- tenant ports ----
+
+std::string account_chain(const std::string& account) {
+  return std::string(kAccountChainPrefix) + account;
+}
+
+namespace {
+
+bool is_mac(std::string_view mac) {
+  if (mac.size() != 17) return false;
+  for (size_t i = 0; i < mac.size(); ++i) {
+    char c = mac[i];
+    bool ok = i % 3 == 2 ? c == ':' : (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    if (!ok) return false;
+  }
+  // The low bit of the first octet marks a group address: never a source.
+  int first = (mac[0] >= 'a' ? mac[0] - 'a' + 10 : mac[0] - '0') * 16 +
+              (mac[1] >= 'a' ? mac[1] - 'a' + 10 : mac[1] - '0');
+  return (first & 1) == 0;
+}
+
+}  // namespace
+
+Result<void> validate_tenant_port(const TenantPort& port) {
+  if (port.account.empty() || port.account.size() > 32 || !all_of_chars(port.account, "_"))
+    return error("firewall", "invalid account \"{}\": 1-32 letters, digits and _", port.account);
+  const auto& v = port.host_veth;
+  if (v.empty() || v.size() > 15 || !all_of_chars(v, "_.-"))
+    return error("firewall", "invalid veth name \"{}\": 1-15 letters, digits and _.-", v);
+  if (port.ip == 0) return error("firewall", "veth {}: no address", v);
+  if (!is_mac(port.mac))
+    return error("firewall",
+                 "veth {}: invalid MAC \"{}\": want a unicast address like 02:b7:0a:58:00:02", v,
+                 port.mac);
+  return {};
+}
+
+std::string build_tenant_ensure_script(const FirewallConfig& cfg) {
+  const std::string t = "bridge " + cfg.table;
+  const std::string ip = "ip " + cfg.table;
+  std::string s;
+  // Right after DNAT (dstnat = -100), for every packet of a translated
+  // connection (NAT chains see only the first), both directions.
+  s += fmt::format(
+      "add chain {} published {{ type filter hook prerouting priority -99; policy accept; }}\n",
+      ip);
+  s += fmt::format("flush chain {} published\n", ip);
+  s += fmt::format("add rule {} published ct status dnat meta mark set meta mark or {:#x} {}\n", ip,
+                   cfg.published_mark, comment("@published"));
+  s += fmt::format("add table {}\n", t);
+  // Before anything else on the hook (filter = -200 in the bridge family).
+  s += fmt::format(
+      "add chain {} prerouting {{ type filter hook prerouting priority -200; policy accept; }}\n",
+      t);
+  s += fmt::format(
+      "add chain {} forward {{ type filter hook forward priority 0; policy accept; }}\n", t);
+  s += fmt::format("add chain {} tenant_src\n", t);
+  s += fmt::format("add chain {} tenant_dst\n", t);
+  // forward holds only the table's own rules: flushed and refilled in the
+  // same transaction, as the ip table's postrouting.
+  s += fmt::format("flush chain {} forward\n", t);
+  // Connections to published ports (DNAT to a task): with br_netfilter
+  // loaded, a packet that DNAT sends to another port of the same bridge is
+  // bridged there directly (its answers too), through this hook, from the
+  // client's port. The bridge family cannot see conntrack here (no
+  // nf_conntrack_bridge), so the ip table's "published" chain marks them.
+  // Tasks cannot forge the mark: it is cleared when a packet crosses from
+  // a netns over a veth.
+  s += fmt::format("add rule {} forward meta mark and {:#x} != 0 accept {}\n", t,
+                   cfg.published_mark, comment("@published"));
+  s += fmt::format("add rule {} forward jump tenant_src {}\n", t, comment("@tenant-src"));
+  s += fmt::format("add rule {} forward jump tenant_dst {}\n", t, comment("@tenant-dst"));
+  return s;
+}
+
+std::string build_tenant_teardown_script(const FirewallConfig& cfg) {
+  return fmt::format("add table bridge {0}\ndelete table bridge {0}\n", cfg.table);
+}
+
+std::string build_tenant_delete_script(const FirewallConfig& cfg, const std::vector<RuleRef>& rules,
+                                       const std::vector<std::string>& empty_chains) {
+  std::string s;
+  // Rules first: a chain is deleted only once no jump refers to it (the
+  // kernel counts references as the transaction goes).
+  for (const auto& r : rules)
+    s += fmt::format("delete rule bridge {} {} handle {}\n", cfg.table, r.chain, r.handle);
+  for (const auto& c : empty_chains) s += fmt::format("delete chain bridge {} {}\n", cfg.table, c);
+  return s;
+}
+
+std::string build_tenant_port_script(const FirewallConfig& cfg, const std::string& owner,
+                                     const TenantPort& port, const std::vector<RuleRef>& replaced,
+                                     const std::vector<std::string>& empty_chains) {
+  std::string s = build_tenant_delete_script(cfg, replaced, empty_chains);
+  const std::string t = "bridge " + cfg.table;
+  const std::string acct = account_chain(port.account);
+  const std::string in = fmt::format("iifname \"{}\"", port.host_veth);
+  const std::string c = comment(owner);
+  const std::string addr = ipv4(port.ip);
+  s += fmt::format("add chain {} {}\n", t, acct);
+  // Anti-spoofing: only its own MAC, IPv4 and ARP, its own address.
+  s += fmt::format("add rule {} prerouting {} ether saddr != {} drop {}\n", t, in, port.mac, c);
+  s += fmt::format("add rule {} prerouting {} ether type != {{ ip, arp }} drop {}\n", t, in, c);
+  s += fmt::format("add rule {} prerouting {} ip saddr != {} drop {}\n", t, in, addr, c);
+  s += fmt::format("add rule {} prerouting {} arp saddr ether != {} drop {}\n", t, in, port.mac, c);
+  s += fmt::format("add rule {} prerouting {} arp saddr ip != {} drop {}\n", t, in, addr, c);
+  // Isolation: to its account's ports only; from registered ports only.
+  s += fmt::format("add rule {} tenant_src {} jump {} {}\n", t, in, acct, c);
+  s += fmt::format("add rule {} tenant_src {} drop {}\n", t, in, c);
+  s += fmt::format("add rule {} tenant_dst oifname \"{}\" drop {}\n", t, port.host_veth, c);
+  s += fmt::format("add rule {} {} oifname \"{}\" accept {}\n", t, acct, port.host_veth, c);
+  return s;
+}
+
 std::optional<uint16_t> pick_host_port(uint16_t low, uint16_t high, uint32_t start,
                                        const std::set<uint16_t>& used,
                                        const std::function<bool(uint16_t)>& bindable) {
@@ -290,7 +457,7 @@ Result<void> Firewall::ensure() {
   if (!fs::exists(fs::join(cfg_.proc_sys, bridge_conf)))
     return error("firewall", "{}: bridge {} does not exist (no {})", what, cfg_.bridge,
                  fs::join(cfg_.proc_sys, bridge_conf));
-  BERTH_TRY(run_nft(build_ensure_script(cfg_), what));
+  BERTH_TRY(run_nft(build_ensure_script(cfg_) + build_tenant_ensure_script(cfg_), what));
   // Forwarding carries everything between the bridge and the rest of the
   // host; route_localnet lets DNAT send 127.0.0.1-sourced packets (a host
   // process connecting to 127.0.0.1:hostPort) out of the bridge instead of
@@ -305,7 +472,8 @@ Result<void> Firewall::ensure() {
 Result<void> Firewall::teardown() {
   std::lock_guard lock(mu_);
   BERTH_TRY(validate_config(cfg_));
-  BERTH_TRY(run_nft(build_teardown_script(cfg_), fmt::format("delete table ip {}", cfg_.table)));
+  BERTH_TRY(run_nft(build_teardown_script(cfg_) + build_tenant_teardown_script(cfg_),
+                    fmt::format("delete tables ip and bridge {}", cfg_.table)));
   return {};
 }
 
@@ -396,24 +564,77 @@ Result<void> Firewall::set_load_balancer(const std::string& owner, Protocol prot
   return {};
 }
 
-Result<std::vector<std::string>> Firewall::gc(const std::vector<std::string>& live) {
+Result<void> Firewall::add_tenant_port(const std::string& owner, const TenantPort& port) {
   std::lock_guard lock(mu_);
-  const std::string what = fmt::format("gc of table ip {}", cfg_.table);
+  const std::string what = fmt::format("add tenant port {} of account {} for owner {}",
+                                       port.host_veth, port.account, owner);
   BERTH_TRY(validate_config(cfg_));
-  BERTH_ASSIGN(auto rules, list_rules(cfg_, what));
-  if (!rules) return std::vector<std::string>();
-  std::set<std::string> alive(live.begin(), live.end());
-  std::set<std::string> dead;
+  BERTH_TRY(validate_owner(owner));
+  BERTH_TRY(validate_tenant_port(port));
+  BERTH_ASSIGN(auto table, list_bridge_table(cfg_, what));
+  if (!table)
+    return error("firewall", "{}: table bridge {} does not exist (ensure() first)", what,
+                 cfg_.table);
+  std::vector<RuleRef> replaced;
+  for (const auto& r : table->rules) {
+    if (has_owner(r, owner)) replaced.push_back({r.chain, r.handle});
+  }
+  auto empty = emptied_account_chains(*table, replaced, account_chain(port.account));
+  BERTH_TRY(run_nft(build_tenant_port_script(cfg_, owner, port, replaced, empty), what));
+  return {};
+}
+
+Result<void> Firewall::remove_tenant_port(const std::string& owner) {
+  std::lock_guard lock(mu_);
+  const std::string what = fmt::format("remove tenant port of owner {}", owner);
+  BERTH_TRY(validate_config(cfg_));
+  BERTH_TRY(validate_owner(owner));
+  BERTH_ASSIGN(auto table, list_bridge_table(cfg_, what));
+  if (!table) return {};
   std::vector<RuleRef> refs;
-  for (const auto& r : *rules) {
+  for (const auto& r : table->rules) {
+    if (has_owner(r, owner)) refs.push_back({r.chain, r.handle});
+  }
+  if (refs.empty()) return {};
+  BERTH_TRY(
+      run_nft(build_tenant_delete_script(cfg_, refs, emptied_account_chains(*table, refs)), what));
+  return {};
+}
+
+namespace {
+
+// The rules of owners not in `alive` ('@' ones are the table's own, rules
+// without our comment not ours to judge); their owners go to `dead`.
+std::vector<RuleRef> dead_rules(const std::vector<nft::Rule>& rules,
+                                const std::set<std::string>& alive, std::set<std::string>& dead) {
+  std::vector<RuleRef> refs;
+  for (const auto& r : rules) {
     auto owner = comment_owner(r.comment);
-    // Rules without our comment are not ours to judge; '@' ones are the
-    // table's own.
     if (!owner || owner->front() == '@' || alive.contains(*owner)) continue;
     dead.insert(*owner);
     refs.push_back({r.chain, r.handle});
   }
-  if (!refs.empty()) BERTH_TRY(run_nft(build_delete_script(cfg_, refs), what));
+  return refs;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> Firewall::gc(const std::vector<std::string>& live) {
+  std::lock_guard lock(mu_);
+  const std::string what = fmt::format("gc of tables ip and bridge {}", cfg_.table);
+  BERTH_TRY(validate_config(cfg_));
+  std::set<std::string> alive(live.begin(), live.end());
+  std::set<std::string> dead;
+  BERTH_ASSIGN(auto rules, list_rules(cfg_, what));
+  BERTH_ASSIGN(auto bridge, list_bridge_table(cfg_, what));
+  std::string script;
+  if (rules) script += build_delete_script(cfg_, dead_rules(*rules, alive, dead));
+  if (bridge) {
+    auto refs = dead_rules(bridge->rules, alive, dead);
+    script += build_tenant_delete_script(cfg_, refs, emptied_account_chains(*bridge, refs));
+  }
+  // One transaction for both tables.
+  if (!script.empty()) BERTH_TRY(run_nft(script, what));
   return std::vector<std::string>(dead.begin(), dead.end());
 }
 

@@ -9,9 +9,12 @@
 //  - load balancing: one host port spread over a set of backends
 //    (numgen random mod N map), replaced atomically in one transaction when
 //    the backend set changes.
+//  - tenant isolation and anti-spoofing on the bridge (add_tenant_port), in a
+//    bridge-family table of the same name, below.
 // Every rule carries a comment "berth:<owner>", which is how remove() and
 // gc() find what belongs to whom. Owners starting with '@' are the table's
-// own rules (egress and hairpin masquerade), rewritten by ensure().
+// own rules (egress and hairpin masquerade, the published mark, the bridge
+// forward chain's jumps), rewritten by ensure().
 //
 // Every operation is one nft transaction: a concurrent reader sees the rule
 // set before or after it, never half of it. Operations of one Firewall are
@@ -47,6 +50,74 @@ struct Backend {
   uint16_t port = 0;
 };
 
+// One microhost's port on the bridge, as add_tenant_port registers it.
+struct TenantPort {
+  // The account the microhost's task belongs to: 1-32 of [A-Za-z0-9_] (an
+  // account id is 12 digits); it names the account's chain "acct_<account>".
+  std::string account;
+  std::string host_veth;  // Microhost::host_veth
+  uint32_t ip = 0;        // Microhost::ip, host byte order
+  std::string mac;        // Microhost::mac, "02:b7:0a:58:00:02"
+};
+
+// Tenant isolation and anti-spoofing (issue 11, "Accounts").
+//
+// Threat: a task (possibly granted NET_RAW/NET_ADMIN) that talks directly,
+// over the bridge, to another account's task, or that sends as a neighbour
+// (its IP or MAC) to get the neighbour's replies, to poison ARP caches or to
+// slip past the isolation by wearing another account's address. Traffic
+// between two microhost veths is bridged (L2): it never reaches the ip
+// family's forward hook (unless br_netfilter is loaded, which berth does not
+// rely on; the bridge-family rules below work with and without it), so the
+// rules live in a bridge-family table named like the ip table ("table bridge
+// <table>"). Only bridge-family payload and iifname/oifname matches are used:
+// kernels without nf_conntrack_bridge or NFT_BRIDGE_META (no `ct`, no
+// `meta ibrname` in the bridge family) run them.
+//
+//   chain prerouting (filter hook, every frame entering from a port, bridged
+//   or for the host): per registered port, five rules (owner-tagged) drop
+//   what the port sends with an Ethernet source other than its MAC, with an
+//   EtherType other than IPv4 and ARP (IPv6 included: tasks get no IPv6
+//   address; VLAN-tagged frames, which would hide an IP header from the
+//   address match), an IPv4 source other than its address (0.0.0.0 too:
+//   there is no DHCP), or an ARP sender MAC/IP other than its own. A task
+//   that changes its address or MAC reaches nobody, the host included.
+//
+//   chain forward (filter hook, frames bridged port to port): jumps to
+//   tenant_src, then tenant_dst (the table's own rules, rewritten by
+//   ensure()).
+//     tenant_src: per port P of account A, "iifname P jump acct_A" then
+//       "iifname P drop": a frame from P is accepted only towards a port
+//       in acct_A, and dropped towards any other (ARP broadcasts included:
+//       the bridge floods a copy to each port through this hook, so another
+//       account's ports never even see the ARP requests).
+//     acct_A: per port Q of account A, "oifname Q accept". Created with the
+//       account's first port, deleted with its last.
+//     tenant_dst: per port P, "oifname P drop": frames from a port that is
+//       not registered (a microhost not yet given to a task) never reach a
+//       registered one. Frames between two unregistered ports pass, and so
+//       does every frame on other bridges of the host (no rule matches them).
+//
+//   Before them, forward accepts frames carrying FirewallConfig::
+//   published_mark: with br_netfilter loaded (Docker and Kubernetes hosts
+//   load it), a connection DNAT'd to a task on the same bridge is bridged
+//   from the client's port straight to the task's, and so are its answers;
+//   the ip table's "published" chain (filter, prerouting, right after DNAT)
+//   marks every packet of a DNAT'd connection. Tasks cannot forge the mark
+//   (it is cleared when a packet leaves a netns through a veth), and a
+//   packet sent to the task's own address belongs to another, untranslated
+//   connection.
+//
+// What stays allowed: the host (the gateway address, frames up to the
+// bridge device are not forwarded) and everything routed through it — a
+// port another account published on the host (DNAT in the ip table; without
+// br_netfilter the translated packet leaves through the bridge's output
+// hook, not forward; with it, the mark above lets it through) and egress. So a task reaches another
+// account's task only through the ports that task published, as the issue asks.
+//
+// The per-port rules are linear lists (one match per registered port per
+// frame); a verdict map keyed by iifname would make the lookup constant
+// once hundreds of ports per node matter.
 struct FirewallConfig {
   std::string table = "berth";
   std::string bridge = "berth0";
@@ -54,6 +125,11 @@ struct FirewallConfig {
   // Host ports picked for hostPort 0 come from this range.
   uint16_t ephemeral_low = 32768;
   uint16_t ephemeral_high = 60999;
+  // The packet mark bit(s) set on connections to published ports (see the
+  // isolation notes above: they may be bridged port to port when
+  // br_netfilter is loaded). OR-ed into the mark, other bits kept: pick one
+  // that nothing else on the host uses (kube-proxy: 0x4000, 0x8000).
+  uint32_t published_mark = 0x01000000;
   // Where net.ipv4.* sysctls are written (a fixture tree in unit tests).
   std::string proc_sys = "/proc/sys";
 };
@@ -64,11 +140,11 @@ class Firewall {
   Firewall(const Firewall&) = delete;
   Firewall& operator=(const Firewall&) = delete;
 
-  // Creates the table and chains if missing and (re)writes the masquerade
-  // rules; sets net.ipv4.ip_forward and route_localnet on the bridge where
-  // they are not 1 yet. The bridge must exist.
+  // Creates the tables and chains if missing and (re)writes the masquerade
+  // and the bridge forward chain's rules; sets net.ipv4.ip_forward and route_localnet on the bridge
+  // where they are not 1 yet. The bridge must exist.
   Result<void> ensure();
-  // Deletes the table (nothing to do if it is gone). Sysctls are left as
+  // Deletes both tables (nothing to do if they are gone). Sysctls are left as
   // they are: other software on the host may rely on forwarding.
   Result<void> teardown();
   // Adds the mappings for `owner` (a microhost id) to `ip`; returns them with
@@ -82,8 +158,21 @@ class Firewall {
   // balancer of that port in one transaction (empty: removes it).
   Result<void> set_load_balancer(const std::string& owner, Protocol proto, uint16_t host_port,
                                  const std::vector<Backend>& backends);
+  // Registers `port` (see TenantPort and the isolation notes above) for
+  // `owner` (the microhost id), in one transaction; rules `owner` had
+  // already (a re-registration after a daemon restart, or a new account)
+  // are replaced in the same transaction. ensure() first. Call it before the
+  // task's processes start (a warm microhost: when it is given to a task);
+  // until then the port reaches only the host and other unregistered ports.
+  // One owner per veth: registering a veth under a second owner is not
+  // detected.
+  Result<void> add_tenant_port(const std::string& owner, const TenantPort& port);
+  // Removes the tenant-port rules of `owner`, and its account's chain if it
+  // was the last port of the account; nothing to do if there are none.
+  Result<void> remove_tenant_port(const std::string& owner);
   // Removes every rule whose owner is not in `live` (microhost ids and load
-  // balancer owners alike); returns the owners removed, sorted.
+  // balancer owners alike), in the ip and the bridge table, and account
+  // chains left empty; returns the owners removed, sorted.
   Result<std::vector<std::string>> gc(const std::vector<std::string>& live);
 
   const FirewallConfig& config() const { return cfg_; }
@@ -123,6 +212,25 @@ std::string build_load_balancer_script(const FirewallConfig& cfg, const std::str
                                        const std::vector<Backend>& backends,
                                        const std::vector<RuleRef>& replaced);
 std::string build_delete_script(const FirewallConfig& cfg, const std::vector<RuleRef>& rules);
+
+// ---- tenant ports (the bridge table) ----
+// The account's chain: "acct_<account>".
+std::string account_chain(const std::string& account);
+// Account 1-32 of [A-Za-z0-9_]; veth a link name; ip not 0; mac six
+// lowercase hex pairs, unicast.
+Result<void> validate_tenant_port(const TenantPort& port);
+// The bridge table, its chains and the forward chain's own rules (run in the
+// same transaction as build_ensure_script).
+std::string build_tenant_ensure_script(const FirewallConfig& cfg);
+// Deletes the bridge table, idempotently.
+std::string build_tenant_teardown_script(const FirewallConfig& cfg);
+// Deletes `rules` and then the chains `empty_chains` of the bridge table.
+std::string build_tenant_delete_script(const FirewallConfig& cfg, const std::vector<RuleRef>& rules,
+                                       const std::vector<std::string>& empty_chains);
+// Deletes `replaced` (and `empty_chains`), then adds the port's rules.
+std::string build_tenant_port_script(const FirewallConfig& cfg, const std::string& owner,
+                                     const TenantPort& port, const std::vector<RuleRef>& replaced,
+                                     const std::vector<std::string>& empty_chains);
 
 // The first port of [low, high], searching from `start` and wrapping around,
 // that is not in `used` and for which `bindable` is true.

@@ -69,6 +69,11 @@ std::string ipv4_str(uint32_t addr) {
                      addr & 0xff);
 }
 
+std::string mac_for_ip(uint32_t addr) {
+  return fmt::format("02:b7:{:02x}:{:02x}:{:02x}:{:02x}", addr >> 24, (addr >> 16) & 0xff,
+                     (addr >> 8) & 0xff, addr & 0xff);
+}
+
 Result<uint32_t> parse_ipv4(const std::string& s) {
   in_addr a{};
   // inet_pton, not inet_aton: only the four-part dotted decimal form.

@@ -7,6 +7,8 @@
 
 #include <array>
 
+#include "netns/network.h"
+
 namespace berth::netns::nl {
 
 namespace {
@@ -43,13 +45,12 @@ Address ipv4(uint32_t addr, unsigned prefix) {
 }
 
 Address mac_for(uint32_t ip) {
-  std::array<uint8_t, 6> mac = {0x02,
-                                0xb7,
-                                static_cast<uint8_t>(ip >> 24),
-                                static_cast<uint8_t>(ip >> 16),
-                                static_cast<uint8_t>(ip >> 8),
-                                static_cast<uint8_t>(ip)};
-  return Address(nl_addr_build(AF_LLC, mac.data(), mac.size()));
+  // Parsed from mac_for_ip's text, so that the address given to the kernel
+  // and the one recorded in Microhost::mac (and the bridge's anti-spoofing
+  // rules) cannot differ.
+  nl_addr* raw = nullptr;
+  if (nl_addr_parse(mac_for_ip(ip).c_str(), AF_LLC, &raw) < 0) return Address();
+  return Address(raw);
 }
 
 Result<std::optional<LinkInfo>> find_link(nl_sock* sk, const std::string& name) {

@@ -277,7 +277,8 @@ Result<Microhost> Network::create_bridged(const std::string& id, NetworkMode mod
                .ip = ip,
                .gateway = subnet_->gateway(),
                .prefix = subnet_->prefix,
-               .host_veth = veth_name(id)};
+               .host_veth = veth_name(id),
+               .mac = mac_for_ip(ip)};
   BERTH_TRY(fs::mkdir_p(netns_dir(), 0755));
   BERTH_ASSIGN(NewNetns ns, create_netns(mh.netns_path));
   Rollback undo_netns([&] { (void)remove_netns(mh.netns_path); });

@@ -31,7 +31,12 @@ struct Ipv4Net {
   uint32_t gateway() const { return addr + 1; }  // the first host address
   bool contains(uint32_t a) const { return (a & mask()) == addr; }
 };
-std::string ipv4_str(uint32_t addr);                // host byte order -> "10.88.0.2"
+std::string ipv4_str(uint32_t addr);  // host byte order -> "10.88.0.2"
+// The MAC a microhost's eth0 gets: locally administered, unicast, carrying
+// its address, so that it is known without asking the kernel and stays
+// right for a neighbour that cached it when the address is reused:
+// 10.88.0.2 -> "02:b7:0a:58:00:02".
+std::string mac_for_ip(uint32_t addr);
 Result<uint32_t> parse_ipv4(const std::string& s);  // "10.88.0.2" -> host byte order
 
 struct NetworkConfig {
@@ -66,6 +71,10 @@ struct Microhost {
   uint32_t gateway = 0;
   unsigned prefix = 0;
   std::string host_veth;  // host-side link name; empty for host/none
+  // eth0's MAC inside the netns (mac_for_ip(ip), set at creation); empty for
+  // host/none. The bridge's anti-spoofing rules (Firewall::add_tenant_port)
+  // let the veth send from this address only.
+  std::string mac;
 };
 
 // Persistent address allocation from the subnet: one file per address under

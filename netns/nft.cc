@@ -179,16 +179,29 @@ Result<std::vector<Rule>> parse_rules(std::string_view json_text) {
   return rules;
 }
 
-Result<std::vector<std::string>> parse_table_names(std::string_view json_text) {
+namespace {
+
+// The "name" of every object of `kind` ("table", "chain") in a listing.
+Result<std::vector<std::string>> parse_names(std::string_view json_text, const char* kind) {
   Json doc = Json::parse(json_text, nullptr, false);
   if (doc.is_discarded()) return error("nft", "cannot parse JSON output: {:.200}", json_text);
   BERTH_ASSIGN(const Json* items, nftables_array(doc, json_text));
   std::vector<std::string> names;
   for (const auto& item : *items) {
-    if (const Json* table = member(item, "table"); table != nullptr)
-      names.push_back(string_member(*table, "name"));
+    if (const Json* obj = member(item, kind); obj != nullptr)
+      names.push_back(string_member(*obj, "name"));
   }
   return names;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> parse_chain_names(std::string_view json_text) {
+  return parse_names(json_text, "chain");
+}
+
+Result<std::vector<std::string>> parse_table_names(std::string_view json_text) {
+  return parse_names(json_text, "table");
 }
 
 }  // namespace berth::netns::nft

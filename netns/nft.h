@@ -58,6 +58,9 @@ struct Rule {
 // The rules in the JSON output of a list command (other objects ignored).
 Result<std::vector<Rule>> parse_rules(std::string_view json_text);
 
+// The names of the chains in the JSON output of a list command.
+Result<std::vector<std::string>> parse_chain_names(std::string_view json_text);
+
 // The names of the tables in the JSON output of `list tables`.
 Result<std::vector<std::string>> parse_table_names(std::string_view json_text);
 

@@ -37,6 +37,7 @@
 
 #include "common/fs.h"
 #include "common/json.h"
+#include "common/log.h"
 
 namespace berth::rootfs {
 
@@ -317,6 +318,34 @@ bool same_origin(const std::string& a, const std::string& b) {
   return x && y && *x == *y;
 }
 
+// The system's hashed CA directory: with CURLOPT_CAINFO set to a host's own
+// CA file, OpenSSL still finds the system CAs there (Debian's
+// update-ca-certificates keeps it), so the file adds to the store.
+constexpr const char* kSystemCaPath = "/etc/ssl/certs";
+
+bool has_tls_settings(const RegistryHost& h) {
+  return !h.ca_file.empty() || !h.client_cert.empty() || h.skip_verify;
+}
+
+// A registry host's settings on one request (after curl_easy_reset, which
+// puts every one back to the defaults).
+void apply_tls(CURL* c, const RegistryHost& h) {
+  if (!h.ca_file.empty()) {
+    curl_easy_setopt(c, CURLOPT_CAINFO, h.ca_file.c_str());
+    curl_easy_setopt(c, CURLOPT_CAPATH, h.ca_only ? nullptr : kSystemCaPath);
+  }
+  if (!h.client_cert.empty()) {
+    curl_easy_setopt(c, CURLOPT_SSLCERT, h.client_cert.c_str());
+    curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
+    curl_easy_setopt(c, CURLOPT_SSLKEY, h.client_key.c_str());
+    curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+  }
+  if (h.skip_verify) {
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+}
+
 std::string url_escape(CURL* c, const std::string& s) {
   char* p = curl_easy_escape(c, s.data(), static_cast<int>(s.size()));
   if (p == nullptr) return s;
@@ -460,7 +489,8 @@ int on_xferinfo(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 class HttpClient {
  public:
   HttpClient(const PullOptions& opts, const std::atomic<bool>* cancel)
-      : connect_timeout_s_(opts.connect_timeout_s),
+      : hosts_(opts.hosts),
+        connect_timeout_s_(opts.connect_timeout_s),
         min_speed_bytes_(opts.min_speed_bytes),
         min_speed_time_s_(opts.min_speed_time_s),
         cancel_(cancel),
@@ -521,6 +551,11 @@ class HttpClient {
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    // Per host, like certs.d: whatever origin this request goes to (the
+    // registry, its token realm, a storage host a blob is redirected to).
+    if (auto origin = origin_of(url)) {
+      if (const RegistryHost* h = find_registry_host(hosts_, origin->host_port())) apply_tls(c, *h);
+    }
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for DNS timeouts
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, connect_timeout_s_);
     // A stalled or dripping transfer fails as transient (PullOptions::min_speed_*).
@@ -569,6 +604,7 @@ class HttpClient {
     return std::move(t.response);
   }
 
+  const std::vector<RegistryHost>& hosts_;
   long connect_timeout_s_;
   long min_speed_bytes_;
   long min_speed_time_s_;
@@ -613,16 +649,21 @@ void backoff(int attempt) {
 
 class Session {
  public:
-  Session(const Reference& ref, const PullOptions& opts, std::atomic<bool>& cancel)
-      : ref_(ref), opts_(opts), cancel_(cancel) {
-    bool plain = plain_http_allowed(ref.registry) || plain_http_allowed(ref.api_host());
-    base_ = (plain ? "http://" : "https://") + ref.api_host();
+  Session(const Reference& ref, const PullOptions& opts, const RegistryEndpoint& endpoint,
+          std::atomic<bool>& cancel)
+      : ref_(ref),
+        opts_(opts),
+        creds_(endpoint.credentials),
+        cancel_(cancel),
+        base_(endpoint.base_url),
+        registry_(endpoint.host) {
     default_scope_ = "repository:" + ref.repository + ":pull";
   }
 
   const Reference& ref() const { return ref_; }
   const PullOptions& opts() const { return opts_; }
-  const std::string& registry() const { return ref_.registry; }
+  // The registry this session talks to (a mirror's host for a mirror).
+  const std::string& registry() const { return registry_; }
   std::string url(std::string_view tail) const {
     return fmt::format("{}/v2/{}/{}", base_, ref_.repository, tail);
   }
@@ -684,7 +725,8 @@ class Session {
  private:
   bool plain_http_allowed(const std::string& host_port) const {
     const auto& insecure = opts_.insecure_registries;
-    return is_loopback_registry(host_port) ||
+    const RegistryHost* h = find_registry_host(opts_.hosts, host_port);
+    return is_loopback_registry(host_port) || (h != nullptr && h->insecure) ||
            std::find(insecure.begin(), insecure.end(), host_port) != insecure.end();
   }
 
@@ -694,7 +736,7 @@ class Session {
       case AuthMode::anonymous:
         return "";
       case AuthMode::basic:
-        return basic_authorization(*opts_.credentials);
+        return basic_authorization(*creds_);
       case AuthMode::bearer:
         if (auto it = tokens_.find(scope_); it != tokens_.end()) return "Bearer " + it->second;
         return "";
@@ -720,14 +762,14 @@ class Session {
 
   Result<void> on_basic(const Challenge& c, const std::string& sent) {
     std::string realm = param(c, "realm");
-    if (!opts_.credentials) {
+    if (!creds_) {
       return error(kStep,
                    "registry {} requires authentication (Basic realm={:?}): give credentials",
                    registry(), realm);
     }
     if (sent.starts_with("Basic ")) {
       return error(kStep, "registry {} refused the credentials of user {:?} (Basic realm={:?})",
-                   registry(), opts_.credentials->username, realm);
+                   registry(), creds_->username, realm);
     }
     std::lock_guard lock(auth_mu_);
     mode_ = AuthMode::basic;
@@ -767,7 +809,7 @@ class Session {
     if (!origin || (origin->scheme != "https" && origin->scheme != "http")) {
       return error(kStep, "registry {}: token realm {:?} is not an http(s) URL", registry(), realm);
     }
-    const auto& creds = opts_.credentials;
+    const auto& creds = creds_;
     if (creds && origin->scheme == "http" && !plain_http_allowed(origin->host_port())) {
       return error(kStep,
                    "registry {}: token realm {} is plain http; refusing to send the credentials "
@@ -808,7 +850,7 @@ class Session {
 
   std::unexpected<Error> refused(const HttpResponse& r, const std::string& sent) const {
     std::string challenge = r.header("www-authenticate");
-    if (!opts_.credentials) {
+    if (!creds_) {
       return error(kStep,
                    "registry {} requires authentication ({}) for {}: give credentials (or the "
                    "repository does not exist)",
@@ -816,15 +858,17 @@ class Session {
     }
     return error(kStep, "registry {} refused access to {} with the {} of user {:?} ({}){}",
                  registry(), ref_.repository, sent.starts_with("Bearer") ? "token" : "credentials",
-                 opts_.credentials->username, challenge, registry_message(r.body));
+                 creds_->username, challenge, registry_message(r.body));
   }
 
   enum class AuthMode { anonymous, basic, bearer };
 
   const Reference& ref_;
   const PullOptions& opts_;
+  std::optional<Credentials> creds_;  // the endpoint's
   std::atomic<bool>& cancel_;
-  std::string base_;  // "http://127.0.0.1:5000"
+  std::string base_;      // "http://127.0.0.1:5000"
+  std::string registry_;  // "127.0.0.1:5000"
   std::string default_scope_;
 
   std::mutex auth_mu_;
@@ -1226,28 +1270,68 @@ class BlobFetcher {
   std::optional<Error> first_error_;
 };
 
-Result<void> check_options(const PullOptions& opts) {
-  if (opts.credentials && opts.credentials->username.find(':') != std::string::npos) {
+Result<void> check_credentials(const std::optional<Credentials>& c) {
+  if (c && c->username.find(':') != std::string::npos) {
     return error(kStep, "user name {:?}: must not contain ':' (HTTP Basic authentication)",
-                 opts.credentials->username);
+                 c->username);
   }
   return {};
 }
 
-}  // namespace
-
-Result<std::vector<Challenge>> parse_www_authenticate(std::string_view header) {
-  return ChallengeParser(header).parse();
+Result<void> check_options(const PullOptions& opts) {
+  BERTH_TRY(check_credentials(opts.credentials));
+  for (const auto& h : opts.hosts) BERTH_TRY(check_credentials(h.credentials));
+  return {};
 }
 
-// The recipe. The store's shared lock is held until the image is registered:
-// prune must not take the blobs of a pull that has not reached the index yet.
-Result<PullResult> pull(ImageStore& store, const Reference& ref, const PullOptions& opts) {
-  BERTH_TRY(check_options(opts));
-  curl_global_once();
+// "host[:port]" or "http(s)://host[:port]" -> {scheme or "", host[:port]}.
+Result<std::pair<std::string, std::string>> parse_mirror(const std::string& mirror,
+                                                         const std::string& of) {
+  std::string scheme;
+  std::string rest = mirror;
+  if (auto at = rest.find("://"); at != std::string::npos) {
+    scheme = to_lower(rest.substr(0, at));
+    rest = rest.substr(at + 3);
+  }
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  bool ok = (scheme.empty() || scheme == "http" || scheme == "https") && !rest.empty() &&
+            std::all_of(rest.begin(), rest.end(), [](char c) {
+              return is_alnum(c) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']';
+            });
+  if (!ok) {
+    return error(kStep,
+                 "registry {}: mirror {:?}: want host[:port], optionally after http:// or "
+                 "https://",
+                 of, mirror);
+  }
+  return std::pair{scheme, to_lower(rest)};
+}
+
+Result<void> check_host(const RegistryHost& h) {
+  if (!h.scheme.empty() && h.scheme != "http" && h.scheme != "https")
+    return error(kStep, "registry {}: scheme {:?}: want http or https", h.host, h.scheme);
+  if (h.client_cert.empty() != h.client_key.empty())
+    return error(kStep, "registry {}: a client certificate needs its key and the reverse", h.host);
+  return {};
+}
+
+// http or https for `host` (with its entry `h`, if any) when no scheme is
+// given explicitly.
+std::string default_scheme(const PullOptions& opts, const std::string& host,
+                           const RegistryHost* h) {
+  if (h != nullptr && !h->scheme.empty()) return h->scheme;
+  if (h != nullptr && has_tls_settings(*h)) return "https";
+  const auto& insecure = opts.insecure_registries;
+  bool plain = is_loopback_registry(host) || (h != nullptr && h->insecure) ||
+               std::find(insecure.begin(), insecure.end(), host) != insecure.end();
+  return plain ? "http" : "https";
+}
+
+Result<PullResult> pull_from(ImageStore& store, const Reference& ref, const PullOptions& opts,
+                             const RegistryEndpoint& endpoint) {
   BERTH_ASSIGN(ImageStore::SharedLock held, store.lock_shared());
   std::atomic<bool> cancel{false};
-  Session session(ref, opts, cancel);
+  Session session(ref, opts, endpoint, cancel);
   HttpClient http = session.client();
 
   BERTH_ASSIGN(Document doc, resolve_manifest(session, http, store.blobs()));
@@ -1269,6 +1353,81 @@ Result<PullResult> pull(ImageStore& store, const Reference& ref, const PullOptio
                store.add(doc.digest, {ref.str()},
                          AddOptions{.platform = opts.platform, .progress = opts.progress}));
   return PullResult{std::move(image), session.stats()};
+}
+
+}  // namespace
+
+Result<std::vector<Challenge>> parse_www_authenticate(std::string_view header) {
+  return ChallengeParser(header).parse();
+}
+
+const RegistryHost* find_registry_host(const std::vector<RegistryHost>& hosts,
+                                       std::string_view host) {
+  auto canonical = [](std::string_view h) {
+    std::string l = to_lower(h);
+    return l == "registry-1.docker.io" || l == "index.docker.io" ? std::string("docker.io") : l;
+  };
+  std::string want = canonical(host);
+  for (const auto& h : hosts) {
+    if (canonical(h.host) == want) return &h;
+  }
+  return nullptr;
+}
+
+Result<std::vector<RegistryEndpoint>> registry_endpoints(const Reference& ref,
+                                                         const PullOptions& opts) {
+  const RegistryHost* up = find_registry_host(opts.hosts, ref.registry);
+  std::vector<RegistryEndpoint> out;
+  if (up != nullptr) {
+    BERTH_TRY(check_host(*up));
+    for (const auto& m : up->mirrors) {
+      BERTH_ASSIGN(auto parsed, parse_mirror(m, ref.registry));
+      auto& [scheme, host] = parsed;
+      const RegistryHost* mh = find_registry_host(opts.hosts, host);
+      if (mh != nullptr) BERTH_TRY(check_host(*mh));
+      if (scheme.empty()) scheme = default_scheme(opts, host, mh);
+      out.push_back({.base_url = scheme + "://" + host,
+                     .host = host,
+                     .mirror = true,
+                     .credentials = mh != nullptr ? mh->credentials : std::nullopt});
+    }
+  }
+  std::string host = ref.api_host();
+  std::string scheme = default_scheme(opts, ref.registry, up);
+  // Without an explicit choice, an insecure or loopback API host counts too.
+  bool decided = up != nullptr && (!up->scheme.empty() || has_tls_settings(*up));
+  if (!decided && default_scheme(opts, host, up) == "http") scheme = "http";
+  out.push_back(
+      {.base_url = scheme + "://" + host,
+       .host = ref.registry,
+       .mirror = false,
+       .credentials = up != nullptr && up->credentials ? up->credentials : opts.credentials});
+  return out;
+}
+
+// The recipe. The store's shared lock is held until the image is registered:
+// prune must not take the blobs of a pull that has not reached the index yet.
+// Mirrors first, each for the whole pull: blobs one of them committed stay
+// in the store (verified), so the next endpoint fetches only what is left.
+Result<PullResult> pull(ImageStore& store, const Reference& ref, const PullOptions& opts) {
+  BERTH_TRY(check_options(opts));
+  BERTH_ASSIGN(auto endpoints, registry_endpoints(ref, opts));
+  curl_global_once();
+  std::string mirror_errors;
+  for (const auto& ep : endpoints) {
+    auto r = pull_from(store, ref, opts, ep);
+    if (r || !ep.mirror) {
+      if (r || mirror_errors.empty()) return r;
+      Error e = r.error();
+      e.message += fmt::format(" (after its mirrors failed: {})", mirror_errors);
+      return std::unexpected(std::move(e));
+    }
+    log::warn("pull {}: mirror {} failed, trying the next: {}", ref.str(), ep.base_url,
+              r.error().str());
+    if (!mirror_errors.empty()) mirror_errors += "; ";
+    mirror_errors += fmt::format("{}: {}", ep.base_url, r.error().str());
+  }
+  return error(kStep, "image {}: no registry to pull from", ref.str());  // not reached
 }
 
 }  // namespace berth::rootfs

@@ -3,6 +3,9 @@
 // Transport: registries on loopback (localhost, 127.0.0.0/8, ::1) are spoken
 // to over plain http, as Docker does; every other registry over https with
 // certificate verification, unless PullOptions::insecure names it.
+// Per-registry settings (PullOptions::hosts, as containerd's hosts.toml and
+// Docker's certs.d): a CA, a client certificate, credentials, mirrors; see
+// RegistryHost.
 // Auth: the WWW-Authenticate challenge flow. A 401 with "Basic" is answered
 // with the credentials given; "Bearer realm=...,service=...,scope=..." is
 // answered by fetching a token from the realm (with the credentials, if any,
@@ -34,9 +37,44 @@ struct Credentials {
   std::string password;
 };
 
+// The settings of one registry host, found by its name as references spell
+// it ("registry.example.com", "127.0.0.1:5443", "docker.io" — which also
+// matches registry-1.docker.io). They apply to every request berth sends to
+// that host: the registry API, a token realm or a blob redirect there, and
+// when the host serves as another registry's mirror.
+struct RegistryHost {
+  std::string host;
+  // PEM file of CA certificates trusted for this host, in addition to the
+  // system store (its hashed directory, /etc/ssl/certs), or instead of it
+  // with ca_only.
+  std::string ca_file;
+  bool ca_only = false;
+  // PEM client certificate and its key, for registries that ask for one
+  // (mTLS); both or neither.
+  std::string client_cert, client_key;
+  // Credentials for this host; for the registry being pulled from, they
+  // take precedence over PullOptions::credentials. A mirror gets only its
+  // own (never the upstream's).
+  std::optional<Credentials> credentials;
+  // Tried in order before this host itself (the upstream), each for the
+  // whole pull, the next after any failure: "host[:port]" or
+  // "http(s)://host[:port]". A mirror's own entry in `hosts` gives its TLS
+  // settings and credentials. Blobs are verified against their digests
+  // whoever serves them, so a mirror cannot change the image.
+  std::vector<std::string> mirrors;
+  // "https" or "http" forces the scheme; empty: http for loopback (unless
+  // this entry has TLS settings: ca_file, client_cert or skip_verify) and
+  // insecure hosts, https for the rest.
+  std::string scheme;
+  bool insecure = false;     // plain http, as if listed in insecure_registries
+  bool skip_verify = false;  // https without verifying the server's certificate
+};
+
 struct PullOptions {
   Platform platform = host_platform();
+  // For the registry pulled from, unless its RegistryHost has credentials.
   std::optional<Credentials> credentials;
+  std::vector<RegistryHost> hosts;
   // Registries (host[:port]) reached over plain http although not loopback.
   std::vector<std::string> insecure_registries;
   int parallel = 4;  // concurrent blob downloads
@@ -79,8 +117,32 @@ struct PullResult {
   PullStats stats;
 };
 
-// Pulls `ref` and registers it under ref.str() (its tag, or the digest).
+// Pulls `ref` and registers it under ref.str() (its tag, or the digest):
+// from each of the registry's mirrors in turn, then from the registry; the
+// first that succeeds wins. The error of a pull that failed everywhere is the
+// registry's, followed by the mirrors'.
 Result<PullResult> pull(ImageStore& store, const Reference& ref, const PullOptions& opts = {});
+
+// ---- pure pieces, exposed for unit tests ----
+
+// The entry of `hosts` for `host` (case-insensitive; "docker.io" and
+// "registry-1.docker.io" name the same), or nullptr.
+const RegistryHost* find_registry_host(const std::vector<RegistryHost>& hosts,
+                                       std::string_view host);
+
+// Where one pull attempt goes.
+struct RegistryEndpoint {
+  std::string base_url;  // "https://mirror.example.com:5000"
+  std::string host;      // "mirror.example.com:5000"
+  bool mirror = false;
+  std::optional<Credentials> credentials;
+};
+// The mirrors of ref's registry in order, then the registry itself; checks
+// the entries involved (a mirror that is not host[:port] with an optional
+// http(s):// scheme, a scheme other than http/https, a client certificate
+// without its key or the reverse are errors naming the host).
+Result<std::vector<RegistryEndpoint>> registry_endpoints(const Reference& ref,
+                                                         const PullOptions& opts);
 
 // One WWW-Authenticate challenge: scheme ("Basic", "Bearer") and its
 // parameters with lowercase keys (realm, service, scope, error); a token68

@@ -191,8 +191,10 @@ class TableGuard {
  public:
   explicit TableGuard(std::string table) : table_(std::move(table)) {}
   ~TableGuard() {
-    if (run({"nft", "list", "table", "ip", table_}).exit_code == 0) {
-      run({"nft", "delete", "table", "ip", table_});
+    for (const char* family : {"ip", "bridge"}) {
+      if (run({"nft", "list", "table", family, table_}).exit_code == 0) {
+        run({"nft", "delete", "table", family, table_});
+      }
     }
   }
   TableGuard(const TableGuard&) = delete;
@@ -595,7 +597,10 @@ TEST_CASE("ensure is idempotent and sets the sysctls", "[privileged][firewall]")
   CHECK(berth::test::read_file("/proc/sys/net/ipv4/conf/" + link_name("") + "/route_localnet") ==
         "1\n");
   auto before = rule_comments(table_name());
-  CHECK(before == std::vector<std::string>{"berth:@egress", "berth:@hairpin", "berth:@host"});
+  // The ip table's rules (the published-port mark of tenant isolation among
+  // them); the bridge table's are tests/integration/tenant_net_test.cc's.
+  CHECK(before == std::vector<std::string>{"berth:@egress", "berth:@hairpin", "berth:@host",
+                                           "berth:@published"});
   REQUIRE(f.fw.ensure());
   REQUIRE(f.fw.ensure());
   CHECK(rule_comments(table_name()) == before);
@@ -778,7 +783,7 @@ TEST_CASE("gc removes the rules of dead owners only", "[privileged][firewall]") 
   CHECK(*removed == std::vector<std::string>{"dead-1", "dead-svc"});
   CHECK(rule_comments(table_name()) == std::vector<std::string>{"berth:live-1", "berth:live-1",
                                                                 "berth:@egress", "berth:@hairpin",
-                                                                "berth:@host"});
+                                                                "berth:@host", "berth:@published"});
   CHECK(request_from(f.topo.client, Protocol::tcp, a.host_client_side(), live_port) ==
         "task-tcp " + a.client());
   CHECK(request_from(f.topo.client, Protocol::tcp, a.host_client_side(), dead_port) ==
@@ -803,12 +808,14 @@ TEST_CASE("teardown leaves no rules or links", "[privileged][firewall]") {
         f.fw.add_port_mappings("task-1", parse_ip(a.task()), {{Protocol::tcp, 0, kTaskTcpPort}}));
     REQUIRE(f.fw.set_load_balancer("svc-1", Protocol::tcp, fixed_port(2),
                                    {{parse_ip(a.backend(1)), kBackendPort}}));
-    CHECK(ruleset_rules_of_this_process() == 7);  // 3 own + 2 mapping + 2 balancer
-    CHECK(links_of_this_process().size() == 7);   // bridge + 6 veths
+    // ip: 4 own + 2 mapping + 2 balancer; bridge: 3 own (tenant isolation)
+    CHECK(ruleset_rules_of_this_process() == 11);
+    CHECK(links_of_this_process().size() == 7);  // bridge + 6 veths
     CHECK(f.topo.namespace_count() == 6);
     REQUIRE(f.fw.teardown());
     CHECK(ruleset_rules_of_this_process() == 0);
     CHECK(run({"nft", "list", "table", "ip", table_name()}).exit_code != 0);
+    CHECK(run({"nft", "list", "table", "bridge", table_name()}).exit_code != 0);
     REQUIRE(f.fw.teardown());  // idempotent
   }
   CHECK(ruleset_rules_of_this_process() == 0);
