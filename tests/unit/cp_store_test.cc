@@ -251,10 +251,17 @@ TEST_CASE("cp-store: a file that is not a database fails with the operation and 
   CHECK(e.str() == "store: read schema version: PRAGMA user_version: file is not a database");
 }
 
-TEST_CASE("cp-store: bad options are refused", "[cp-store]") {
+TEST_CASE("cp-store: full_sync opens and commits, bad options are refused", "[cp-store]") {
   TempDir tmp;
   SqliteStoreOptions o;
+  o.full_sync = true;
+  auto store = open_store(tmp / "full.db", o);
+  ok(store->put_task(task(kA, "t1"), 0));
+  CHECK(ok(store->get_task(kA, "t1")).has_value());
   o.max_events = 0;
+  CHECK(fails(SqliteStore::open(tmp / "x.db", o)).kind == ErrorKind::invalid);
+  o.max_events = 10;
+  o.busy_timeout_ms = -1;
   CHECK(fails(SqliteStore::open(tmp / "x.db", o)).kind == ErrorKind::invalid);
 }
 
