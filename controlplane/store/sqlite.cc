@@ -84,17 +84,21 @@ std::string Statement::text(int col) const {
   return std::string(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
 }
 
-int64_t Statement::int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+int64_t Statement::int64(int col) const {
+  return sqlite3_column_int64(stmt_, col);
+}
 
-double Statement::real(int col) const { return sqlite3_column_double(stmt_, col); }
+double Statement::real(int col) const {
+  return sqlite3_column_double(stmt_, col);
+}
 
 // ---------------------------------------------------------------------------
 // Connection
 
 Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, Mode mode) {
-  int flags = SQLITE_OPEN_FULLMUTEX | (mode == Mode::read_only
-                                           ? SQLITE_OPEN_READONLY
-                                           : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  int flags =
+      SQLITE_OPEN_FULLMUTEX |
+      (mode == Mode::read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
   if (rc != SQLITE_OK) {
@@ -151,7 +155,9 @@ Result<std::string> Connection::pragma(const std::string& name, std::string_view
   return std::string(p == nullptr ? "" : p);
 }
 
-int64_t Connection::changes() const { return sqlite3_changes64(db_); }
+int64_t Connection::changes() const {
+  return sqlite3_changes64(db_);
+}
 
 // ---------------------------------------------------------------------------
 // Transaction

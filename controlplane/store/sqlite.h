@@ -32,10 +32,11 @@ std::unexpected<Error> db_error(sqlite3* db, std::string_view op);
 // and clearing the bindings on destruction returns it to the cache clean.
 class Statement {
  public:
-  Statement(sqlite3* db, sqlite3_stmt* stmt, std::string_view op)
-      : db_(db), stmt_(stmt), op_(op) {}
+  Statement(sqlite3* db, sqlite3_stmt* stmt, std::string_view op) : db_(db), stmt_(stmt), op_(op) {}
   Statement(Statement&& o) noexcept
-      : db_(o.db_), stmt_(std::exchange(o.stmt_, nullptr)), op_(std::move(o.op_)),
+      : db_(o.db_),
+        stmt_(std::exchange(o.stmt_, nullptr)),
+        op_(std::move(o.op_)),
         bind_rc_(o.bind_rc_) {}
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;

@@ -22,7 +22,7 @@ constexpr std::string_view kStep = "store";
 // read_* functions below expect.
 #define CLUSTER_COLUMNS "account, name, status, doc"
 #define DEFINITION_COLUMNS "account, family, revision, status, doc"
-#define TASK_COLUMNS                                                                      \
+#define TASK_COLUMNS                                                                    \
   "account, id, cluster, family, started_by, task_group, desired_status, last_status, " \
   "version, stopped_at, doc"
 
@@ -49,6 +49,10 @@ TaskRecord read_task(const Statement& st) {
   t.stopped_at = st.real(9);
   t.doc = st.text(10);
   return t;
+}
+
+int64_t first_int64(const Statement& st) {
+  return st.int64(0);
 }
 
 // Every row of `st`, at most `limit` of them (-1: all); *more (if given)
@@ -128,15 +132,15 @@ Result<void> configure(Connection& conn, const SqliteStoreOptions& options,
   if (mode != "wal") {
     return error(kStep, "set journal mode: {} stays in journal mode '{}', not WAL", path, mode);
   }
-  BERTH_TRY(conn.exec(options.full_sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
-                      "set synchronous"));
+  BERTH_TRY(
+      conn.exec(options.full_sync ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                "set synchronous"));
   return conn.exec("PRAGMA foreign_keys = ON", "enable foreign keys");
 }
 
 // The next revision of a family: the family's counter, bumped (1 for a new
 // family). Inside add_task_definition's transaction.
-Result<int> next_revision(Connection& conn, const std::string& account,
-                          const std::string& family) {
+Result<int> next_revision(Connection& conn, const std::string& account, const std::string& family) {
   constexpr std::string_view op = "add_task_definition: next revision";
   BERTH_ASSIGN(auto st, conn.prepare("INSERT INTO families (account, family, last_revision) "
                                      "VALUES (?1, ?2, 1) ON CONFLICT (account, family) "
@@ -144,7 +148,7 @@ Result<int> next_revision(Connection& conn, const std::string& account,
                                      "RETURNING last_revision",
                                      op));
   st.bind(1, account).bind(2, family);
-  BERTH_ASSIGN(auto rev, read_one(st, [](const Statement& s) { return s.int64(0); }));
+  BERTH_ASSIGN(auto rev, read_one(st, first_int64));
   if (!rev) return error(kStep, "{}: no revision returned", op);
   if (*rev > INT_MAX) return error(kStep, "{}: family {} is out of revisions", op, family);
   return static_cast<int>(*rev);
@@ -185,7 +189,7 @@ Result<std::optional<int64_t>> stored_task_version(Connection& conn, const TaskR
   BERTH_ASSIGN(auto st, conn.prepare("SELECT version FROM tasks WHERE account = ?1 AND id = ?2",
                                      "put_task: read version"));
   st.bind(1, t.account).bind(2, t.id);
-  return read_one(st, [](const Statement& s) { return s.int64(0); });
+  return read_one(st, first_int64);
 }
 
 Result<void> update_task(Connection& conn, const TaskRecord& t, int64_t expected_version) {
@@ -225,8 +229,9 @@ Result<void> upsert_tag(Connection& conn, const std::string& account, const std:
 
 Result<void> delete_tag(Connection& conn, const std::string& account, const std::string& arn,
                         const std::string& key) {
-  BERTH_ASSIGN(auto st,
-               conn.prepare("DELETE FROM tags WHERE account = ?1 AND arn = ?2 AND key = ?3", "untag"));
+  BERTH_ASSIGN(
+      auto st,
+      conn.prepare("DELETE FROM tags WHERE account = ?1 AND arn = ?2 AND key = ?3", "untag"));
   st.bind(1, account).bind(2, arn).bind(3, key);
   return st.run();
 }
@@ -246,20 +251,18 @@ Result<void> delete_expired_task_tags(Connection& conn, double cutoff) {
   return st.run();
 }
 
-Result<int64_t> insert_event(Connection& conn, const std::string& account,
-                             const std::string& doc) {
+Result<int64_t> insert_event(Connection& conn, const std::string& account, const std::string& doc) {
   constexpr std::string_view op = "append_event: insert";
   BERTH_ASSIGN(auto st,
                conn.prepare("INSERT INTO events (account, doc) VALUES (?1, ?2) RETURNING seq", op));
   st.bind(1, account).bind(2, doc);
-  BERTH_ASSIGN(auto seq, read_one(st, [](const Statement& s) { return s.int64(0); }));
+  BERTH_ASSIGN(auto seq, read_one(st, first_int64));
   if (!seq) return error(kStep, "{}: no sequence number returned", op);
   return *seq;
 }
 
 Result<void> prune_events(Connection& conn, int64_t below_or_at) {
-  BERTH_ASSIGN(auto st,
-               conn.prepare("DELETE FROM events WHERE seq <= ?1", "append_event: prune"));
+  BERTH_ASSIGN(auto st, conn.prepare("DELETE FROM events WHERE seq <= ?1", "append_event: prune"));
   st.bind(1, below_or_at);
   return st.run();
 }
@@ -381,8 +384,8 @@ Result<void> SqliteStore::update_task_definition(const TaskDefinitionRecord& d) 
   st.bind(1, d.account).bind(2, d.family).bind(3, d.revision).bind(4, d.status).bind(5, d.doc);
   BERTH_TRY(st.run());
   if (conn_->changes() == 0) {
-    return kind_error(ErrorKind::not_found, kStep, "{}: no task definition {}:{} in account {}",
-                      op, d.family, d.revision, d.account);
+    return kind_error(ErrorKind::not_found, kStep, "{}: no task definition {}:{} in account {}", op,
+                      d.family, d.revision, d.account);
   }
   return {};
 }
@@ -394,20 +397,21 @@ Result<std::vector<TaskDefinitionRecord>> SqliteStore::list_task_definitions(
   constexpr std::string_view op = "list_task_definitions";
   BERTH_TRY(check_definition_query(q, op));
   std::lock_guard lock(mu_);
-  auto prepared =
-      q.descending
-          ? conn_->prepare("SELECT " DEFINITION_COLUMNS " FROM task_definitions "
-                           "WHERE account = ?1 AND substr(family, 1, length(?2)) = ?2 "
-                           "AND (?3 IS NULL OR status = ?3) "
-                           "AND (?4 = '' OR (family, revision) < (?4, ?5)) "
-                           "ORDER BY family DESC, revision DESC LIMIT ?6",
-                           op)
-          : conn_->prepare("SELECT " DEFINITION_COLUMNS " FROM task_definitions "
-                           "WHERE account = ?1 AND substr(family, 1, length(?2)) = ?2 "
-                           "AND (?3 IS NULL OR status = ?3) "
-                           "AND (?4 = '' OR (family, revision) > (?4, ?5)) "
-                           "ORDER BY family, revision LIMIT ?6",
-                           op);
+  auto prepared = q.descending
+                      ? conn_->prepare("SELECT " DEFINITION_COLUMNS
+                                       " FROM task_definitions "
+                                       "WHERE account = ?1 AND substr(family, 1, length(?2)) = ?2 "
+                                       "AND (?3 IS NULL OR status = ?3) "
+                                       "AND (?4 = '' OR (family, revision) < (?4, ?5)) "
+                                       "ORDER BY family DESC, revision DESC LIMIT ?6",
+                                       op)
+                      : conn_->prepare("SELECT " DEFINITION_COLUMNS
+                                       " FROM task_definitions "
+                                       "WHERE account = ?1 AND substr(family, 1, length(?2)) = ?2 "
+                                       "AND (?3 IS NULL OR status = ?3) "
+                                       "AND (?4 = '' OR (family, revision) > (?4, ?5)) "
+                                       "ORDER BY family, revision LIMIT ?6",
+                                       op);
   if (!prepared) return std::unexpected(std::move(prepared).error());
   Statement& st = *prepared;
   st.bind(1, q.account).bind(2, q.family_prefix).bind(3, q.status);
@@ -417,32 +421,32 @@ Result<std::vector<TaskDefinitionRecord>> SqliteStore::list_task_definitions(
 
 // A family is ACTIVE while one of its revisions is; INACTIVE once none is
 // (ECS ListTaskDefinitionFamilies).
-Result<std::vector<std::string>> SqliteStore::list_families(const DefinitionQuery& q,
-                                                            bool* more) {
+Result<std::vector<std::string>> SqliteStore::list_families(const DefinitionQuery& q, bool* more) {
   constexpr std::string_view op = "list_families";
   BERTH_TRY(check_definition_query(q, op));
   std::lock_guard lock(mu_);
-  auto prepared =
-      q.descending
-          ? conn_->prepare("SELECT family FROM families f "
-                           "WHERE account = ?1 AND substr(family, 1, length(?2)) = ?2 "
-                           "AND (?3 IS NULL OR (?3 = 'ACTIVE') = EXISTS (SELECT 1 FROM "
-                           "task_definitions d WHERE d.account = f.account AND "
-                           "d.family = f.family AND d.status = 'ACTIVE')) "
-                           "AND (?4 = '' OR family < ?4) ORDER BY family DESC LIMIT ?5",
-                           op)
-          : conn_->prepare("SELECT family FROM families f "
-                           "WHERE account = ?1 AND substr(family, 1, length(?2)) = ?2 "
-                           "AND (?3 IS NULL OR (?3 = 'ACTIVE') = EXISTS (SELECT 1 FROM "
-                           "task_definitions d WHERE d.account = f.account AND "
-                           "d.family = f.family AND d.status = 'ACTIVE')) "
-                           "AND (?4 = '' OR family > ?4) ORDER BY family LIMIT ?5",
-                           op);
+  auto prepared = q.descending ? conn_->prepare(
+                                     "SELECT family FROM families f "
+                                     "WHERE account = ?1 AND substr(family, 1, length(?2)) = ?2 "
+                                     "AND (?3 IS NULL OR (?3 = 'ACTIVE') = EXISTS (SELECT 1 FROM "
+                                     "task_definitions d WHERE d.account = f.account AND "
+                                     "d.family = f.family AND d.status = 'ACTIVE')) "
+                                     "AND (?4 = '' OR family < ?4) ORDER BY family DESC LIMIT ?5",
+                                     op)
+                               : conn_->prepare(
+                                     "SELECT family FROM families f "
+                                     "WHERE account = ?1 AND substr(family, 1, length(?2)) = ?2 "
+                                     "AND (?3 IS NULL OR (?3 = 'ACTIVE') = EXISTS (SELECT 1 FROM "
+                                     "task_definitions d WHERE d.account = f.account AND "
+                                     "d.family = f.family AND d.status = 'ACTIVE')) "
+                                     "AND (?4 = '' OR family > ?4) ORDER BY family LIMIT ?5",
+                                     op);
   if (!prepared) return std::unexpected(std::move(prepared).error());
   Statement& st = *prepared;
   st.bind(1, q.account).bind(2, q.family_prefix).bind(3, q.status).bind(4, q.after_family);
   st.bind(5, int64_t{q.limit} + 1);
-  return read_rows(st, [](const Statement& s) { return s.text(0); }, q.limit, more);
+  return read_rows(
+      st, [](const Statement& s) { return s.text(0); }, q.limit, more);
 }
 
 // ---------------------------------------------------------------------------
@@ -468,9 +472,9 @@ Result<std::optional<TaskRecord>> SqliteStore::get_task(const std::string& accou
                                                         const std::string& id) {
   BERTH_TRY(check_account(account, "get_task"));
   std::lock_guard lock(mu_);
-  BERTH_ASSIGN(auto st, conn_->prepare("SELECT " TASK_COLUMNS
-                                       " FROM tasks WHERE account = ?1 AND id = ?2",
-                                       "get_task"));
+  BERTH_ASSIGN(auto st,
+               conn_->prepare("SELECT " TASK_COLUMNS " FROM tasks WHERE account = ?1 AND id = ?2",
+                              "get_task"));
   st.bind(1, account).bind(2, id);
   return read_one(st, read_task);
 }
@@ -573,8 +577,8 @@ Result<int64_t> SqliteStore::append_event(const std::string& account, const std:
   return seq;
 }
 
-Result<std::vector<EventRecord>> SqliteStore::events_after(const std::string& account,
-                                                           int64_t seq, int limit) {
+Result<std::vector<EventRecord>> SqliteStore::events_after(const std::string& account, int64_t seq,
+                                                           int limit) {
   constexpr std::string_view op = "events_after";
   BERTH_TRY(check_account(account, op));
   BERTH_TRY(check_limit(limit, op));

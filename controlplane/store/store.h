@@ -12,6 +12,13 @@
 // if the stored task has that version (compare-and-swap), so two writers
 // never overwrite each other's state change unseen.
 //
+// Errors: ErrorKind::invalid for a call that can never succeed (empty
+// account, limit < 1, a status filter that is not ACTIVE/INACTIVE),
+// not_found / exists / busy as each method says, internal for the backend's
+// failures (their message names the operation and the backend's error).
+// List calls return at most `limit` rows; `more` (may be null) is set to
+// whether more follow.
+//
 // Thread safety: every method may be called from any thread; calls block
 // (disk I/O): never call them on an I/O thread.
 #pragma once
@@ -62,7 +69,7 @@ struct TaskQuery {
   std::optional<std::string> family;
   std::optional<std::string> started_by;
   std::optional<std::string> group;
-  std::optional<std::string> desired_status;
+  std::optional<std::string> desired_status;  // nullopt: any
   // Pagination: ids after this one (ascending id order), at most `limit`.
   std::string after_id;
   int limit = 100;
@@ -70,10 +77,11 @@ struct TaskQuery {
 
 struct DefinitionQuery {
   std::string account;
-  std::string family_prefix;  // "" = all
-  std::optional<std::string> status;
-  bool descending = false;  // by family, then revision
-  // Pagination: the (family, revision) after which to continue.
+  std::string family_prefix;          // "" = all
+  std::optional<std::string> status;  // ACTIVE | INACTIVE; nullopt: both
+  bool descending = false;            // by family, then revision
+  // Pagination: the (family, revision) after which to continue, in the
+  // order asked for; after_family "" = from the start.
   std::string after_family;
   int after_revision = 0;
   int limit = 100;
@@ -103,19 +111,32 @@ class Store {
 
   // Task definitions. add_task_definition assigns the next revision of the
   // family (1 for a new one; revisions are never reused, even after
-  // deregistration) and stores make_doc(revision), atomically.
+  // deregistration) and stores make_doc(revision), atomically, as ACTIVE.
+  // make_doc runs inside the store's transaction and lock: it must not call
+  // the store; its error is returned as is and nothing is stored.
   virtual Result<TaskDefinitionRecord> add_task_definition(
       const std::string& account, const std::string& family,
       const std::function<Result<std::string>(int revision)>& make_doc) = 0;
   // revision 0: the latest ACTIVE revision.
   virtual Result<std::optional<TaskDefinitionRecord>> get_task_definition(
       const std::string& account, const std::string& family, int revision) = 0;
+  // Replaces status and doc of an existing revision (not_found otherwise).
   virtual Result<void> update_task_definition(const TaskDefinitionRecord& d) = 0;
   virtual Result<std::vector<TaskDefinitionRecord>> list_task_definitions(const DefinitionQuery& q,
                                                                           bool* more) = 0;
+  // Family names by q's prefix and order, paged on after_family
+  // (after_revision unused). status ACTIVE: families with an ACTIVE
+  // revision; INACTIVE: families with none (ECS ListTaskDefinitionFamilies).
   virtual Result<std::vector<std::string>> list_families(const DefinitionQuery& q, bool* more) = 0;
 
-  // Tasks.
+  // Tasks. put_task:
+  //  - expected_version 0: insert; the task must not exist yet (exists);
+  //  - otherwise: compare-and-swap; the stored task must be at
+  //    expected_version (busy if another writer changed it first: re-read
+  //    and retry; not_found if there is no such task).
+  // t.version is the version written and must be greater than
+  // expected_version (invalid otherwise): the caller bumps it in the record
+  // and its doc alike; the store never rewrites a doc.
   virtual Result<void> put_task(const TaskRecord& t, int64_t expected_version) = 0;
   virtual Result<std::optional<TaskRecord>> get_task(const std::string& account,
                                                      const std::string& id) = 0;
@@ -123,8 +144,9 @@ class Store {
   // Every task of every account whose last_status is not STOPPED (restart
   // adoption).
   virtual Result<std::vector<TaskRecord>> live_tasks() = 0;
-  // Removes tasks that stopped before `cutoff` (epoch seconds); returns how
-  // many.
+  // Removes tasks that stopped before `cutoff` (epoch seconds; every
+  // account), with the tags of their ARNs (...:task/<cluster>/<id>);
+  // returns how many.
   virtual Result<int> expire_tasks(double cutoff) = 0;
 
   // Tags by resource ARN.
@@ -136,6 +158,10 @@ class Store {
                                                                         const std::string& arn) = 0;
 
   // Events: appended; read back after a sequence number (at most `limit`).
+  // Sequence numbers increase and are never reused. The log is bounded: the
+  // oldest events beyond a backend's limit (SqliteStore: the newest 100000
+  // of all accounts are kept) are dropped, so a reader far behind misses
+  // some.
   virtual Result<int64_t> append_event(const std::string& account, const std::string& doc) = 0;
   virtual Result<std::vector<EventRecord>> events_after(const std::string& account, int64_t seq,
                                                         int limit) = 0;
