@@ -24,14 +24,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 # The examples with BERTH_TEST_IMAGE as their image.
 for f in job failing oom; do
-  python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-if sys.argv[2]:
-    for c in d["containerDefinitions"]:
-        c["image"] = sys.argv[2]
-json.dump(d, open(sys.argv[3], "w"))
-' "$examples/$f.json" "${BERTH_TEST_IMAGE:-}" "$tmp/$f.json"
+  with_image "$examples/$f.json" "${BERTH_TEST_IMAGE:-}" "$tmp/$f.json"
 done
 
 # expect_rc STATUS ARGS...: runs the CLI with ARGS (stdout in $tmp/out,

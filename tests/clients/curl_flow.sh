@@ -36,17 +36,8 @@ api() {
 }
 status() { cat "$tmp/status"; }
 
-definition=$JOB
-if [[ -n ${BERTH_TEST_IMAGE:-} ]]; then
-  definition=$tmp/job.json
-  python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1]))
-for c in d["containerDefinitions"]:
-    c["image"] = sys.argv[2]
-json.dump(d, open(sys.argv[3], "w"))
-' "$JOB" "$BERTH_TEST_IMAGE" "$definition"
-fi
+definition=$tmp/job.json
+with_image "$JOB" "${BERTH_TEST_IMAGE:-}" "$definition"
 query=
 [[ -n ${BERTH_CLUSTER:-} ]] && query="?cluster=$BERTH_CLUSTER"
 

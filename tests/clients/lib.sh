@@ -57,3 +57,16 @@ print(json.dumps({
 }))
 ' "$1" "$2" "$3"
 }
+
+# with_image SRC IMAGE DST: writes the task definition SRC to DST with every
+# container's image replaced by IMAGE (unchanged when IMAGE is empty).
+with_image() {
+  python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+if sys.argv[2]:
+    for c in d["containerDefinitions"]:
+        c["image"] = sys.argv[2]
+json.dump(d, open(sys.argv[3], "w"))
+' "$1" "$2" "$3"
+}
