@@ -204,17 +204,20 @@ Result<int> cmd_run(Context& ctx, const RunOptions& o) {
   }
   BERTH_ASSIGN(auto tasks, read_tasks(*answer));
   if (tasks.empty()) return error("run", "berthd answered without a task");
-  if (!o.wait) {
-    if (ctx.json_output) print_json(*answer);
-    for (const auto& t : tasks)
-      if (!ctx.json_output) std::printf("%s\n", t.id.c_str());
-    return kExitOk;
-  }
+  // Some of --count N did not start (reported on stderr already): the run
+  // as a whole failed to start, after the started ones are followed.
+  auto failures = answer->find("failures");
+  int partial = failures != answer->end() && failures->is_array() && !failures->empty()
+                    ? kExitFailedToStart
+                    : kExitOk;
+  if (ctx.json_output && !o.wait) print_json(*answer);
   if (!ctx.json_output) {
     for (const auto& t : tasks) std::printf("%s\n", t.id.c_str());
     std::fflush(stdout);
   }
-  return wait_for_tasks(ctx, tasks);
+  if (!o.wait) return partial;
+  BERTH_ASSIGN(int status, wait_for_tasks(ctx, tasks));
+  return status != kExitOk ? status : partial;
 }
 
 Result<int> cmd_ps(Context& ctx, const PsOptions& o) {
