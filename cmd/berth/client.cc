@@ -142,6 +142,14 @@ Error Client::connect_error(const std::string& curl_message) const {
                fmt::format("{} (is berthd running?)", why)};
 }
 
+Error Client::answer_error(const Response& r) const {
+  Error e = response_error(r.status, r.body);
+  // The usual cause of a 403 on TCP: nothing was signed.
+  if (r.status == 403 && !credentials_ && endpoint_.unix_socket.empty())
+    e.message += " (no credentials: set BERTH_ACCESS_KEY_ID and BERTH_SECRET_ACCESS_KEY)";
+  return e;
+}
+
 Result<Response> Client::perform(const std::string& method, const std::string& path,
                                  const QueryParams& query, const std::string& body,
                                  const std::vector<std::pair<std::string, std::string>>& headers,
@@ -208,7 +216,7 @@ Result<json> Client::ecs(std::string_view operation, const json& input) {
       {"Content-Type", "application/x-amz-json-1.1"},
       {"X-Amz-Target", fmt::format("AmazonEC2ContainerServiceV20141113.{}", operation)}};
   BERTH_ASSIGN(Response r, send("POST", "/", {}, input.dump(), headers));
-  if (r.status >= 400) return std::unexpected(response_error(r.status, r.body));
+  if (r.status >= 400) return std::unexpected(answer_error(r));
   return parse_json(r.body, fmt::format("{} answer", operation));
 }
 
@@ -217,14 +225,14 @@ Result<json> Client::native(const std::string& method, const std::string& path,
   std::vector<std::pair<std::string, std::string>> headers;
   if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
   BERTH_ASSIGN(Response r, send(method, path, query, body, headers));
-  if (r.status >= 400) return std::unexpected(response_error(r.status, r.body));
+  if (r.status >= 400) return std::unexpected(answer_error(r));
   return parse_json(r.body, fmt::format("{} {} answer", method, path));
 }
 
 Result<void> Client::stream(const std::string& path, const QueryParams& query,
                             const std::function<bool(std::string_view)>& sink) {
   BERTH_ASSIGN(Response r, perform("GET", path, query, "", {}, &sink));
-  if (r.status >= 400) return std::unexpected(response_error(r.status, r.body));
+  if (r.status >= 400) return std::unexpected(answer_error(r));
   return {};
 }
 

@@ -77,6 +77,7 @@ class Client {
                            const std::vector<std::pair<std::string, std::string>>& headers,
                            const std::function<bool(std::string_view)>* sink);
   Error connect_error(const std::string& curl_message) const;
+  Error answer_error(const Response& r) const;
 
   Endpoint endpoint_;
   std::optional<Credentials> credentials_;
