@@ -1,0 +1,51 @@
+// The berth CLI's commands, one function each, over a Client. Each returns
+// the process exit code, or the error main prints as "berth: <error>".
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cmd/berth/client.h"
+#include "common/error.h"
+
+namespace berth::cli {
+
+struct Context {
+  Client client;
+  bool json_output = false;  // -o json: the raw JSON answers
+};
+
+struct RunOptions {
+  std::string target;  // FILE | FAMILY[:REV] | task definition ARN
+  std::string cluster;
+  int count = 1;
+  bool wait = false;
+  std::vector<std::string> env;  // K=V
+};
+
+struct PsOptions {
+  bool all = false;
+  std::string cluster;
+};
+
+struct LogsOptions {
+  std::string task;
+  std::string container;
+  bool follow = false;
+  bool timestamps = false;
+};
+
+struct StopOptions {
+  std::string task;
+  std::string reason;
+};
+
+Result<int> cmd_register(Context& ctx, const std::string& file);
+Result<int> cmd_run(Context& ctx, const RunOptions& o);
+Result<int> cmd_ps(Context& ctx, const PsOptions& o);
+Result<int> cmd_describe(Context& ctx, const std::string& task);
+Result<int> cmd_logs(Context& ctx, const LogsOptions& o);
+Result<int> cmd_stop(Context& ctx, const StopOptions& o);
+Result<int> cmd_clusters(Context& ctx);
+
+}  // namespace berth::cli

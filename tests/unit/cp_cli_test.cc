@@ -1,0 +1,398 @@
+// The berth CLI's pure logic (cmd/berth/*.cc without main.cc): host parsing,
+// ECS error answers, SigV4 signing (checked against botocore's signer),
+// tables, the task view, `run --wait` exit codes, run targets and --env,
+// task id prefixes, CRI log lines. No daemon: the real CLI against berthd is
+// the end-to-end test's.
+#include <catch2/catch.hpp>
+
+#include "cmd/berth/args.h"
+#include "cmd/berth/client.h"
+#include "cmd/berth/logs.h"
+#include "cmd/berth/sigv4_sign.h"
+#include "cmd/berth/table.h"
+#include "cmd/berth/task_view.h"
+
+using namespace berth::cli;
+using berth::Error;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kTaskArn =
+    "arn:aws:ecs:us-east-1:000000000001:task/default/0123456789abcdef0123456789abcdef";
+
+json sample_task() {
+  auto j = json::parse(R"({
+    "taskArn": "arn:aws:ecs:us-east-1:000000000001:task/default/0123456789abcdef0123456789abcdef",
+    "clusterArn": "arn:aws:ecs:us-east-1:000000000001:cluster/default",
+    "taskDefinitionArn": "arn:aws:ecs:us-east-1:000000000001:task-definition/web:3",
+    "lastStatus": "RUNNING", "desiredStatus": "RUNNING", "healthStatus": "HEALTHY",
+    "cpu": "256", "memory": "512", "launchType": "FARGATE",
+    "createdAt": 1000.5, "startedAt": 1001.25,
+    "attachments": [{"type": "ElasticNetworkInterface", "status": "ATTACHED",
+      "details": [{"name": "macAddress", "value": "02:00:00:00:00:01"},
+                  {"name": "privateIPv4Address", "value": "10.88.0.9"}]}],
+    "containers": [
+      {"name": "web", "image": "busybox:latest", "lastStatus": "RUNNING",
+       "networkBindings": [{"bindIP": "0.0.0.0", "containerPort": 8080, "hostPort": 18080,
+                            "protocol": "tcp"}]},
+      {"name": "sidecar", "image": "busybox:latest", "lastStatus": "RUNNING"}]
+  })",
+                       nullptr, false);
+  REQUIRE(!j.is_discarded());
+  return j;
+}
+
+TaskView stopped(std::vector<std::pair<std::string, std::optional<int>>> exits,
+                 std::string stop_code = "EssentialContainerExited") {
+  TaskView t;
+  t.id = "0123456789abcdef0123456789abcdef";
+  t.last_status = "STOPPED";
+  t.stop_code = std::move(stop_code);
+  t.stopped_reason = "Essential container in task exited";
+  for (auto& [name, code] : exits) t.containers.push_back({.name = name, .exit_code = code});
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("cli: --host forms", "[cp-cli]") {
+  auto u = parse_host("unix:///run/berth/berthd.sock");
+  REQUIRE(u);
+  CHECK(u->unix_socket == "/run/berth/berthd.sock");
+  CHECK(u->base_url == "http://berth");
+  auto bare = parse_host("/tmp/b.sock");
+  REQUIRE(bare);
+  CHECK(bare->unix_socket == "/tmp/b.sock");
+  auto t = parse_host("http://127.0.0.1:8080/");
+  REQUIRE(t);
+  CHECK(t->unix_socket.empty());
+  CHECK(t->base_url == "http://127.0.0.1:8080");
+  CHECK(t->authority == "127.0.0.1:8080");
+
+  auto bad = parse_host("tcp://x:1");
+  REQUIRE(!bad);
+  CHECK(exit_code_for(bad.error()) == kExitUsage);
+  CHECK(bad.error().message ==
+        "--host tcp://x:1: expected unix:///path/to/berthd.sock or http://HOST:PORT");
+  CHECK(!parse_host("unix://relative.sock"));
+  CHECK(!parse_host("http://host:1/path"));
+}
+
+TEST_CASE("cli: ECS error answers become 'Name: message'", "[cp-cli]") {
+  Error e = response_error(
+      400, R"({"__type":"com.amazonaws.ecs#InvalidParameterException","message":"bad cpu"})");
+  CHECK(e.str() == "InvalidParameterException: bad cpu");
+  CHECK(exit_code_for(e) == kExitError);
+  CHECK(response_error(400, R"({"__type":"ClientException","Message":"Unable"})").str() ==
+        "ClientException: Unable");
+  CHECK(response_error(502, "<html>bad gateway\nmore").str() == "HTTP 502: <html>bad gateway");
+  CHECK(response_error(500, "").str() == "HTTP 500: (empty answer)");
+  // A wrong type in the error body is not a crash.
+  CHECK(response_error(400, R"({"__type": 5})").str() == R"(HTTP 400: {"__type": 5})");
+}
+
+TEST_CASE("cli: SigV4 signatures match botocore's", "[cp-cli]") {
+  Credentials c{.access_key_id = "AKIDEXAMPLE",
+                .secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"};
+  SigningRequest post{
+      .method = "POST",
+      .host = "127.0.0.1:8080",
+      .path = "/",
+      .headers = {{"Content-Type", "application/x-amz-json-1.1"},
+                  {"X-Amz-Target", "AmazonEC2ContainerServiceV20141113.ListClusters"}},
+      .body = "{}",
+      .amz_date = "20261205T020000Z"};
+  // The values below were computed by botocore.auth.SigV4Auth (botocore 1.43).
+  CHECK(canonical_request(post) ==
+        "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:127.0.0.1:8080\n"
+        "x-amz-date:20261205T020000Z\nx-amz-target:AmazonEC2ContainerServiceV20141113."
+        "ListClusters\n\ncontent-type;host;x-amz-date;x-amz-target\n"
+        "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
+  auto h = sigv4_headers(post, c);
+  REQUIRE(h.size() == 2);
+  CHECK(h[0] == "X-Amz-Date: 20261205T020000Z");
+  CHECK(h[1] ==
+        "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261205/us-east-1/ecs/"
+        "aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, "
+        "Signature=572913d2d895c761c9b3a036d97b43c059a9626dc3cb2aeb66c7f50ed62a2696");
+
+  SigningRequest get{.method = "GET",
+                     .host = "127.0.0.1:8080",
+                     .path = "/v1/tasks",
+                     .query = {{"status", "ALL"}, {"cluster", "a b"}},
+                     .amz_date = "20261205T020000Z"};
+  auto g = sigv4_headers(get, c);
+  REQUIRE(g.size() == 2);
+  CHECK(
+      g[1].ends_with("SignedHeaders=host;x-amz-date, "
+                     "Signature=68fcbff9eb72c730e6141ec8536b50010ea143b359a893790cbefcd62c3c7b0e"));
+
+  c.session_token = "TOKEN";
+  auto s = sigv4_headers(get, c);
+  REQUIRE(s.size() == 3);
+  CHECK(s[1].find("SignedHeaders=host;x-amz-date;x-amz-security-token,") != std::string::npos);
+  CHECK(s[2] == "X-Amz-Security-Token: TOKEN");
+}
+
+TEST_CASE("cli: query strings are encoded and sorted", "[cp-cli]") {
+  CHECK(canonical_query({{"status", "ALL"}, {"cluster", "a b/c"}}) ==
+        "cluster=a%20b%2Fc&status=ALL");
+  CHECK(canonical_query({}) == "");
+  CHECK(uri_encode("/v1/tasks/x y", true) == "/v1/tasks/x%20y");
+  CHECK(uri_encode("a~b-c_d.e", false) == "a~b-c_d.e");
+}
+
+TEST_CASE("cli: tables align like docker ps", "[cp-cli]") {
+  Table t({"TASK ID", "STATUS", "IP"});
+  t.add({"0123456789ab", "RUNNING", "10.88.0.2"});
+  t.add({"ab", "STOPPED (exit 3)", "-"});
+  CHECK(t.render() ==
+        "TASK ID        STATUS             IP\n"
+        "0123456789ab   RUNNING            10.88.0.2\n"
+        "ab             STOPPED (exit 3)   -\n");
+  CHECK(short_id("0123456789abcdef0123456789abcdef") == "0123456789ab");
+}
+
+TEST_CASE("cli: times", "[cp-cli]") {
+  CHECK(human_ago(0, 100) == "-");
+  CHECK(human_ago(100, 100.5) == "Less than a second ago");
+  CHECK(human_ago(100, 101) == "1 second ago");
+  CHECK(human_ago(100, 145) == "45 seconds ago");
+  CHECK(human_ago(100, 190) == "About a minute ago");
+  CHECK(human_ago(100, 100 + 5 * 60) == "5 minutes ago");
+  CHECK(human_ago(100, 100 + 3600) == "About an hour ago");
+  CHECK(human_ago(100, 100 + 5 * 3600) == "5 hours ago");
+  CHECK(human_ago(100, 100 + 3 * 86400) == "3 days ago");
+  CHECK(rfc3339(0) == "-");
+  CHECK(rfc3339(1557134011.644) == "2019-05-06T09:13:31.644Z");
+  CHECK(rfc3339(1.9996) == "1970-01-01T00:00:02.000Z");
+}
+
+TEST_CASE("cli: the task view reads ECS task JSON", "[cp-cli]") {
+  auto t = read_task(sample_task());
+  REQUIRE(t);
+  CHECK(t->id == "0123456789abcdef0123456789abcdef");
+  CHECK(t->cluster == "default");
+  CHECK(t->definition == "web:3");
+  CHECK(t->ip == "10.88.0.9");  // from the attachment
+  CHECK(t->created_at == 1000.5);
+  REQUIRE(t->containers.size() == 2);
+  REQUIRE(t->containers[0].ports.size() == 1);
+  CHECK(t->containers[0].ports[0].host_port == 18080);
+  CHECK(status_text(*t) == "RUNNING (healthy)");
+
+  json j = sample_task();
+  j["containers"][0]["networkInterfaces"] = json::array({{{"privateIpv4Address", "10.88.0.7"}}});
+  CHECK(read_task(j)->ip == "10.88.0.7");  // the containers' address first
+
+  j["containers"][0]["exitCode"] = "3";
+  auto bad = read_task(j);
+  REQUIRE(!bad);
+  CHECK(bad.error().str() ==
+        "berthd answer: containers[0].exitCode: expected a 32-bit integer, got string");
+
+  auto list = read_tasks(json{{"tasks", json::array({sample_task()})}});
+  REQUIRE(list);
+  CHECK(list->size() == 1);
+  auto missing = read_task_answer(json::object());
+  REQUIRE(!missing);
+  CHECK(missing.error().str() == "berthd answer: task: required field is missing");
+}
+
+TEST_CASE("cli: ps shows live tasks newest first, -a all", "[cp-cli]") {
+  auto a = *read_task(sample_task());
+  auto b = a;
+  b.id = "ffffffffffff0000000000000000000f";
+  b.created_at = 2000;
+  b.last_status = "STOPPED";
+  b.health_status = "UNKNOWN";
+  b.containers[0].exit_code = 0;
+  b.containers[1].exit_code = 2;
+  auto c = a;
+  c.id = "cccccccccccc0000000000000000000c";
+  c.created_at = 3000;
+  c.last_status = "PENDING";
+  c.health_status = "UNKNOWN";
+  c.ip.clear();
+  CHECK(ps_table({a, b, c}, false, 3030) ==
+        "TASK ID        DEFINITION   CLUSTER   STATUS              IP          CREATED\n"
+        "cccccccccccc   web:3        default   PENDING             -           30 seconds ago\n"
+        "0123456789ab   web:3        default   RUNNING (healthy)   10.88.0.9   33 minutes ago\n");
+  auto all = ps_selection({a, b, c}, true);
+  REQUIRE(all.size() == 3);
+  CHECK(all[1].id == b.id);
+  CHECK(status_text(all[1]) == "STOPPED (exit 2)");
+}
+
+TEST_CASE("cli: run --wait exit status", "[cp-cli]") {
+  std::string why;
+  CHECK(run_exit_status(stopped({{"web", 0}, {"side", 0}}), {"web"}, &why) == 0);
+  // Only essential containers count, in task order.
+  CHECK(run_exit_status(stopped({{"web", 0}, {"side", 7}}), {"web"}, &why) == 0);
+  CHECK(run_exit_status(stopped({{"a", 0}, {"b", 3}, {"c", 4}}), {"a", "b", "c"}, &why) == 3);
+  CHECK(why == "task 0123456789abcdef0123456789abcdef: essential container b exited with code 3");
+  // No definition: every container is essential.
+  CHECK(run_exit_status(stopped({{"a", 0}, {"b", 137}}), {}, &why) == 137);
+
+  auto oom = stopped({{"hog", 137}});
+  oom.containers[0].reason = "OutOfMemoryError: Container killed due to memory usage";
+  CHECK(run_exit_status(oom, {"hog"}, &why) == 137);
+  CHECK(why ==
+        "task 0123456789abcdef0123456789abcdef: essential container hog exited with code 137 "
+        "(OutOfMemoryError: Container killed due to memory usage)");
+
+  auto failed = stopped({{"web", std::nullopt}}, "TaskFailedToStart");
+  failed.stopped_reason = "CannotPullContainerError: busybox:nope: not found";
+  CHECK(run_exit_status(failed, {"web"}, &why) == kExitFailedToStart);
+  CHECK(why ==
+        "task 0123456789abcdef0123456789abcdef failed to start: CannotPullContainerError: "
+        "busybox:nope: not found");
+  CHECK(run_exit_status(stopped({{"web", std::nullopt}}, "UserInitiated"), {"web"}, &why) ==
+        kExitFailedToStart);
+}
+
+TEST_CASE("cli: essential containers from DescribeTaskDefinition", "[cp-cli]") {
+  json d{{"taskDefinition",
+          {{"containerDefinitions", json::array({{{"name", "web"}},
+                                                 {{"name", "side"}, {"essential", false}},
+                                                 {{"name", "init"}, {"essential", true}}})}}}};
+  auto defs = read_container_definitions(d);
+  REQUIRE(defs);
+  REQUIRE(defs->size() == 3);
+  CHECK(essential_names(*defs) == std::set<std::string>{"web", "init"});
+  d["taskDefinition"]["containerDefinitions"][1]["essential"] = "no";
+  CHECK(!read_container_definitions(d));
+}
+
+TEST_CASE("cli: run targets", "[cp-cli]") {
+  auto file = classify_run_target("examples/job.json", false);
+  REQUIRE(file);
+  CHECK(file->is_file);
+  CHECK(classify_run_target("job", true)->is_file);  // an existing file wins
+  CHECK(classify_run_target("task.json", false)->is_file);
+  auto fam = classify_run_target("web:3", false);
+  REQUIRE(fam);
+  CHECK(!fam->is_file);
+  CHECK(!classify_run_target("my_job-2", false)->is_file);
+  CHECK(!classify_run_target("arn:aws:ecs:us-east-1:1:task-definition/web:3", false)->is_file);
+  for (const char* bad : {"web:", "web:x", "a b", ":3", ""}) {
+    auto r = classify_run_target(bad, false);
+    INFO(bad);
+    REQUIRE(!r);
+    CHECK(exit_code_for(r.error()) == kExitUsage);
+  }
+  CHECK(classify_run_target("web:x", false).error().message ==
+        R"(run: "web:x" is neither a file nor a task definition FAMILY[:REVISION])");
+}
+
+TEST_CASE("cli: --env", "[cp-cli]") {
+  auto kv = parse_env("A=b=c");
+  REQUIRE(kv);
+  CHECK(kv->first == "A");
+  CHECK(kv->second == "b=c");
+  CHECK(parse_env("EMPTY=")->second == "");
+  CHECK(!parse_env("=x"));
+  CHECK(parse_env("NOEQ").error().message == R"(--env "NOEQ": expected NAME=VALUE)");
+
+  json def{{"containerDefinitions",
+            json::array(
+                {{{"name", "a"}, {"environment", json::array({{{"name", "X"}, {"value", "old"}}})}},
+                 {{"name", "b"}}})}};
+  REQUIRE(apply_env_to_definition(def, {{"X", "new"}, {"Y", "1"}}));
+  CHECK(def["containerDefinitions"][0]["environment"] ==
+        json::array({{{"name", "X"}, {"value", "new"}}, {{"name", "Y"}, {"value", "1"}}}));
+  CHECK(def["containerDefinitions"][1]["environment"] ==
+        json::array({{{"name", "X"}, {"value", "new"}}, {{"name", "Y"}, {"value", "1"}}}));
+  json no_containers = json::object();
+  auto r = apply_env_to_definition(no_containers, {{"X", "1"}});
+  REQUIRE(!r);
+  CHECK(r.error().str() ==
+        "task definition: containerDefinitions: expected an array of containers");
+
+  CHECK(env_overrides({"a", "b"}, {{"K", "V"}}) == json::parse(R"({"containerOverrides": [
+          {"name": "a", "environment": [{"name": "K", "value": "V"}]},
+          {"name": "b", "environment": [{"name": "K", "value": "V"}]}]})"));
+}
+
+TEST_CASE("cli: task references and id prefixes", "[cp-cli]") {
+  CHECK(is_full_task_ref("0123456789abcdef0123456789abcdef"));
+  CHECK(is_full_task_ref(kTaskArn));
+  CHECK(!is_full_task_ref("0123456789ab"));
+  CHECK(!is_full_task_ref("0123456789abcdef0123456789abcdeg"));
+
+  std::vector<TaskView> tasks(3);
+  tasks[0].id = "aaaa0000000000000000000000000001";
+  tasks[1].id = "aaaa0000000000000000000000000002";
+  tasks[2].id = "bbbb0000000000000000000000000003";
+  CHECK(*match_task_prefix("bbbb", tasks) == tasks[2].id);
+  CHECK(*match_task_prefix("aaaa0000000000000000000000000001", tasks) == tasks[0].id);
+  CHECK(match_task_prefix("aaaa", tasks).error().str() ==
+        "task: \"aaaa\" matches 2 tasks: aaaa0000000000000000000000000001, "
+        "aaaa0000000000000000000000000002");
+  CHECK(match_task_prefix("cc", tasks).error().str() ==
+        "ResourceNotFoundException: no task matches \"cc\"");
+  CHECK(exit_code_for(match_task_prefix("", tasks).error()) == kExitUsage);
+}
+
+TEST_CASE("cli: CRI log lines", "[cp-cli]") {
+  auto l = parse_cri_line("2026-12-05T02:00:00.000000001Z stderr F oops: a b");
+  REQUIRE(l);
+  CHECK(l->time == "2026-12-05T02:00:00.000000001Z");
+  CHECK(l->is_stderr);
+  CHECK(!l->partial);
+  CHECK(l->text == "oops: a b");
+  auto empty = parse_cri_line("2026-12-05T02:00:00Z stdout F");
+  REQUIRE(empty);
+  CHECK(empty->text == "");
+  CHECK(parse_cri_line("2026-12-05T02:00:00Z stdout P part")->partial);
+  CHECK(!parse_cri_line("plain text"));
+  CHECK(!parse_cri_line("t stdin F x"));
+
+  CHECK(render_log_line("2026-12-05T02:00:00Z stdout F hi", false).text == "hi\n");
+  CHECK(render_log_line("2026-12-05T02:00:00Z stdout P hi", false).text == "hi");
+  CHECK(render_log_line("2026-12-05T02:00:00Z stderr F hi", true).text ==
+        "2026-12-05T02:00:00Z hi\n");
+  CHECK(render_log_line("2026-12-05T02:00:00Z stderr F hi", true).is_stderr);
+  CHECK(render_log_line("not cri", false).text == "not cri\n");
+
+  LineSplitter s;
+  std::vector<std::string> lines;
+  auto emit = [&lines](std::string_view line) { lines.emplace_back(line); };
+  s.feed("one\ntw", emit);
+  s.feed("o\n", emit);
+  s.feed("thr", emit);
+  s.feed("ee", emit);
+  CHECK(lines == std::vector<std::string>{"one", "two"});
+  s.finish(emit);
+  CHECK(lines == std::vector<std::string>{"one", "two", "three"});
+}
+
+TEST_CASE("cli: clusters table and describe page", "[cp-cli]") {
+  json d{{"clusters", json::array({{{"clusterName", "web"},
+                                    {"status", "ACTIVE"},
+                                    {"runningTasksCount", 12},
+                                    {"pendingTasksCount", 1},
+                                    {"activeServicesCount", 0}},
+                                   {{"clusterName", "default"}, {"status", "ACTIVE"}}})}};
+  CHECK(*clusters_table(d) ==
+        "NAME      STATUS   RUNNING   PENDING   SERVICES\n"
+        "default   ACTIVE   0         0         0\n"
+        "web       ACTIVE   12        1         0\n");
+
+  auto t = *read_task(sample_task());
+  t.containers[1].exit_code = 0;
+  std::string page = describe_text(t, 1060.5);
+  CHECK(page.starts_with("Task:           0123456789abcdef0123456789abcdef\n"));
+  CHECK(page.find("Status:         RUNNING (desired RUNNING)\n") != std::string::npos);
+  CHECK(page.find("IP:             10.88.0.9\n") != std::string::npos);
+  CHECK(page.find("Created:        1970-01-01T00:16:40.500Z (1 minute ago)\n") ==
+        std::string::npos);
+  CHECK(page.find("Created:        1970-01-01T00:16:40.500Z (About a minute ago)\n") !=
+        std::string::npos);
+  CHECK(page.find("  web\n    Image:      busybox:latest\n    Status:     RUNNING\n"
+                  "    Exit code:  -\n") != std::string::npos);
+  CHECK(page.find("    Ports:      18080 -> 8080/tcp\n") != std::string::npos);
+  CHECK(page.find("  sidecar\n") != std::string::npos);
+  CHECK(page.find("    Exit code:  0\n") != std::string::npos);
+}
