@@ -16,6 +16,7 @@
 #include "controlplane/agent/oci_spec.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cctype>
@@ -215,6 +216,16 @@ Result<json> resolve_user(const ContainerBuild& b) {
 
 // ---- limits and capabilities ---------------------------------------------------
 
+// Fargate's default nofile, 65535, or the host's own hard limit where that
+// is lower: raising a hard limit needs CAP_SYS_RESOURCE in the host's user
+// namespace, which a runtime started from a confined service may lack.
+uint64_t default_nofile() {
+  constexpr uint64_t kFargateNofile = 65535;
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY) return kFargateNofile;
+  return std::min<uint64_t>(kFargateNofile, rl.rlim_max);
+}
+
 Result<json> rlimits_json(const ContainerDefinition& c) {
   json out = json::array();
   bool nofile = false;
@@ -230,8 +241,10 @@ Result<json> rlimits_json(const ContainerDefinition& c) {
     nofile = nofile || u.name == "nofile";
     out.push_back({{"type", name}, {"hard", u.hard_limit}, {"soft", u.soft_limit}});
   }
-  // Fargate's default.
-  if (!nofile) out.push_back({{"type", "RLIMIT_NOFILE"}, {"hard", 65535}, {"soft", 65535}});
+  if (!nofile) {
+    auto n = default_nofile();
+    out.push_back({{"type", "RLIMIT_NOFILE"}, {"hard", n}, {"soft", n}});
+  }
   return out;
 }
 
@@ -327,6 +340,10 @@ json mounts_json(const ContainerBuild& b) {
   for (const auto& t : lp.tmpfs) {
     std::vector<std::string> opts = {"nosuid", "nodev", fmt::format("size={}k", t.size_mib * 1024)};
     for (const auto& o : t.mount_options) opts.push_back(o);
+    // Docker's default tmpfs mode: world-writable with the sticky bit.
+    if (std::ranges::none_of(opts, [](const std::string& o) { return o.starts_with("mode="); })) {
+      opts.push_back("mode=1777");
+    }
     mounts.push_back(mount_json(t.container_path, "tmpfs", "tmpfs", std::move(opts)));
   }
   return mounts;
