@@ -16,7 +16,6 @@
 #include "controlplane/agent/oci_spec.h"
 
 #include <fcntl.h>
-#include <sys/capability.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -217,19 +216,14 @@ Result<json> resolve_user(const ContainerBuild& b) {
 
 // ---- limits and capabilities ---------------------------------------------------
 
-// 65535, or berthd's own hard limit when that is lower and it cannot raise
-// it (no CAP_SYS_RESOURCE).
-uint64_t default_nofile_limit() {
-  constexpr uint64_t kFargate = 65535;
-  struct rlimit own {};
-  if (::getrlimit(RLIMIT_NOFILE, &own) != 0 || own.rlim_max >= kFargate) return kFargate;
-  cap_t caps = cap_get_proc();
-  cap_flag_value_t has = CAP_CLEAR;
-  if (caps != nullptr) {
-    cap_get_flag(caps, CAP_SYS_RESOURCE, CAP_EFFECTIVE, &has);
-    cap_free(caps);
-  }
-  return has == CAP_SET ? kFargate : own.rlim_max;
+// Fargate's default nofile, 65535, or the host's own hard limit where that
+// is lower: raising a hard limit needs CAP_SYS_RESOURCE in the host's user
+// namespace, which a runtime started from a confined service may lack.
+uint64_t default_nofile() {
+  constexpr uint64_t kFargateNofile = 65535;
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_max == RLIM_INFINITY) return kFargateNofile;
+  return std::min<uint64_t>(kFargateNofile, rl.rlim_max);
 }
 
 Result<json> rlimits_json(const ContainerDefinition& c) {
@@ -247,14 +241,9 @@ Result<json> rlimits_json(const ContainerDefinition& c) {
     nofile = nofile || u.name == "nofile";
     out.push_back({{"type", name}, {"hard", u.hard_limit}, {"soft", u.soft_limit}});
   }
-  // Fargate's default, within what this host lets berthd give: raising a
-  // hard limit above berthd's own needs CAP_SYS_RESOURCE, which a host (or a
-  // container berthd runs in) may not grant, and a default must never make
-  // every task fail to start. A limit the definition names is applied as
-  // written (and fails the start with the reason if it cannot be).
   if (!nofile) {
-    uint64_t limit = default_nofile_limit();
-    out.push_back({{"type", "RLIMIT_NOFILE"}, {"hard", limit}, {"soft", limit}});
+    auto n = default_nofile();
+    out.push_back({{"type", "RLIMIT_NOFILE"}, {"hard", n}, {"soft", n}});
   }
   return out;
 }
@@ -351,6 +340,10 @@ json mounts_json(const ContainerBuild& b) {
   for (const auto& t : lp.tmpfs) {
     std::vector<std::string> opts = {"nosuid", "nodev", fmt::format("size={}k", t.size_mib * 1024)};
     for (const auto& o : t.mount_options) opts.push_back(o);
+    // Docker's default tmpfs mode: world-writable with the sticky bit.
+    if (std::ranges::none_of(opts, [](const std::string& o) { return o.starts_with("mode="); })) {
+      opts.push_back("mode=1777");
+    }
     mounts.push_back(mount_json(t.container_path, "tmpfs", "tmpfs", std::move(opts)));
   }
   return mounts;

@@ -2,6 +2,20 @@
 // task.json (shim/PROTOCOL.md). One config.json per container, runnable by
 // berth-runtime and runc alike: no berth-only field is needed to run it.
 //
+// Built from berth-runtime's default spec (runtime/default_profile.h: caps,
+// masked/read-only paths, seccomp, device rule) with Docker's defaults where
+// ECS users expect them: noNewPrivileges false, nofile 65535 (Fargate's;
+// the host's hard limit where that is lower), /dev/shm 64 MiB
+// (sharedMemorySize; none with ipcMode "none"), a read-only cgroup mount,
+// tmpfs mode 1777 unless mountOptions set one, cpu shares = container cpu
+// (0 -> 2), memory limit/reservation from the container (RunTask overrides
+// win). A granted SYS_PTRACE also allows the tracing syscalls in the
+// seccomp profile, as Docker's does. User names are resolved in the
+// rootfs's /etc/passwd and /etc/group (inside the rootfs: a symlink cannot
+// point the lookup at a host file); additionalGids as Docker computes them.
+// initProcessEnabled goes to the shim (task.json init_process), which adds
+// its sealed init to the bundle itself (shim/PROTOCOL.md).
+//
 // Pure functions: the agent supplies what it made (rootfs path, netns path,
 // the files it wrote for /etc/hosts and /etc/resolv.conf), so these are unit
 // tested without root.

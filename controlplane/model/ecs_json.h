@@ -7,6 +7,40 @@
 // InvalidParameterException "containerDefinitions[0].foo: unknown field",
 // ClientException "Invalid 'cpu' setting for task." for a Fargate size that
 // is not in the table.
+//
+// What berth does with the fields ECS leaves open (container_definition.cc
+// and task_definition.cc say it next to the code):
+// - Refused unless empty/false, by name: volumes, mountPoints, volumesFrom
+//   (no volumes yet), privileged, linuxParameters.devices,
+//   disableNetworking, maxSwap/swappiness (as on Fargate), dnsServers and
+//   extraHosts (as ECS refuses them for awsvpc; the microhost writes the
+//   task's resolv.conf and hosts), pidMode (host, and task: containers have
+//   their own pid namespaces), ipcMode other than "none", startTimeout with
+//   dependsOn (no dependency timeout yet), and the ECS fields berth does not
+//   implement (links, secrets, dockerLabels, environmentFiles, ...).
+//   Unknown fields are refused by name.
+// - networkMode: awsvpc (default) and bridge both get a netns of their own
+//   (bridge is taken as awsvpc-like: hostPort publishes on the host); host
+//   shares the host's; none has only loopback.
+// - capabilities.add: only SYS_PTRACE, or what Account::allowed_capabilities
+//   lists (ALL included); names as ECS writes them, without CAP_.
+// - systemControls: only namespaced sysctls (net.* outside network mode
+//   host, kernel.msg*, kernel.sem, kernel.shm*).
+// - logConfiguration (any driver), executionRoleArn, taskRoleArn,
+//   runtimePlatform (LINUX, the host's cpuArchitecture only),
+//   repositoryCredentials, ephemeralStorage (21..200 GiB) are stored and
+//   returned; logs always go to berth's local log store (awslogs included).
+// - Task cpu/memory are normalised at registration ("0.25 vCPU" -> "256",
+//   "1 GB" -> "1024"); without task memory every container needs memory or
+//   memoryReservation (ECS's EC2 rule); with FARGATE in
+//   requiresCompatibilities both are required, the size table applies and
+//   networkMode must be awsvpc.
+// - Stored documents: task_definition_json carries "tags" (ECS returns them
+//   beside the definition; clients ignore the extra member), task_json
+//   carries "berthNodeRef" (Task::node_ref, needed to re-adopt after a
+//   restart) when set, cluster_json carries "berthCreatedAt". The
+//   *_from_json readers take exactly what the writers produce; their errors
+//   have step "stored task definition" / "stored task" / "stored cluster".
 #pragma once
 
 #include <string_view>

@@ -322,6 +322,37 @@ TEST_CASE("cp model: every refusal names its field", "[cp-model]") {
         "ClientException: Invalid setting for container 'web'. At least one of 'memory' or "
         "'memoryReservation' must be specified.");
   CHECK(refusal(minimal({{"cpu", "1"}})) == p + "cpu: expected a 32-bit integer, got string");
+  CHECK(refusal(minimal({{"healthCheck", {{"command", {"CMD", "true"}}, {"interval", 1}}}})) ==
+        p + "healthCheck.interval: 1 is out of range 5..300");
+  CHECK(refusal(minimal({{"restartPolicy", {{"enabled", true}, {"restartAttemptPeriod", 10}}}})) ==
+        p + "restartPolicy.restartAttemptPeriod: 10 is out of range 60..1800");
+  CHECK(refusal(minimal({{"restartPolicy", {{"ignoredExitCodes", {1}}}}})) ==
+        p + "restartPolicy.enabled: required field is missing");
+  CHECK(refusal(minimal({{"linuxParameters",
+                          {{"tmpfs", json::array({{{"containerPath", "/"}, {"size", 1}}})}}}})) ==
+        p + "linuxParameters.tmpfs[0].containerPath: \"/\": must be an absolute path below /");
+  CHECK(refusal(minimal(
+            {{"linuxParameters", {{"tmpfs", json::array({{{"containerPath", "/t"}}})}}}})) ==
+        p + "linuxParameters.tmpfs[0].size: required field is missing");
+  CHECK(refusal(minimal({{"environment", json::array({{{"name", "A=B"}, {"value", "1"}}})}})) ==
+        p + "environment[0].name: \"A=B\": must be non-empty and without '='");
+  json host = minimal(
+      {{"systemControls", json::array({{{"namespace", "net.core.somaxconn"}, {"value", "1"}}})}});
+  CHECK(parse_task_definition(host, alice()));
+  host["networkMode"] = "host";
+  CHECK(refusal(host) ==
+        p + "systemControls[0].namespace: \"net.core.somaxconn\": only namespaced sysctls may be "
+            "set (net.* outside network mode host, kernel.msg*, kernel.sem, kernel.shm*)");
+  host.erase("systemControls");
+  host["containerDefinitions"][0].erase("systemControls");
+  host["containerDefinitions"][0]["portMappings"] =
+      json::array({{{"containerPort", 80}, {"hostPort", 81}}});
+  CHECK(refusal(host) == p + "portMappings[0].hostPort: must equal containerPort (80) in network "
+                             "mode host, as in ECS");
+  host["networkMode"] = "bridge";
+  host["containerDefinitions"][0]["dnsServers"] = {"1.1.1.1"};
+  CHECK(refusal(host) == p + "dnsServers: not supported by berth (the task's files come from its "
+                             "microhost)");
 }
 
 TEST_CASE("cp model: task-level refusals", "[cp-model]") {

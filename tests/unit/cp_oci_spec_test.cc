@@ -3,6 +3,8 @@
 // rootfs, ulimits, capabilities, tmpfs, /dev/shm, readonly root, sysctls.
 #include <catch2/catch.hpp>
 
+#include <sys/resource.h>
+
 #include <fstream>
 
 #include "controlplane/agent/oci_spec.h"
@@ -144,7 +146,12 @@ TEST_CASE("cp oci spec: the defaults of a container", "[cp-oci-spec]") {
   CHECK(p["user"] == json{{"uid", 0}, {"gid", 0}});
   CHECK(p["terminal"] == false);
   CHECK(p["noNewPrivileges"] == false);
-  CHECK(p["rlimits"] == json::parse(R"([{"type":"RLIMIT_NOFILE","hard":65535,"soft":65535}])"));
+  // Fargate's 65535, unless this host's own hard limit is lower.
+  struct rlimit rl {};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &rl) == 0);
+  uint64_t nofile = std::min<uint64_t>(65535, rl.rlim_max);
+  CHECK(p["rlimits"] ==
+        json::array({{{"type", "RLIMIT_NOFILE"}, {"hard", nofile}, {"soft", nofile}}}));
   CHECK(p["capabilities"]["bounding"] == json(berth::runtime::default_capabilities()));
   CHECK(p["capabilities"]["effective"] == p["capabilities"]["bounding"]);
   CHECK(p["capabilities"]["ambient"] == json::array());
@@ -301,6 +308,10 @@ TEST_CASE("cp oci spec: tmpfs, shm and ipcMode none", "[cp-oci-spec]") {
   CHECK(*t == json::parse(R"({"destination":"/scratch","type":"tmpfs","source":"tmpfs",
       "options":["nosuid","nodev","size=65536k","noexec","mode=1770"]})"));
   CHECK((*find_mount(s, "/dev/shm"))["options"].back() == "size=262144k");
+  // Docker's default mode when the options name none.
+  b.c().linux_parameters.tmpfs = {{"/scratch", 1, {}}};
+  CHECK((*find_mount(b.spec(), "/scratch"))["options"] ==
+        json::array({"nosuid", "nodev", "size=1024k", "mode=1777"}));
   b.d.ipc_mode = "none";
   CHECK_FALSE(find_mount(b.spec(), "/dev/shm"));
 }
