@@ -10,10 +10,10 @@
 
 #include "common/json.h"
 #include "common/json_reader.h"
-#include "controlplane/scheduler/json_text.h"
 #include "common/log.h"
 #include "controlplane/model/arn.h"
 #include "controlplane/model/errors.h"
+#include "controlplane/scheduler/json_text.h"
 
 namespace berth::cp {
 
@@ -564,8 +564,8 @@ Result<std::optional<Task>> TaskManager::get_task(const std::string& account,
 void TaskManager::on_event(const AgentEvent& e) {
   auto account = account_of(e.task_id);
   if (!account) {
-    log::debug("agent event {} for task {} that is not live here: ignored",
-               agent_event_name(e.kind), e.task_id);
+    log::debug("agent event #{} for task {} that is not live here: ignored",
+               static_cast<int>(e.kind), e.task_id);
     return;
   }
   TimePoint at = is_set(e.at) ? e.at : opts_.clock();
@@ -638,7 +638,7 @@ void TaskManager::on_event(const AgentEvent& e) {
   };
   auto r = update(*account, e.task_id, change);
   if (!r) {
-    log::error("task {}: applying agent event {}: {}", e.task_id, agent_event_name(e.kind),
+    log::error("task {}: applying agent event #{}: {}", e.task_id, static_cast<int>(e.kind),
                r.error().str());
     return;
   }
