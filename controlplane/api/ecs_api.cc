@@ -8,11 +8,11 @@
 
 #include "common/json.h"
 #include "common/json_reader.h"
-#include "controlplane/scheduler/json_text.h"
 #include "common/log.h"
 #include "controlplane/model/arn.h"
 #include "controlplane/model/ecs_json.h"
 #include "controlplane/model/errors.h"
+#include "controlplane/scheduler/json_text.h"
 
 namespace berth::cp {
 
@@ -251,7 +251,8 @@ Result<Cluster> EcsApi::cluster(const std::string& account, const std::string& r
     c.account = account;
     c.name = name;
     c.created_at = tasks_.now();
-    BERTH_TRY(store_.put_cluster({account, name, "ACTIVE", dump_json(cluster_json(c, region(), {}))}));
+    BERTH_TRY(
+        store_.put_cluster({account, name, "ACTIVE", dump_json(cluster_json(c, region(), {}))}));
     return c;
   }
   if (rec) return ecs_error(kClusterNotFound, "The referenced cluster was inactive.");

@@ -4,9 +4,9 @@
 
 #include "common/json.h"
 #include "common/log.h"
-#include "controlplane/scheduler/json_text.h"
 #include "controlplane/model/ecs_json.h"
 #include "controlplane/model/errors.h"
+#include "controlplane/scheduler/json_text.h"
 
 namespace berth::cp {
 

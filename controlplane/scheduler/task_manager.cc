@@ -10,10 +10,10 @@
 
 #include "common/json.h"
 #include "common/json_reader.h"
-#include "controlplane/scheduler/json_text.h"
 #include "common/log.h"
 #include "controlplane/model/arn.h"
 #include "controlplane/model/errors.h"
+#include "controlplane/scheduler/json_text.h"
 
 namespace berth::cp {
 
@@ -112,9 +112,10 @@ void apply_task_state(Task& t, const nlohmann::json& state) {
   t.health_status = task_health(t);
 }
 
-// The essential containers named by a shim state (all of them when the
+// The essential containers named by a shim state (`fallback` when the
 // state does not say).
-std::set<std::string> essential_from_state(const Task& t, const nlohmann::json& state) {
+std::set<std::string> essential_from_state(const std::set<std::string>& fallback,
+                                           const nlohmann::json& state) {
   std::set<std::string> out;
   if (state.is_object()) {
     if (auto it = state.find("containers"); it != state.end() && it->is_array()) {
@@ -128,10 +129,7 @@ std::set<std::string> essential_from_state(const Task& t, const nlohmann::json& 
       }
     }
   }
-  if (out.empty()) {
-    for (const auto& c : t.containers) out.insert(c.name);
-  }
-  return out;
+  return out.empty() ? fallback : out;
 }
 
 // The task has stopped on the node: every container is STOPPED, the stop
@@ -564,8 +562,8 @@ Result<std::optional<Task>> TaskManager::get_task(const std::string& account,
 void TaskManager::on_event(const AgentEvent& e) {
   auto account = account_of(e.task_id);
   if (!account) {
-    log::debug("agent event {} for task {} that is not live here: ignored",
-               agent_event_name(e.kind), e.task_id);
+    log::debug("agent event #{} for task {} that is not live here: ignored",
+               static_cast<int>(e.kind), e.task_id);
     return;
   }
   TimePoint at = is_set(e.at) ? e.at : opts_.clock();
@@ -638,7 +636,7 @@ void TaskManager::on_event(const AgentEvent& e) {
   };
   auto r = update(*account, e.task_id, change);
   if (!r) {
-    log::error("task {}: applying agent event {}: {}", e.task_id, agent_event_name(e.kind),
+    log::error("task {}: applying agent event #{}: {}", e.task_id, static_cast<int>(e.kind),
                r.error().str());
     return;
   }
@@ -698,12 +696,9 @@ Result<void> TaskManager::recover() {
     fail_start(t.account, t.id,
                "ResourceInitializationError: berthd restarted before the task started");
   }
-  std::vector<Adopted> adopted;
-  if (!to_adopt.empty()) {
-    BERTH_ASSIGN(adopted, agent_.adopt(to_adopt));
-  } else {
-    BERTH_ASSIGN(adopted, agent_.adopt({}));
-  }
+  // Called even with nothing to adopt: it also collects the garbage of
+  // tasks the store no longer knows.
+  BERTH_ASSIGN(auto adopted, agent_.adopt(to_adopt));
   std::set<std::string> seen;
   for (const auto& a : adopted) {
     auto account = account_of(a.task_id);
@@ -712,10 +707,7 @@ Result<void> TaskManager::recover() {
     {
       std::lock_guard lock(mu_);
       if (auto it = live_.find(a.task_id); it != live_.end()) {
-        Task shell;
-        for (const auto& n : it->second.essential)
-          shell.containers.push_back(TaskContainer{.name = n});
-        it->second.essential = essential_from_state(shell, a.state);
+        it->second.essential = essential_from_state(it->second.essential, a.state);
       }
     }
     std::string shim_status;

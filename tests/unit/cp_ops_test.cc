@@ -134,6 +134,7 @@ struct Env {
     INFO(op << " " << body.dump() << " -> " << r.status << " " << r.body);
     REQUIRE(r.status == 200);
     REQUIRE(r.headers["content-type"] == "application/x-amz-json-1.1");
+    REQUIRE(r.headers["x-amzn-RequestId"] == "req-1");
     auto j = json::parse(r.body, nullptr, false);
     REQUIRE(!j.is_discarded());
     return j;
