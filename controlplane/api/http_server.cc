@@ -322,7 +322,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
   void stream_drop(const char* why) {
     if (phase_ != Phase::streaming) return;
-    log::warn("http: {} dropped from a stream: {}", peer_.remote, why);
+    log::info("http: {} dropped from a stream: {}", peer_.remote, why);
     close_now();
   }
 
@@ -594,7 +594,9 @@ class Session : public std::enable_shared_from_this<Session> {
       close_now();
       return;
     }
-    arm(std::min<std::chrono::milliseconds>(std::chrono::seconds(2), cfg().body_timeout));
+    // Shorter while the server stops: the answer is out, the FIN follows it.
+    auto linger = stopping_ ? std::chrono::milliseconds(250) : std::chrono::milliseconds(2000);
+    arm(std::min(linger, cfg().body_timeout));
     if (!read_pending_) bg_read();
   }
 
