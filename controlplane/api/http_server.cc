@@ -504,6 +504,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void handle();
+  Result<std::string> authenticate(const HttpRequest& req);
 
   void send_error(int status, std::string_view type, std::string_view message) {
     keep_alive_ = false;
@@ -705,6 +706,20 @@ Respond Session::make_respond() {
   };
 }
 
+Result<std::string> Session::authenticate(const HttpRequest& req) {
+  auto denied = [](std::string message) {
+    return Result<std::string>(
+        std::unexpected(Error{"AccessDeniedException", 0, std::move(message), ErrorKind::invalid}));
+  };
+  if (!core_->authenticator) return denied("no authenticator is configured");
+  try {
+    return core_->authenticator(req);
+  } catch (const std::exception& e) {
+    log::error("http: the authenticator threw on {}: {}", request_id_, e.what());
+    return denied("the request could not be authenticated");
+  }
+}
+
 void Session::handle() {
   phase_ = Phase::handling;
   auto msg = parser_->release();
@@ -736,11 +751,7 @@ void Session::handle() {
 
   bool open_endpoint = req.method == "GET" && (req.path == "/healthz" || req.path == "/metrics");
   if (!open_endpoint) {
-    Result<std::string> who =
-        core_->authenticator
-            ? core_->authenticator(req)
-            : Result<std::string>(std::unexpected(Error{
-                  "AccessDeniedException", 0, "no authenticator configured", ErrorKind::invalid}));
+    Result<std::string> who = authenticate(req);
     if (!who) {
       log::info("http: {} {} {} from {}: 403 {}: {}", request_id_, req.method, req.path,
                 peer_.remote, who.error().step, who.error().message);
