@@ -709,6 +709,51 @@ TEST_CASE("cp-http a live daemon's socket is never taken; a stale one is", "[cp-
   CHECK(fourth.error().message.find("is not a socket") != std::string::npos);
 }
 
+TEST_CASE("cp-http socket group, an IPv6 listener, bad listen addresses", "[cp-http]") {
+  ServerConfig cfg;
+  cfg.socket_group = 4321;
+  cfg.tcp_listen = "[::1]:0";
+  std::optional<TestServer> ts;
+  bool v6 = true;
+  {
+    Fd probe(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 addr{};
+    addr.sin6_family = AF_INET6;
+    addr.sin6_addr = in6addr_loopback;
+    v6 = probe.fd >= 0 && bind(probe.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  if (!v6) cfg.tcp_listen = "127.0.0.1:0";
+  if (getuid() != 0) cfg.socket_group.reset();
+  ts.emplace(echo_handler(), cfg);
+  struct stat st {};
+  REQUIRE(stat(ts->sock.c_str(), &st) == 0);
+  if (cfg.socket_group) CHECK(st.st_gid == 4321);
+  CHECK(ts->server->tcp_port() != 0);
+  if (v6) {
+    Fd c(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 addr{};
+    addr.sin6_family = AF_INET6;
+    addr.sin6_addr = in6addr_loopback;
+    addr.sin6_port = htons(ts->server->tcp_port());
+    REQUIRE(connect(c.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    set_timeouts(c.fd);
+    Reader rd{c.fd, {}};
+    REQUIRE(send_all(c.fd, get("/healthz")));
+    auto r = rd.response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+  }
+  for (std::string bad : {"127.0.0.1", "127.0.0.1:99999", "[::1]8080", "host.example:80"}) {
+    ServerConfig b;
+    b.unix_path = "";
+    b.tcp_listen = bad;
+    auto s = HttpServer::start(b, echo_handler(), nullptr);
+    REQUIRE(!s);
+    CHECK(s.error().message.starts_with("listen address '" + bad + "'"));
+  }
+  if (!v6) BERTH_SKIP("no IPv6 loopback on this host: the IPv6 listener was not tried");
+}
+
 TEST_CASE("cp-http the real AWS CLI signs a request the server accepts", "[cp-http]") {
   if (access("/usr/bin/aws", X_OK) != 0) BERTH_SKIP("the AWS CLI (/usr/bin/aws) is not installed");
   std::atomic<int> calls{0};
