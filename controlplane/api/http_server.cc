@@ -322,7 +322,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
   void stream_drop(const char* why) {
     if (phase_ != Phase::streaming) return;
-    log::warn("http: {} dropped from a stream: {}", peer_.remote, why);
+    log::info("http: {} dropped from a stream: {}", peer_.remote, why);
     close_now();
   }
 
@@ -504,6 +504,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void handle();
+  Result<std::string> authenticate(const HttpRequest& req);
 
   void send_error(int status, std::string_view type, std::string_view message) {
     keep_alive_ = false;
@@ -594,7 +595,9 @@ class Session : public std::enable_shared_from_this<Session> {
       close_now();
       return;
     }
-    arm(std::min<std::chrono::milliseconds>(std::chrono::seconds(2), cfg().body_timeout));
+    // Shorter while the server stops: the answer is out, the FIN follows it.
+    auto linger = stopping_ ? std::chrono::milliseconds(250) : std::chrono::milliseconds(2000);
+    arm(std::min(linger, cfg().body_timeout));
     if (!read_pending_) bg_read();
   }
 
@@ -703,6 +706,20 @@ Respond Session::make_respond() {
   };
 }
 
+Result<std::string> Session::authenticate(const HttpRequest& req) {
+  auto denied = [](std::string message) {
+    return Result<std::string>(
+        std::unexpected(Error{"AccessDeniedException", 0, std::move(message), ErrorKind::invalid}));
+  };
+  if (!core_->authenticator) return denied("no authenticator is configured");
+  try {
+    return core_->authenticator(req);
+  } catch (const std::exception& e) {
+    log::error("http: the authenticator threw on {}: {}", request_id_, e.what());
+    return denied("the request could not be authenticated");
+  }
+}
+
 void Session::handle() {
   phase_ = Phase::handling;
   auto msg = parser_->release();
@@ -734,11 +751,7 @@ void Session::handle() {
 
   bool open_endpoint = req.method == "GET" && (req.path == "/healthz" || req.path == "/metrics");
   if (!open_endpoint) {
-    Result<std::string> who =
-        core_->authenticator
-            ? core_->authenticator(req)
-            : Result<std::string>(std::unexpected(Error{
-                  "AccessDeniedException", 0, "no authenticator configured", ErrorKind::invalid}));
+    Result<std::string> who = authenticate(req);
     if (!who) {
       log::info("http: {} {} {} from {}: 403 {}: {}", request_id_, req.method, req.path,
                 peer_.remote, who.error().step, who.error().message);

@@ -200,6 +200,14 @@ std::string get(const std::string& path, const std::string& extra = "") {
   return "GET " + path + " HTTP/1.1\r\nHost: berth\r\n" + extra + "\r\n";
 }
 
+// One request on a new unix connection.
+std::optional<Response> ask_unix(const std::string& sock, const std::string& request) {
+  Fd c = connect_unix(sock);
+  Reader rd{c.fd, {}};
+  if (!send_all(c.fd, request)) return std::nullopt;
+  return rd.response();
+}
+
 // ---- the server under test --------------------------------------------------
 
 struct TestServer {
@@ -384,10 +392,7 @@ TEST_CASE("cp-http a 100 MB body is refused with 413 at once", "[cp-http]") {
   }
   CHECK(calls == 0);
   // Alive.
-  Fd c = connect_unix(ts.sock);
-  Reader rd{c.fd, {}};
-  REQUIRE(send_all(c.fd, get("/healthz")));
-  auto r = rd.response();
+  auto r = ask_unix(ts.sock, get("/healthz"));
   REQUIRE(r);
   CHECK(r->status == 200);
 }
@@ -412,10 +417,7 @@ TEST_CASE("cp-http malformed requests get 400 and are closed", "[cp-http]") {
     CHECK(rd.closed_within(15s));
   }
   // Headers over the limit: 431.
-  Fd c = connect_unix(ts.sock);
-  Reader rd{c.fd, {}};
-  REQUIRE(send_all(c.fd, get("/", "X-Big: " + std::string(100 * 1024, 'a') + "\r\n")));
-  auto r = rd.response();
+  auto r = ask_unix(ts.sock, get("/", "X-Big: " + std::string(100 * 1024, 'a') + "\r\n"));
   REQUIRE(r);
   CHECK(r->status == 431);
 }
@@ -456,17 +458,21 @@ TEST_CASE("cp-http 200 concurrent connections", "[cp-http]") {
   for (int i = 0; i < 200; ++i) {
     conns.push_back(i % 2 == 0 ? connect_unix(ts.sock) : connect_tcp(ts.server->tcp_port()));
   }
-  for (int i = 0; i < 200; i += 2) {
-    REQUIRE(send_all(conns[static_cast<size_t>(i)].fd, get("/n/" + std::to_string(i))));
+  // Unix connections ask /n/I; TCP ones the unauthenticated /healthz.
+  auto path = [](int i) {
+    return i % 2 == 0 ? "/n/" + std::to_string(i) : std::string("/healthz");
+  };
+  for (int i = 0; i < 200; ++i) {
+    REQUIRE(send_all(conns[static_cast<size_t>(i)].fd, get(path(i))));
   }
-  for (int i = 0; i < 200; i += 2) {
+  for (int i = 0; i < 200; ++i) {
     Reader rd{conns[static_cast<size_t>(i)].fd, {}};
     auto r = rd.response();
     REQUIRE(r);
     CHECK(r->status == 200);
-    CHECK(r->body == "/n/" + std::to_string(i));
+    CHECK(r->body == path(i));
   }
-  CHECK(calls == 100);
+  CHECK(calls == 200);
   CHECK(wait_until([&] { return ts.server->connections() == 200; }, 20s));
 
   // Beyond max_connections new connections are closed.
@@ -670,14 +676,9 @@ TEST_CASE("cp-http a live daemon's socket is never taken; a stale one is", "[cp-
   REQUIRE(!second);
   CHECK(second.error().message == "another berthd is listening on " + ts.sock);
   // The first still serves.
-  {
-    Fd c = connect_unix(ts.sock);
-    Reader rd{c.fd, {}};
-    REQUIRE(send_all(c.fd, get("/still")));
-    auto r = rd.response();
-    REQUIRE(r);
-    CHECK(r->status == 200);
-  }
+  auto still = ask_unix(ts.sock, get("/still"));
+  REQUIRE(still);
+  CHECK(still->status == 200);
 
   // A stale socket (bound, never listened on, like a crashed daemon's).
   TempDir dir;
@@ -693,14 +694,9 @@ TEST_CASE("cp-http a live daemon's socket is never taken; a stale one is", "[cp-
   auto third = HttpServer::start(cfg, echo_handler(),
                                  [](const HttpRequest&) { return Result<std::string>("x"); });
   REQUIRE(third);
-  {
-    Fd c = connect_unix(stale);
-    Reader rd{c.fd, {}};
-    REQUIRE(send_all(c.fd, get("/fresh")));
-    auto r = rd.response();
-    REQUIRE(r);
-    CHECK(r->body.starts_with("GET /fresh x"));
-  }
+  auto fresh = ask_unix(stale, get("/fresh"));
+  REQUIRE(fresh);
+  CHECK(fresh->body.starts_with("GET /fresh x"));
   (*third)->stop();
   // A regular file in the way is not removed.
   {
@@ -711,6 +707,51 @@ TEST_CASE("cp-http a live daemon's socket is never taken; a stale one is", "[cp-
                                   [](const HttpRequest&) { return Result<std::string>("x"); });
   REQUIRE(!fourth);
   CHECK(fourth.error().message.find("is not a socket") != std::string::npos);
+}
+
+TEST_CASE("cp-http socket group, an IPv6 listener, bad listen addresses", "[cp-http]") {
+  ServerConfig cfg;
+  cfg.socket_group = 4321;
+  cfg.tcp_listen = "[::1]:0";
+  std::optional<TestServer> ts;
+  bool v6 = true;
+  {
+    Fd probe(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 addr{};
+    addr.sin6_family = AF_INET6;
+    addr.sin6_addr = in6addr_loopback;
+    v6 = probe.fd >= 0 && bind(probe.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  if (!v6) cfg.tcp_listen = "127.0.0.1:0";
+  if (getuid() != 0) cfg.socket_group.reset();
+  ts.emplace(echo_handler(), cfg);
+  struct stat st {};
+  REQUIRE(stat(ts->sock.c_str(), &st) == 0);
+  if (cfg.socket_group) CHECK(st.st_gid == 4321);
+  CHECK(ts->server->tcp_port() != 0);
+  if (v6) {
+    Fd c(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 addr{};
+    addr.sin6_family = AF_INET6;
+    addr.sin6_addr = in6addr_loopback;
+    addr.sin6_port = htons(ts->server->tcp_port());
+    REQUIRE(connect(c.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    set_timeouts(c.fd);
+    Reader rd{c.fd, {}};
+    REQUIRE(send_all(c.fd, get("/healthz")));
+    auto r = rd.response();
+    REQUIRE(r);
+    CHECK(r->status == 200);
+  }
+  for (std::string bad : {"127.0.0.1", "127.0.0.1:99999", "[::1]8080", "host.example:80"}) {
+    ServerConfig b;
+    b.unix_path = "";
+    b.tcp_listen = bad;
+    auto s = HttpServer::start(b, echo_handler(), nullptr);
+    REQUIRE(!s);
+    CHECK(s.error().message.starts_with("listen address '" + bad + "'"));
+  }
+  if (!v6) BERTH_SKIP("no IPv6 loopback on this host: the IPv6 listener was not tried");
 }
 
 TEST_CASE("cp-http the real AWS CLI signs a request the server accepts", "[cp-http]") {
