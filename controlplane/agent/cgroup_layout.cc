@@ -63,6 +63,22 @@ Result<void> rmdir_tree(const std::string& dir) {
   return sys_error("cgroup", "rmdir {}", dir);
 }
 
+// mkdir -p of a cgroup; a v1 cpuset cgroup starts with empty cpus and mems
+// (no process may join it then): they are copied from its parent.
+Result<void> make_cgroup(const std::string& dir) {
+  BERTH_TRY(fs::mkdir_p(dir));
+  for (const char* file : {"cpuset.cpus", "cpuset.mems"}) {
+    std::string path = dir + "/" + file;
+    if (!fs::exists(path)) continue;
+    BERTH_ASSIGN(std::string value, fs::read_file(path));
+    if (value.find_first_not_of(" \n") != std::string::npos) continue;
+    std::string parent = dir.substr(0, dir.rfind('/')) + "/" + file;
+    BERTH_ASSIGN(std::string inherited, fs::read_file(parent));
+    BERTH_TRY(fs::write_file(path, inherited));
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<AgentCgroups> AgentCgroups::setup(const std::string& name, bool move_self) {
@@ -87,7 +103,7 @@ Result<AgentCgroups> AgentCgroups::setup(const runtime::CgroupLayout& layout,
   c.tasks_parent_ = below(ref->own, name);
   for (const auto& h : hs) {
     std::string shims = h.mount + below(h.own, name + ".shims");
-    BERTH_TRY(fs::mkdir_p(shims));
+    BERTH_TRY(make_cgroup(shims));
     c.shims_dirs_.push_back(shims);
     c.task_roots_.push_back(h.mount + c.tasks_parent_);
   }
@@ -95,7 +111,7 @@ Result<AgentCgroups> AgentCgroups::setup(const runtime::CgroupLayout& layout,
     std::string pid = std::to_string(::getpid());
     for (const auto& h : hs) {
       std::string daemon = h.mount + below(h.own, name + ".daemon");
-      BERTH_TRY(fs::mkdir_p(daemon));
+      BERTH_TRY(make_cgroup(daemon));
       BERTH_TRY(fs::write_file(daemon + "/cgroup.procs", pid));
     }
   }

@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -223,6 +224,12 @@ ContainerDefinition container(const std::string& name, const std::string& image,
   c.name = name;
   c.image = image;
   c.command = std::move(command);
+  // The spec's default nofile (65535, as ECS) is above the hard limit of
+  // some test hosts, where raising it is not permitted: the host's own.
+  rlimit nofile{};
+  ::getrlimit(RLIMIT_NOFILE, &nofile);
+  c.ulimits.push_back({"nofile", static_cast<int64_t>(nofile.rlim_cur),
+                       static_cast<int64_t>(nofile.rlim_max)});
   return c;
 }
 
@@ -270,6 +277,8 @@ TEST_CASE("agent: a one-container task pulled from a loopback registry runs to i
   CHECK(kinds == std::vector<std::string>{"pull_started", "pull_stopped", "task_started",
                                           "container_started", "container_exited", "task_stopped"});
   auto exited = log.last(t.task.id, AgentEvent::Kind::container_exited);
+  INFO("container_exited: " << exited.state.dump());
+  INFO("shim.log: " << berth::test::read_file(l.node_ref + "/shim.log"));
   CHECK(exited.container == "main");
   CHECK(exit_code_of(exited) == 3);
   auto stopped = log.last(t.task.id, AgentEvent::Kind::task_stopped);
