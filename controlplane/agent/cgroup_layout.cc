@@ -63,21 +63,18 @@ Result<void> rmdir_tree(const std::string& dir) {
   return sys_error("cgroup", "rmdir {}", dir);
 }
 
-// mkdir -p of a leaf that will hold processes. A new v1 cpuset cgroup
-// starts with empty cpuset.cpus and cpuset.mems, and no process can join it
-// then (ENOSPC): fill them from the parent, as runc's ensureParent does.
-// (The agent's leaves are one level below the process's own cgroup, whose
-// values are set.)
-Result<void> make_process_leaf(const std::string& dir) {
+// mkdir -p of a cgroup; a v1 cpuset cgroup starts with empty cpus and mems
+// (no process may join it then): they are copied from its parent.
+Result<void> make_cgroup(const std::string& dir) {
   BERTH_TRY(fs::mkdir_p(dir));
-  std::string parent = std::filesystem::path(dir).parent_path().string();
   for (const char* file : {"cpuset.cpus", "cpuset.mems"}) {
-    auto cur = fs::read_file(dir + "/" + file);
-    if (!cur) continue;  // not a cpuset hierarchy
-    if (cur->find_first_not_of(" \n") != std::string::npos) continue;
-    BERTH_ASSIGN(std::string value, fs::read_file(parent + "/" + file));
-    while (!value.empty() && value.back() == '\n') value.pop_back();
-    BERTH_TRY(fs::write_file(dir + "/" + file, value));
+    std::string path = dir + "/" + file;
+    if (!fs::exists(path)) continue;
+    BERTH_ASSIGN(std::string value, fs::read_file(path));
+    if (value.find_first_not_of(" \n") != std::string::npos) continue;
+    std::string parent = dir.substr(0, dir.rfind('/')) + "/" + file;
+    BERTH_ASSIGN(std::string inherited, fs::read_file(parent));
+    BERTH_TRY(fs::write_file(path, inherited));
   }
   return {};
 }
@@ -106,7 +103,7 @@ Result<AgentCgroups> AgentCgroups::setup(const runtime::CgroupLayout& layout,
   c.tasks_parent_ = below(ref->own, name);
   for (const auto& h : hs) {
     std::string shims = h.mount + below(h.own, name + ".shims");
-    BERTH_TRY(make_process_leaf(shims));
+    BERTH_TRY(make_cgroup(shims));
     c.shims_dirs_.push_back(shims);
     c.task_roots_.push_back(h.mount + c.tasks_parent_);
   }
@@ -114,7 +111,7 @@ Result<AgentCgroups> AgentCgroups::setup(const runtime::CgroupLayout& layout,
     std::string pid = std::to_string(::getpid());
     for (const auto& h : hs) {
       std::string daemon = h.mount + below(h.own, name + ".daemon");
-      BERTH_TRY(make_process_leaf(daemon));
+      BERTH_TRY(make_cgroup(daemon));
       BERTH_TRY(fs::write_file(daemon + "/cgroup.procs", pid));
     }
   }
