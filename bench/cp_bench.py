@@ -74,6 +74,11 @@ class Conn:
         self.buf += d
 
 
+# Exits on SIGTERM at once (a bare `sleep` as pid 1 ignores it and waits for
+# the stop timeout's SIGKILL).
+SLEEPER = ["sh", "-c", "trap 'exit 143' TERM; sleep 86400 & wait"]
+
+
 def definition(family, command):
     return {"family": family, "requiresCompatibilities": ["FARGATE"], "cpu": "256",
             "memory": "512", "networkMode": "awsvpc",
@@ -163,7 +168,7 @@ def wait_stopped(c, arns):
 
 def run_to_running(d, n, pooled):
     c = Conn(d.sock)
-    td = c.ecs("RegisterTaskDefinition", definition("bench", ["sleep", "3600"]))
+    td = c.ecs("RegisterTaskDefinition", definition("bench", SLEEPER))
     arn = td["taskDefinition"]["taskDefinitionArn"]
     lat = []
     for _ in range(n):
@@ -183,7 +188,7 @@ def churn(d, seconds, clients=2):
 
     def worker():
         c = Conn(d.sock)
-        td = c.ecs("RegisterTaskDefinition", definition("churn", ["sleep", "3600"]))
+        td = c.ecs("RegisterTaskDefinition", definition("churn", SLEEPER))
         arn = td["taskDefinition"]["taskDefinitionArn"]
         while time.time() < stop_at:
             t = c.ecs("RunTask", {"taskDefinition": arn})["tasks"][0]
@@ -204,7 +209,7 @@ def churn(d, seconds, clients=2):
 
 def describe_rate(d, seconds, clients=4):
     c = Conn(d.sock)
-    td = c.ecs("RegisterTaskDefinition", definition("desc", ["sleep", "3600"]))
+    td = c.ecs("RegisterTaskDefinition", definition("desc", SLEEPER))
     t = c.ecs("RunTask", {"taskDefinition": td["taskDefinition"]["taskDefinitionArn"]})["tasks"][0]
     wait_status(c, [t["taskArn"]], "RUNNING")
     count = [0]
@@ -242,7 +247,7 @@ def mem_available_kib():
 
 def idle_memory(d, n):
     c = Conn(d.sock)
-    td = c.ecs("RegisterTaskDefinition", definition("idle", ["sleep", "86400"]))
+    td = c.ecs("RegisterTaskDefinition", definition("idle", SLEEPER))
     arn = td["taskDefinition"]["taskDefinitionArn"]
     subprocess.run(["sync"])
     before = mem_available_kib()

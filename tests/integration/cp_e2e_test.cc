@@ -33,6 +33,12 @@ json container(const std::string& name, std::vector<std::string> command,
   return c;
 }
 
+// A long-running command that exits 143 on SIGTERM at once (a plain
+// `sleep` as pid 1 ignores SIGTERM and waits for the stop timeout's SIGKILL).
+std::vector<std::string> sleeper() {
+  return {"sh", "-c", "trap 'exit 143' TERM; sleep 3600 & wait"};
+}
+
 std::string task_id(const std::string& arn) {
   return arn.substr(arn.rfind('/') + 1);
 }
@@ -83,7 +89,7 @@ TEST_CASE(
 TEST_CASE("e2e: POST /v1/tasks with an inline definition, GET, DELETE", "[cp-e2e]") {
   require_privileged();
   Berthd d;
-  json def = definition("", {container("sleeper", {"sleep", "600"})});
+  json def = definition("", {container("sleeper", sleeper())});
   def.erase("family");
   HttpResult r = d.call({.method = "POST", .target = "/v1/tasks", .body = def.dump()});
   INFO(r.body);
@@ -270,7 +276,7 @@ TEST_CASE("e2e: the AWS CLI v2 and boto3 against berthd", "[cp-e2e]") {
 TEST_CASE("e2e: an account sees only its own tasks", "[cp-e2e]") {
   require_privileged();
   Berthd d;
-  std::string arn = run_task(d, definition("e2e-mine", {container("c", {"sleep", "600"})}));
+  std::string arn = run_task(d, definition("e2e-mine", {container("c", sleeper())}));
   // bob, over TCP with his own keys: the AWS CLI signs for him.
   std::string home = "/tmp/" + unique_name() + "-home";
   std::filesystem::create_directories(home);
@@ -301,7 +307,7 @@ TEST_CASE(
   Berthd d;
   constexpr int kTasks = 20;
   json reg = d.ecs_ok("RegisterTaskDefinition",
-                      definition("e2e-restart", {container("c", {"sleep", "3600"})}));
+                      definition("e2e-restart", {container("c", sleeper())}));
   std::string td = reg["taskDefinition"]["taskDefinitionArn"];
   std::vector<std::string> arns;
   for (int i = 0; i < kTasks; i += 10) {
@@ -309,7 +315,7 @@ TEST_CASE(
     for (const auto& t : run["tasks"]) arns.push_back(t["taskArn"]);
   }
   REQUIRE(arns.size() == kTasks);
-  std::string quitter = run_task(d, definition("e2e-quitter", {container("q", {"sleep", "3600"})}));
+  std::string quitter = run_task(d, definition("e2e-quitter", {container("q", sleeper())}));
   for (const auto& a : arns) d.wait_task_status(a, "RUNNING");
   d.wait_task_status(quitter, "RUNNING");
 
@@ -348,8 +354,8 @@ TEST_CASE("e2e: two berthd instances with distinct names run side by side", "[cp
   require_privileged();
   Berthd a;
   Berthd b;
-  std::string ta = run_task(a, definition("side-a", {container("c", {"sleep", "600"})}));
-  std::string tb = run_task(b, definition("side-b", {container("c", {"sleep", "600"})}));
+  std::string ta = run_task(a, definition("side-a", {container("c", sleeper())}));
+  std::string tb = run_task(b, definition("side-b", {container("c", sleeper())}));
   a.wait_task_status(ta, "RUNNING");
   b.wait_task_status(tb, "RUNNING");
   // Each sees only its own.
