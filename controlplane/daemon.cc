@@ -90,6 +90,16 @@ AgentConfig agent_config(const Config& c, bool move_self) {
   for (const auto& cred : c.credentials) {
     a.registry_credentials[cred.name] = rootfs::Credentials{cred.username, cred.password};
   }
+  for (const auto& r : c.registries) {
+    rootfs::RegistryHost h;
+    h.host = r.host;
+    h.ca_file = r.ca_file;
+    h.client_cert = r.client_cert;
+    h.client_key = r.client_key;
+    h.mirrors = r.mirrors;
+    h.insecure = r.insecure;
+    a.registry_hosts.push_back(std::move(h));
+  }
   a.region = c.region;
   return a;
 }

@@ -20,6 +20,7 @@ Result<rootfs::Image> resolve_image(rootfs::ImageStore& store, const ImageSource
   if (!ref) return pull_error(image, ref.error().str());
   rootfs::PullOptions opts;
   opts.insecure_registries = src.insecure_registries;
+  opts.hosts = src.hosts;
   if (!credentials.empty()) {
     auto it = src.credentials.find(credentials);
     if (it == src.credentials.end()) {

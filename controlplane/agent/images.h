@@ -18,6 +18,8 @@ namespace berth::cp {
 struct ImageSource {
   std::vector<std::string> insecure_registries;
   std::map<std::string, rootfs::Credentials> credentials;  // by name
+  // Per-registry CA, client certificate and mirrors (rootfs-tools/registry.h).
+  std::vector<rootfs::RegistryHost> hosts;
 };
 
 // The image named `image`: local, else pulled. `credentials`: a name of

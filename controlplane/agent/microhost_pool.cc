@@ -33,7 +33,8 @@ json microhost_json(const netns::Microhost& mh) {
           {"ip", mh.ip},
           {"gateway", mh.gateway},
           {"prefix", mh.prefix},
-          {"host_veth", mh.host_veth}};
+          {"host_veth", mh.host_veth},
+          {"mac", mh.mac}};
 }
 
 Result<netns::Microhost> microhost_from_json(const json& j) {
@@ -57,6 +58,8 @@ Result<netns::Microhost> microhost_from_json(const json& j) {
     return error("microhost", "microhost record is incomplete: {}", j.dump());
   }
   BERTH_ASSIGN(mh.mode, netns::parse_network_mode(mode));
+  // Records written before the MAC was kept: it follows from the address.
+  if (!str("mac", mh.mac) && mh.ip != 0) mh.mac = netns::mac_for_ip(mh.ip);
   return mh;
 }
 

@@ -57,12 +57,14 @@ std::string json_str(const json& j, const char* key) {
 struct TaskHoldings {
   netns::Microhost microhost;
   bool has_port_mappings = false;
+  bool has_tenant_port = false;
   std::vector<std::string> rootfs;  // overlay ids
 };
 
 json holdings_json(const TaskHoldings& h) {
   return {{"microhost", microhost_json(h.microhost)},
           {"port_mappings", h.has_port_mappings},
+          {"tenant_port", h.has_tenant_port},
           {"rootfs", h.rootfs}};
 }
 
@@ -75,6 +77,8 @@ Result<TaskHoldings> read_holdings(const std::string& dir) {
   BERTH_ASSIGN(h.microhost, microhost_from_json(*mh));
   auto pm = j.find("port_mappings");
   h.has_port_mappings = pm != j.end() && pm->is_boolean() && pm->get<bool>();
+  auto tp = j.find("tenant_port");
+  h.has_tenant_port = tp != j.end() && tp->is_boolean() && tp->get<bool>();
   auto rf = j.find("rootfs");
   if (rf != j.end() && rf->is_array()) {
     for (const auto& r : *rf) {
@@ -185,6 +189,7 @@ NodeAgent::NodeAgent(AgentConfig cfg, AgentCgroups cgroups)
       store_(cfg_.images_dir) {
   image_source_.insecure_registries = cfg_.insecure_registries;
   image_source_.credentials = cfg_.registry_credentials;
+  image_source_.hosts = cfg_.registry_hosts;
   dispatcher_ = std::thread([this] { dispatch_loop(); });
 }
 
@@ -354,6 +359,17 @@ Result<Launched> NodeAgent::launch_steps(const TaskLaunch& t, Undo& undo) {
   if (auto r = write_holdings(dir, held); !r) return reason_error(kResourceInit, r.error());
   const netns::Microhost& mh = held.microhost;
 
+  // Tenant isolation and anti-spoofing on the bridge (netns/firewall.h):
+  // the task reaches only its own account's tasks directly, and sends only
+  // from its own address and MAC, whatever capabilities it has.
+  if (mh.ip != 0 && !mh.host_veth.empty()) {
+    held.has_tenant_port = true;
+    if (auto r = write_holdings(dir, held); !r) return reason_error(kResourceInit, r.error());
+    auto r = fw_.add_tenant_port(id, {t.task.account, mh.host_veth, mh.ip, mh.mac});
+    if (!r) return reason_error(kResourceInit, r.error());
+    undo.add([this, id] { (void)fw_.remove_tenant_port(id); });
+  }
+
   // Port mappings: those with a hostPort (0: an ephemeral one), in
   // definition order, so that the results map back to their containers.
   std::vector<netns::PortMapping> maps;
@@ -394,6 +410,7 @@ Result<Launched> NodeAgent::launch_steps(const TaskLaunch& t, Undo& undo) {
   Launched out;
   out.node_ref = dir;
   out.private_ipv4 = mh.ip ? netns::ipv4_str(mh.ip) : "";
+  out.mac_address = mh.mac;
   std::vector<std::string> bundles;
   size_t map_index = 0;
   for (size_t i = 0; i < t.definition.containers.size(); ++i) {
@@ -530,6 +547,7 @@ Result<void> NodeAgent::release_resources(const std::string& task_id) {
     auto held = read_holdings(dir);
     if (!held) return std::unexpected(held.error());
     if (held->has_port_mappings) note(fw_.remove_port_mappings(task_id));
+    if (held->has_tenant_port) note(fw_.remove_tenant_port(task_id));
     for (const auto& rid : held->rootfs) note(store_.release_rootfs(rid));
     note(net_.release_microhost(held->microhost));
     if (first) note(fs::remove_all(dir + "/" + kMicrohostFile));

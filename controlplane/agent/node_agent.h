@@ -72,6 +72,9 @@ struct AgentConfig {
   std::vector<std::string> insecure_registries;
   // repositoryCredentials names -> registry credentials.
   std::map<std::string, rootfs::Credentials> registry_credentials;
+  // Registries as containerd's hosts.toml describes them: CA, client
+  // certificate, mirrors.
+  std::vector<rootfs::RegistryHost> registry_hosts;
   std::string region = "us-east-1";
 };
 

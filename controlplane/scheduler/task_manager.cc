@@ -618,7 +618,9 @@ void TaskManager::on_event(const AgentEvent& e) {
       case K::task_stopping:
         if (t.desired_status != TaskStatus::stopped) {
           t.desired_status = TaskStatus::stopped;
-          if (t.stop_code.empty()) {
+          // A task that never reached RUNNING failed to start (its stop
+          // code is decided when it has stopped, from its containers).
+          if (t.stop_code.empty() && is_set(t.started_at)) {
             t.stop_code = "EssentialContainerExited";
             t.stopped_reason = std::string(kEssentialExitedReason);
           }

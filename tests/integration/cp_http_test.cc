@@ -667,7 +667,7 @@ TEST_CASE("cp-http graceful stop: in-flight requests finish, streams close", "[c
   ts.reset();
 }
 
-TEST_CASE("cp-http a live daemon's socket is never taken; a stale one is", "[cp-http]") {
+TEST_CASE("cp-http a live daemon's socket is never taken, a stale one is", "[cp-http]") {
   TestServer ts(echo_handler());
   ServerConfig cfg;
   cfg.unix_path = ts.sock;
