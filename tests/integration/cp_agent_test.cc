@@ -521,3 +521,38 @@ TEST_CASE("agent: the warm pool fills to its target and a launch takes from it",
   CHECK(agent.release(t.task.id).has_value());
   agent.set_warm_pool_target(0);
 }
+
+TEST_CASE("agent: berthd moves itself into <name>.daemon and a restart there keeps the layout",
+          "[cp-agent]") {
+  REQUIRE_PRIVILEGED();
+  std::string name = berth::test::unique_name();
+  auto before = berth::test::cgroup_hierarchies();
+  // This process goes back where it was, and the leaves go, however the
+  // test ends (only the hierarchies the agent uses: no named ones).
+  struct Restore {
+    std::vector<berth::test::CgroupHierarchy> hs;
+    std::string name;
+    ~Restore() {
+      std::string pid = std::to_string(::getpid());
+      for (const auto& h : hs) {
+        if (h.controllers.starts_with("name=")) continue;
+        std::ofstream(h.mount + h.own + "/cgroup.procs") << pid;
+        std::string base = h.mount + (h.own == "/" ? "" : h.own) + "/" + name;
+        for (const char* leaf : {".daemon", ".shims", ""}) ::rmdir((base + leaf).c_str());
+      }
+    }
+  } restore{before, name};
+
+  auto first = AgentCgroups::setup(name, /*move_self=*/true);
+  INFO((first ? "" : first.error().str()));
+  REQUIRE(first.has_value());
+  std::string self = cgroup_of(::getpid());
+  CHECK(self.find(name + ".daemon") != std::string::npos);
+  // A restart finds itself in the daemon's leaf: the same layout, not one
+  // nested below it.
+  auto again = AgentCgroups::setup(name, /*move_self=*/true);
+  REQUIRE(again.has_value());
+  CHECK(again->tasks_parent() == first->tasks_parent());
+  CHECK(again->shims_dirs() == first->shims_dirs());
+  CHECK(first->tasks_parent().find(".daemon") == std::string::npos);
+}
