@@ -497,7 +497,12 @@ TEST_CASE("agent: a new agent adopts a running task and one whose shim died", "[
   CHECK(stdfs::exists(lr.node_ref + "/microhost.json"));
 
   // The dead task's resources are released by the caller's decision.
-  CHECK(second.release(doomed.task.id).has_value());
+  std::string doomed_state = second.config().runtime_root + "/" + doomed.task.id + ".main";
+  CHECK(stdfs::exists(doomed_state));  // the killed shim could not delete it
+  auto rel = second.release(doomed.task.id);
+  INFO((rel ? "" : rel.error().str()));
+  CHECK(rel.has_value());
+  CHECK_FALSE(stdfs::exists(doomed_state));
 
   // Events continue on the adopted task, and stop works.
   stop_ends_with_143(second, log2, running.task.id);
