@@ -106,6 +106,7 @@ Result<AgentCgroups> AgentCgroups::setup(const runtime::CgroupLayout& layout,
     BERTH_TRY(make_cgroup(shims));
     c.shims_dirs_.push_back(shims);
     c.task_roots_.push_back(h.mount + c.tasks_parent_);
+    c.own_dirs_.push_back(h.mount + (h.own == "/" ? "" : h.own));
   }
   if (move_self) {
     std::string pid = std::to_string(::getpid());
@@ -149,9 +150,17 @@ Result<void> AgentCgroups::remove_task(const std::string& task) const {
 
 Result<void> AgentCgroups::remove_empty() const {
   Result<void> first;
-  for (const auto& dir : task_roots_) {
-    auto r = rmdir_tree(dir);
+  for (size_t i = 0; i < task_roots_.size(); ++i) {
+    auto r = rmdir_tree(task_roots_[i]);
     if (!r && first) first = r;
+    // In a hierarchy where berthd sits elsewhere than in the reference one,
+    // the task subtree's ancestors were made for it (by the shims): those
+    // left empty go too, up to berthd's own cgroup. A busy one stays.
+    std::string dir = task_roots_[i];
+    while (r && dir.size() > own_dirs_[i].size() && dir.starts_with(own_dirs_[i] + "/")) {
+      dir = dir.substr(0, dir.rfind('/'));
+      if (dir.size() <= own_dirs_[i].size() || ::rmdir(dir.c_str()) != 0) break;
+    }
   }
   for (const auto& dir : shims_dirs_) {
     if (::rmdir(dir.c_str()) != 0 && errno != ENOENT && first) {

@@ -62,6 +62,7 @@ class AgentCgroups {
   std::string tasks_parent_;
   std::vector<std::string> shims_dirs_;
   std::vector<std::string> task_roots_;  // <mount><tasks_parent> per hierarchy
+  std::vector<std::string> own_dirs_;    // <mount><own> per hierarchy
 };
 
 }  // namespace berth::cp

@@ -14,6 +14,7 @@
 #include "controlplane/agent/oci_spec.h"
 #include "controlplane/agent/shim_client.h"
 #include "controlplane/agent/shim_spawn.h"
+#include "runtime/container.h"
 #include "shim/log_file.h"
 
 namespace berth::cp {
@@ -548,7 +549,14 @@ Result<void> NodeAgent::release_resources(const std::string& task_id) {
     if (!held) return std::unexpected(held.error());
     if (held->has_port_mappings) note(fw_.remove_port_mappings(task_id));
     if (held->has_tenant_port) note(fw_.remove_tenant_port(task_id));
-    for (const auto& rid : held->rootfs) note(store_.release_rootfs(rid));
+    for (const auto& rid : held->rootfs) {
+      // A shim that was killed left its containers' runtime state (their
+      // processes died with it): deleted while the rootfs is still there.
+      if (fs::exists(cfg_.runtime_root + "/" + rid)) {
+        note(runtime::delete_container(cfg_.runtime_root, rid, /*force=*/true));
+      }
+      note(store_.release_rootfs(rid));
+    }
     note(net_.release_microhost(held->microhost));
     if (first) note(fs::remove_all(dir + "/" + kMicrohostFile));
   }

@@ -218,6 +218,16 @@ struct Registry {
   std::string ref() const { return registry.host() + "/" + berth::test::kRepository + ":latest"; }
 };
 
+// What every case starts with: a registry with the test image, an agent
+// environment and the agent's events.
+struct Case {
+  Registry reg;
+  AgentEnv env;
+  EventLog log;
+  NodeAgent& agent;
+  explicit Case(int warm = 0) : agent(env.start(warm)) { agent.set_event_sink(log.sink()); }
+};
+
 ContainerDefinition container(const std::string& name, const std::string& image,
                               std::vector<std::string> command) {
   ContainerDefinition c;
@@ -228,14 +238,32 @@ ContainerDefinition container(const std::string& name, const std::string& image,
   // some test hosts, where raising it is not permitted: the host's own.
   rlimit nofile{};
   ::getrlimit(RLIMIT_NOFILE, &nofile);
-  c.ulimits.push_back({"nofile", static_cast<int64_t>(nofile.rlim_cur),
-                       static_cast<int64_t>(nofile.rlim_max)});
+  c.ulimits.push_back(
+      {"nofile", static_cast<int64_t>(nofile.rlim_cur), static_cast<int64_t>(nofile.rlim_max)});
   return c;
 }
 
 int exit_code_of(const AgentEvent& e) {
   auto it = e.state.find("exit_code");
   return it != e.state.end() && it->is_number_integer() ? it->get<int>() : -1000;
+}
+
+// Stops a task whose container sleeps under an init (which forwards the
+// TERM): it ends with 143, then is released.
+void stop_ends_with_143(NodeAgent& agent, EventLog& log, const std::string& id) {
+  auto r = agent.stop(id, "StopTask", 10);
+  INFO((r ? "" : r.error().str()));
+  REQUIRE(r.has_value());
+  REQUIRE(log.wait_for(id, AgentEvent::Kind::task_stopped));
+  CHECK(log.has(id, AgentEvent::Kind::task_stopping));
+  CHECK(exit_code_of(log.last(id, AgentEvent::Kind::container_exited)) == 143);
+  CHECK(agent.release(id).has_value());
+}
+
+ContainerDefinition sleeper(const std::string& image) {
+  auto c = container("main", image, {"/bin/busybox", "sleep", "600"});
+  c.linux_parameters.init_process_enabled = true;  // pid 1 forwards the TERM
+  return c;
 }
 
 std::string cgroup_of(pid_t pid) {
@@ -254,11 +282,8 @@ int count_entries(const std::string& dir) {
 TEST_CASE("agent: a one-container task pulled from a loopback registry runs to its exit",
           "[cp-agent]") {
   REQUIRE_REGISTRY_TOOLS();
-  Registry reg;
-  AgentEnv env;
-  EventLog log;
-  NodeAgent& agent = env.start();
-  agent.set_event_sink(log.sink());
+  Case k;
+  auto& [reg, env, log, agent] = k;
 
   auto t = env.task({container("main", reg.ref(),
                                {"/bin/busybox", "sh", "-c", "echo hello from berth; exit 3"})});
@@ -305,11 +330,8 @@ TEST_CASE("agent: a one-container task pulled from a loopback registry runs to i
 TEST_CASE("agent: two containers, a hostPort reachable from another netns, shims in their cgroup",
           "[cp-agent]") {
   REQUIRE_REGISTRY_TOOLS();
-  Registry reg;
-  AgentEnv env;
-  EventLog log;
-  NodeAgent& agent = env.start();
-  agent.set_event_sink(log.sink());
+  Case k;
+  auto& [reg, env, log, agent] = k;
 
   auto web = container("web", reg.ref(),
                        {"/bin/busybox", "sh", "-c",
@@ -406,32 +428,18 @@ TEST_CASE("agent: two containers, a hostPort reachable from another netns, shims
 
 TEST_CASE("agent: stop of a sleeping task ends it with 143", "[cp-agent]") {
   REQUIRE_REGISTRY_TOOLS();
-  Registry reg;
-  AgentEnv env;
-  EventLog log;
-  NodeAgent& agent = env.start();
-  agent.set_event_sink(log.sink());
-  auto c = container("sleeper", reg.ref(), {"/bin/busybox", "sleep", "600"});
-  c.linux_parameters.init_process_enabled = true;  // pid 1 forwards the TERM
-  auto t = env.task({c});
+  Case k;
+  auto& [reg, env, log, agent] = k;
+  auto t = env.task({sleeper(reg.ref())});
   env.launch_ok(t);
   REQUIRE(log.wait_for(t.task.id, AgentEvent::Kind::container_started));
-  auto r = agent.stop(t.task.id, "StopTask", 10);
-  INFO((r ? "" : r.error().str()));
-  REQUIRE(r.has_value());
-  REQUIRE(log.wait_for(t.task.id, AgentEvent::Kind::task_stopped));
-  CHECK(log.has(t.task.id, AgentEvent::Kind::task_stopping));
-  CHECK(exit_code_of(log.last(t.task.id, AgentEvent::Kind::container_exited)) == 143);
-  CHECK(agent.release(t.task.id).has_value());
+  stop_ends_with_143(agent, log, t.task.id);
 }
 
 TEST_CASE("agent: a launch that fails (bad image) leaves nothing behind", "[cp-agent]") {
   REQUIRE_REGISTRY_TOOLS();
-  Registry reg;
-  AgentEnv env;
-  EventLog log;
-  NodeAgent& agent = env.start();
-  agent.set_event_sink(log.sink());
+  Case k;
+  auto& [reg, env, log, agent] = k;
   auto web = container("web", reg.registry.host() + "/berth-test/nothing-here:latest",
                        {"/bin/busybox", "true"});
   web.port_mappings.push_back({80, static_cast<uint16_t>(22000 + ::getpid() % 2000), "tcp", ""});
@@ -449,14 +457,9 @@ TEST_CASE("agent: a launch that fails (bad image) leaves nothing behind", "[cp-a
 
 TEST_CASE("agent: a new agent adopts a running task and one whose shim died", "[cp-agent]") {
   REQUIRE_REGISTRY_TOOLS();
-  Registry reg;
-  AgentEnv env;
-  EventLog log1;
-  NodeAgent& first = env.start();
-  first.set_event_sink(log1.sink());
-  auto c = container("main", reg.ref(), {"/bin/busybox", "sleep", "600"});
-  c.linux_parameters.init_process_enabled = true;
-  auto running = env.task({c});
+  Case k;
+  auto& [reg, env, log1, first] = k;
+  auto running = env.task({sleeper(reg.ref())});
   auto doomed = env.task(
       {container("main", reg.ref(), {"/bin/busybox", "sh", "-c", "echo bye; exec sleep 600"})});
   Launched lr = env.launch_ok(running);
@@ -494,22 +497,21 @@ TEST_CASE("agent: a new agent adopts a running task and one whose shim died", "[
   CHECK(stdfs::exists(lr.node_ref + "/microhost.json"));
 
   // The dead task's resources are released by the caller's decision.
-  CHECK(second.release(doomed.task.id).has_value());
+  std::string doomed_state = second.config().runtime_root + "/" + doomed.task.id + ".main";
+  CHECK(stdfs::exists(doomed_state));  // the killed shim could not delete it
+  auto rel = second.release(doomed.task.id);
+  INFO((rel ? "" : rel.error().str()));
+  CHECK(rel.has_value());
+  CHECK_FALSE(stdfs::exists(doomed_state));
 
   // Events continue on the adopted task, and stop works.
-  REQUIRE(second.stop(running.task.id, "after restart", 10).has_value());
-  REQUIRE(log2.wait_for(running.task.id, AgentEvent::Kind::task_stopped));
-  CHECK(exit_code_of(log2.last(running.task.id, AgentEvent::Kind::container_exited)) == 143);
-  CHECK(second.release(running.task.id).has_value());
+  stop_ends_with_143(second, log2, running.task.id);
 }
 
 TEST_CASE("agent: the warm pool fills to its target and a launch takes from it", "[cp-agent]") {
   REQUIRE_REGISTRY_TOOLS();
-  Registry reg;
-  AgentEnv env;
-  EventLog log;
-  NodeAgent& agent = env.start(/*warm=*/2);
-  agent.set_event_sink(log.sink());
+  Case k(/*warm=*/2);
+  auto& [reg, env, log, agent] = k;
   REQUIRE(wait_until([&] { return agent.warm_pool_size() == 2; }, 60s));
   auto before = count_entries(env.cfg.run_dir + "/netns");
   CHECK(before == 2);
@@ -523,4 +525,39 @@ TEST_CASE("agent: the warm pool fills to its target and a launch takes from it",
   CHECK(wait_until([&] { return agent.warm_pool_size() == 2; }, 60s));
   CHECK(agent.release(t.task.id).has_value());
   agent.set_warm_pool_target(0);
+}
+
+TEST_CASE("agent: berthd moves itself into <name>.daemon and a restart there keeps the layout",
+          "[cp-agent]") {
+  REQUIRE_PRIVILEGED();
+  std::string name = berth::test::unique_name();
+  auto before = berth::test::cgroup_hierarchies();
+  // This process goes back where it was, and the leaves go, however the
+  // test ends (only the hierarchies the agent uses: no named ones).
+  struct Restore {
+    std::vector<berth::test::CgroupHierarchy> hs;
+    std::string name;
+    ~Restore() {
+      std::string pid = std::to_string(::getpid());
+      for (const auto& h : hs) {
+        if (h.controllers.starts_with("name=")) continue;
+        std::ofstream(h.mount + h.own + "/cgroup.procs") << pid;
+        std::string base = h.mount + (h.own == "/" ? "" : h.own) + "/" + name;
+        for (const char* leaf : {".daemon", ".shims", ""}) ::rmdir((base + leaf).c_str());
+      }
+    }
+  } restore{before, name};
+
+  auto first = AgentCgroups::setup(name, /*move_self=*/true);
+  INFO((first ? "" : first.error().str()));
+  REQUIRE(first.has_value());
+  std::string self = cgroup_of(::getpid());
+  CHECK(self.find(name + ".daemon") != std::string::npos);
+  // A restart finds itself in the daemon's leaf: the same layout, not one
+  // nested below it.
+  auto again = AgentCgroups::setup(name, /*move_self=*/true);
+  REQUIRE(again.has_value());
+  CHECK(again->tasks_parent() == first->tasks_parent());
+  CHECK(again->shims_dirs() == first->shims_dirs());
+  CHECK(first->tasks_parent().find(".daemon") == std::string::npos);
 }
