@@ -421,9 +421,17 @@ int parse_units(const std::string& s) {
   return v;
 }
 
+const ContainerOverride* find_override(const Task& t, const std::string& name) {
+  for (const auto& o : t.overrides.container_overrides) {
+    if (o.name == name) return &o;
+  }
+  return nullptr;
+}
+
 // The task cgroup's limits: the task's cpu and memory (the RunTask
 // overrides already applied to Task::cpu/memory), else the sum of the
-// containers' hard limits when every container has one.
+// containers' hard limits when every container has one (containerOverrides
+// counted).
 json shim_limits_json(const Task& t, const TaskDefinition& d) {
   int cpu = parse_units(!t.cpu.empty() ? t.cpu : d.cpu);
   int memory = parse_units(!t.memory.empty() ? t.memory : d.memory);
@@ -431,9 +439,13 @@ json shim_limits_json(const Task& t, const TaskDefinition& d) {
   bool all_limited = true;
   int sum_limits = 0;
   for (const auto& c : d.containers) {
-    reservation += c.memory_reservation_mib.value_or(0);
-    all_limited = all_limited && c.memory_mib.has_value();
-    sum_limits += c.memory_mib.value_or(0);
+    const ContainerOverride* o = find_override(t, c.name);
+    auto limit = o && o->memory_mib ? o->memory_mib : c.memory_mib;
+    auto reserved =
+        o && o->memory_reservation_mib ? o->memory_reservation_mib : c.memory_reservation_mib;
+    reservation += reserved.value_or(0);
+    all_limited = all_limited && limit.has_value();
+    sum_limits += limit.value_or(0);
   }
   if (memory == 0 && all_limited) memory = sum_limits;
   json out = json::object();

@@ -31,6 +31,7 @@ std::vector<std::string> runtimes() {
       break;
     }
   }
+  if (out.size() == 1) WARN("runc is not installed: only berth-runtime ran the specs");
   return out;
 }
 

@@ -405,6 +405,8 @@ TEST_CASE("cp oci spec: the shim's task.json", "[cp-oci-spec]") {
   j = build_shim_task(sb);
   REQUIRE(j);
   CHECK((*j)["limits"] == json{{"memory", 500}, {"memory_reservation", 384}});
+  t.overrides.container_overrides.push_back({"web", std::nullopt, {}, {}, 400, {}});
+  CHECK((*build_shim_task(sb))["limits"]["memory"] == 700);
   // A RunTask override of the task size is in Task::cpu/memory.
   t.cpu = "1024";
   t.memory = "2048";
