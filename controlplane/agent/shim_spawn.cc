@@ -69,6 +69,11 @@ Result<SpawnedShim> spawn_shim(const std::string& shim_binary, const std::string
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, out.w.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, err.w.get(), 2);
+  // Nothing of berthd's but stdio reaches the shim, whatever another thread
+  // opened without O_CLOEXEC (Asio's listening and accepted sockets are
+  // such fds): a shim holding berthd's listening socket would keep a killed
+  // berthd's socket alive, and the next berthd could not take it.
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   // The daemon may block or ignore signals; the shim must start clean.

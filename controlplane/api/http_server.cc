@@ -18,6 +18,7 @@
 #include "controlplane/api/http_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -50,6 +51,14 @@ const std::string* HttpRequest::header(const std::string& lower_name) const {
 }
 
 namespace {
+
+// Asio opens its sockets without O_CLOEXEC: every fd berthd holds must be
+// close-on-exec, or a child (a shim) inherits the API's sockets. (The shim
+// spawn also closes every fd above stdio; this is the second line.)
+void set_cloexec(int fd) {
+  int flags = ::fcntl(fd, F_GETFD);
+  if (flags >= 0) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -248,6 +257,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     registered_ = true;
     int fd = sock_.native_handle();
+    set_cloexec(fd);
     peer_.unix_socket = unix_;
     if (unix_) {
       peer_.remote = "unix";
@@ -978,6 +988,7 @@ Result<void> HttpServer::Impl::bind_unix() {
   asio::local::stream_protocol::endpoint ep(cfg.unix_path);
   error_code ec;
   acc.open(ep.protocol(), ec);
+  if (!ec) set_cloexec(acc.native_handle());
   if (!ec) acc.bind(ep, ec);
   if (ec) return errno_error("http", ec.value(), "binding {}: {}", cfg.unix_path, ec.message());
   unix_path = cfg.unix_path;
@@ -999,6 +1010,7 @@ Result<void> HttpServer::Impl::bind_tcp() {
   auto& acc = tcp_listener->acceptor();
   error_code ec;
   acc.open(ep.protocol(), ec);
+  if (!ec) set_cloexec(acc.native_handle());
   if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acc.bind(ep, ec);
   if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);

@@ -174,32 +174,19 @@ HttpResult http_tcp(int port, const HttpCall& call, std::chrono::seconds timeout
   return exchange(fd.fd, call, timeout);
 }
 
-const std::string& shared_image_store() {
-  // Made once per process; removed at exit (a static's destructor).
-  struct Store {
-    std::string dir;
-    Store() {
-      dir = "/tmp/" + unique_name() + "-images";
-      std::string rootfs = dir + "-rootfs";
-      auto run = [](const std::vector<std::string>& argv) {
-        auto r = exec_command(argv, {.timeout = std::chrono::seconds(300)});
-        if (r.exit_code != 0) throw std::runtime_error(argv[0] + " failed: " + r.out + r.err);
-      };
-      run({"bash", std::string(BERTH_SOURCE_DIR) + "/tests/scripts/make-rootfs.sh", rootfs,
-           probe_path()});
-      run({"tar", "-C", rootfs, "-cf", rootfs + ".tar", "."});
-      run({std::string(BERTH_BIN_DIR) + "/berth-rootfs", "--store", dir, "import", "--name",
-           "busybox:latest", rootfs + ".tar"});
-      std::filesystem::remove_all(rootfs);
-      std::filesystem::remove(rootfs + ".tar");
-    }
-    ~Store() {
-      std::error_code ec;
-      std::filesystem::remove_all(dir, ec);
-    }
+void make_image_store(const std::string& dir) {
+  std::string rootfs = dir + "-rootfs";
+  auto run = [](const std::vector<std::string>& argv) {
+    auto r = exec_command(argv, {.timeout = std::chrono::seconds(300)});
+    if (r.exit_code != 0) throw std::runtime_error(argv[0] + " failed: " + r.out + r.err);
   };
-  static Store store;
-  return store.dir;
+  run({"bash", std::string(BERTH_SOURCE_DIR) + "/tests/scripts/make-rootfs.sh", rootfs,
+       probe_path()});
+  run({"tar", "-C", rootfs, "-cf", rootfs + ".tar", "."});
+  run({std::string(BERTH_BIN_DIR) + "/berth-rootfs", "--store", dir, "import", "--name",
+       "busybox:latest", rootfs + ".tar"});
+  std::filesystem::remove_all(rootfs);
+  std::filesystem::remove(rootfs + ".tar");
 }
 
 Berthd::Berthd(Options opts) : opts_(std::move(opts)) {
@@ -218,7 +205,11 @@ Berthd::Berthd(Options opts) : opts_(std::move(opts)) {
   nft_table_ = name;
   std::replace(nft_table_.begin(), nft_table_.end(), '-', '_');
   port_ = free_tcp_port();
-  std::string images = opts_.images_dir.empty() ? shared_image_store() : opts_.images_dir;
+  std::string images = opts_.images_dir;
+  if (images.empty()) {
+    images = dir_ + "/images";
+    make_image_store(images);
+  }
   std::ofstream cfg(config_);
   cfg << "state_dir = \"" << dir_ << "/state\"\n"
       << "run_dir = \"" << dir_ << "/run\"\n"
@@ -228,7 +219,11 @@ Berthd::Berthd(Options opts) : opts_(std::move(opts)) {
       << "subnet = \"" << subnet_ << "\"\n"
       << "cgroup_name = \"" << cgroup_name_ << "\"\n"
       << "nft_table = \"" << nft_table_ << "\"\n"
-      << "warm_pool = " << opts_.warm_pool << "\n"
+      << "warm_pool = " << opts_.warm_pool
+      << "\n"
+      // Room for the tests' tasks whatever the machine (capacity is
+      // accounting; the tests' tasks are idle).
+      << "cpu_units = 1048576\nmemory_mib = 1048576\n"
       << "log_level = \"debug\"\n\n"
       << "[[accounts]]\nid = \"000000000001\"\nname = \"alice\"\nunix_uids = [0]\n"
       << "access_key_id = \"" << kAliceKey << "\"\nsecret_access_key = \"" << kAliceSecret

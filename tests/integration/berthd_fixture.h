@@ -40,9 +40,8 @@ HttpResult http_tcp(int port, const HttpCall& call,
                     std::chrono::seconds timeout = std::chrono::seconds(60));
 
 // A busybox image (tests/scripts/make-rootfs.sh: every applet, plus the
-// probe) imported as busybox:latest into a store under /tmp, made once per
-// test process and removed at exit.
-const std::string& shared_image_store();
+// probe) imported as busybox:latest into a new image store at `dir`.
+void make_image_store(const std::string& dir);
 
 class Berthd {
  public:
@@ -50,7 +49,7 @@ class Berthd {
     int warm_pool = 1;
     // Extra TOML appended to the generated config ([[accounts]] ...).
     std::string extra_toml;
-    std::string images_dir;  // default: shared_image_store()
+    std::string images_dir;  // default: <dir>/images made by make_image_store()
   };
 
   Berthd() : Berthd(Options{}) {}

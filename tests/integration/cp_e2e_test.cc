@@ -137,14 +137,6 @@ TEST_CASE(
       host_port = b.value("hostPort", 0);
   }
   REQUIRE(host_port > 0);
-  // A client in a namespace of its own, reaching the host's port mapping
-  // from outside the host (the test's own netns and veth pair).
-  std::string ns = unique_name();
-  exec_command({"ip", "netns", "add", ns});
-  struct NsGuard {
-    std::string ns;
-    ~NsGuard() { exec_command({"ip", "netns", "del", ns}); }
-  } guard{ns};
   // The sidecar fetched from the web server over the task's loopback.
   bool fetched = wait_until(
       [&] {
@@ -153,10 +145,21 @@ TEST_CASE(
       },
       std::chrono::seconds(60));
   CHECK(fetched);
-  // The host port answers from the host (port mapping's output path).
-  auto r = exec_command({"/bin/busybox", "wget", "-q", "-T", "5", "-O", "-",
+  // A client in another network namespace (another task's microhost)
+  // reaches the web server through the host port on the bridge's address.
+  std::string gateway = d.subnet().substr(0, d.subnet().rfind('.')) + ".1";
+  std::string url = "http://" + gateway + ":" + std::to_string(host_port) + "/hostname";
+  std::string client =
+      run_task(d, definition("e2e-client", {container("client", {"wget", "-q", "-O", "-", url})}));
+  json ct = d.wait_task_status(client, "STOPPED");
+  CHECK(ct["containers"][0].value("exitCode", -1) == 0);
+  HttpResult got = d.call({.target = "/v1/tasks/" + task_id(client) + "/logs"});
+  CHECK_THAT(got.body, Catch::Contains(task_id(arn).substr(0, 12)));
+  // And from the host itself.
+  auto r = exec_command({"curl", "-sf", "--max-time", "10",
                          "http://127.0.0.1:" + std::to_string(host_port) + "/hostname"});
   CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains(task_id(arn).substr(0, 12)));
   d.ecs_ok("StopTask", {{"task", arn}, {"reason", "test done"}});
   t = d.wait_task_status(arn, "STOPPED");
   CHECK(field(t, "stoppedReason") == "test done");
@@ -289,8 +292,10 @@ TEST_CASE("e2e: an account sees only its own tasks", "[cp-e2e]") {
        "HOME=" + home +
            " AWS_EC2_METADATA_DISABLED=true AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=" +
            Berthd::kBobKey + " AWS_SECRET_ACCESS_KEY=" + Berthd::kBobSecret +
-           " aws ecs describe-tasks --output json --endpoint-url http://127.0.0.1:" +
-           std::to_string(d.port()) + " --tasks " + arn});
+           " sh -c 'aws ecs create-cluster --endpoint-url http://127.0.0.1:" +
+           std::to_string(d.port()) +
+           " >/dev/null && aws ecs describe-tasks --output json --endpoint-url http://127.0.0.1:" +
+           std::to_string(d.port()) + " --tasks " + arn + "'"});
   INFO(r.out << r.err);
   REQUIRE(r.exit_code == 0);
   json j = json::parse(r.out, nullptr, false);
@@ -306,8 +311,8 @@ TEST_CASE(
   require_privileged();
   Berthd d;
   constexpr int kTasks = 20;
-  json reg = d.ecs_ok("RegisterTaskDefinition",
-                      definition("e2e-restart", {container("c", sleeper())}));
+  json reg =
+      d.ecs_ok("RegisterTaskDefinition", definition("e2e-restart", {container("c", sleeper())}));
   std::string td = reg["taskDefinition"]["taskDefinitionArn"];
   std::vector<std::string> arns;
   for (int i = 0; i < kTasks; i += 10) {
