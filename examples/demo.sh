@@ -67,11 +67,12 @@ done
 berth clusters
 
 say "a one-shot job: berth run examples/job.json --wait"
-berth run "$here/examples/job.json" --wait
+job=$(berth run "$here/examples/job.json" --wait)
+echo "task $job exited 0; its log (berth logs $job):"
+berth logs "$job"
 
 say "a web server with a sidecar and a port mapping: examples/web-sidecar.json"
-web=$(berth -o json run "$here/examples/web-sidecar.json" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["task"]["taskArn"].rsplit("/",1)[1])')
+web=$(berth run "$here/examples/web-sidecar.json")
 for _ in $(seq 1 300); do
   [[ $(berth -o json describe "$web" | python3 -c 'import json,sys; print(json.load(sys.stdin)["task"]["lastStatus"])') == RUNNING ]] && break
   sleep 0.1
@@ -81,9 +82,9 @@ port=$(berth -o json describe "$web" | python3 -c '
 import json,sys
 t=json.load(sys.stdin)["task"]
 print([b["hostPort"] for c in t["containers"] for b in c.get("networkBindings",[])][0])')
-say "the web server through its host port: wget http://127.0.0.1:$port/"
+say "the web server through its host port: curl http://127.0.0.1:$port/"
 for _ in $(seq 1 100); do
-  out=$(/bin/busybox wget -q -T 2 -O - "http://127.0.0.1:$port/" 2>/dev/null) && break
+  out=$(curl -sf --max-time 2 "http://127.0.0.1:$port/" 2>/dev/null) && break
   sleep 0.1
 done
 echo "$out"

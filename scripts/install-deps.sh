@@ -33,7 +33,7 @@ packages=(
   # config (toml++)
   libboost1.81-dev libsqlite3-dev libssl-dev libtomlplusplus-dev
   # the API's real clients in the tests: the AWS CLI v2 and boto3
-  awscli python3-boto3
+  awscli python3-boto3 curl
   # tools the tests use on the host
   iproute2 util-linux procps nftables
   # the pure cgroup v2 test machine (scripts/vm/, `make test-v2`): qemu with
