@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <utility>
 
 #include <fmt/format.h>
@@ -44,31 +46,67 @@ std::unexpected<Error> failed(std::string_view what, Error e) {
   return std::unexpected(Error{"firewall", e.err, fmt::format("{}: {}", what, inner)});
 }
 
+// libnftables 1.0 waits for netlink's answers with select(2), which cannot
+// watch an fd at or above FD_SETSIZE (1024): glibc's fortified FD_SET
+// aborts the process ("bit out of range 0 - FD_SETSIZE on fd_set"). A
+// context opens its netlink socket when it is made, on the lowest free fd,
+// so a context made while berthd holds a socket and a pidfd per task would
+// abort berthd at about 500 tasks. The contexts are made once, at the
+// process's first firewall operation (start-up, few fds open), and reused
+// by every Firewall of the process, one operation at a time.
+struct SharedContexts {
+  std::mutex mu;
+  std::optional<nft::Context> text, json;
+};
+
+SharedContexts& shared_contexts() {
+  static SharedContexts s;
+  return s;
+}
+
+// Runs f(context) with the process's context of `output`, made on first use.
+template <class F>
+auto with_context(nft::Context::Output output, std::string_view what, F f)
+    -> decltype(f(std::declval<const nft::Context&>())) {
+  SharedContexts& s = shared_contexts();
+  std::lock_guard lock(s.mu);
+  std::optional<nft::Context>& slot = output == nft::Context::Output::json ? s.json : s.text;
+  if (!slot) {
+    auto ctx = nft::Context::open(output);
+    if (!ctx) return failed(what, ctx.error());
+    slot.emplace(std::move(*ctx));
+  }
+  return f(*slot);
+}
+
 Result<std::string> run_nft(const std::string& script, std::string_view what) {
-  auto ctx = nft::Context::open();
-  if (!ctx) return failed(what, ctx.error());
-  auto out = ctx->run(script);
-  if (!out) return failed(what, out.error());
-  return out;
+  return with_context(nft::Context::Output::text, what,
+                      [&](const nft::Context& ctx) -> Result<std::string> {
+                        auto out = ctx.run(script);
+                        if (!out) return failed(what, out.error());
+                        return out;
+                      });
 }
 
 // The JSON listing of `family` table cfg.table, or nullopt if it does not
 // exist.
 Result<std::optional<std::string>> list_table(const FirewallConfig& cfg, std::string_view family,
                                               std::string_view what) {
-  auto ctx = nft::Context::open(nft::Context::Output::json);
-  if (!ctx) return failed(what, ctx.error());
-  // Listing a missing table fails with only "No such file or directory":
-  // look for it first, so that absence is not mistaken for other failures.
-  auto tables = ctx->run(fmt::format("list tables {}", family));
-  if (!tables) return failed(what, tables.error());
-  auto names = nft::parse_table_names(*tables);
-  if (!names) return failed(what, names.error());
-  if (std::find(names->begin(), names->end(), cfg.table) == names->end())
-    return std::optional<std::string>();
-  auto listing = ctx->run(fmt::format("list table {} {}", family, cfg.table));
-  if (!listing) return failed(what, listing.error());
-  return std::optional(std::move(*listing));
+  return with_context(nft::Context::Output::json, what,
+                      [&](const nft::Context& ctx) -> Result<std::optional<std::string>> {
+                        // Listing a missing table fails with only "No such file or
+                        // directory": look for it first, so that absence is not mistaken
+                        // for other failures.
+                        auto tables = ctx.run(fmt::format("list tables {}", family));
+                        if (!tables) return failed(what, tables.error());
+                        auto names = nft::parse_table_names(*tables);
+                        if (!names) return failed(what, names.error());
+                        if (std::find(names->begin(), names->end(), cfg.table) == names->end())
+                          return std::optional<std::string>();
+                        auto listing = ctx.run(fmt::format("list table {} {}", family, cfg.table));
+                        if (!listing) return failed(what, listing.error());
+                        return std::optional(std::move(*listing));
+                      });
 }
 
 // The rules of the ip table, or nullopt if the table does not exist.

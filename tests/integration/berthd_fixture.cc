@@ -169,6 +169,26 @@ HttpResult http_unix(const std::string& socket, const HttpCall& call,
   return exchange(fd.fd, call, timeout);
 }
 
+void http_unix(const std::string& socket, const HttpCall& call, std::chrono::seconds timeout,
+               const std::function<bool(const std::string&)>& on_data) {
+  Fd fd{connect_unix(socket)};
+  std::string req = call.method + " " + call.target + " HTTP/1.1\r\nHost: berth\r\n\r\n";
+  if (::send(fd.fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    throw std::runtime_error("send: " + std::string(strerror(errno)));
+  }
+  auto deadline = Clock::now() + timeout;
+  char buf[65536];
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return;
+    pollfd p{fd.fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 200))) <= 0) continue;
+    ssize_t n = ::read(fd.fd, buf, sizeof(buf));
+    if (n <= 0) return;
+    if (!on_data(std::string(buf, static_cast<size_t>(n)))) return;
+  }
+}
+
 HttpResult http_tcp(int port, const HttpCall& call, std::chrono::seconds timeout) {
   Fd fd{connect_tcp(port)};
   return exchange(fd.fd, call, timeout);
@@ -226,6 +246,7 @@ Berthd::Berthd(Options opts) : opts_(std::move(opts)) {
       << "cpu_units = 1048576\nmemory_mib = 1048576\n"
       << "log_level = \"debug\"\n\n"
       << "[[accounts]]\nid = \"000000000001\"\nname = \"alice\"\nunix_uids = [0]\n"
+      << "allowed_capabilities = [\"NET_ADMIN\"]\n"
       << "access_key_id = \"" << kAliceKey << "\"\nsecret_access_key = \"" << kAliceSecret
       << "\"\n\n"
       << "[[accounts]]\nid = \"000000000002\"\nname = \"bob\"\n"

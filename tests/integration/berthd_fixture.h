@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -36,6 +37,11 @@ struct HttpCall {
 // to 127.0.0.1:port; throws on a transport failure or after `timeout`.
 HttpResult http_unix(const std::string& socket, const HttpCall& call,
                      std::chrono::seconds timeout = std::chrono::seconds(60));
+// A streamed answer (chunked: /v1/events, logs?follow=true): `on_data`
+// gets the raw bytes of the body as they arrive and returns false to stop
+// reading; also ends when the server closes or after `timeout`.
+void http_unix(const std::string& socket, const HttpCall& call, std::chrono::seconds timeout,
+               const std::function<bool(const std::string&)>& on_data);
 HttpResult http_tcp(int port, const HttpCall& call,
                     std::chrono::seconds timeout = std::chrono::seconds(60));
 
@@ -85,8 +91,8 @@ class Berthd {
   std::string log() const;  // berthd's stderr so far
 
   // The access keys of the two accounts every fixture config has:
-  // alice (000000000001, uid 0 on the socket) and bob (000000000002,
-  // TCP only).
+  // alice (000000000001, uid 0 on the socket, may add NET_ADMIN) and bob
+  // (000000000002, TCP only, Fargate's rule).
   static constexpr const char* kAliceKey = "AKIDALICE0000000001";
   static constexpr const char* kAliceSecret = "alice-secret-key-0000000000000000000001";
   static constexpr const char* kBobKey = "AKIDBOB000000000002";

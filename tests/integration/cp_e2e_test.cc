@@ -4,9 +4,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
@@ -268,6 +272,14 @@ TEST_CASE("e2e: the AWS CLI v2 and boto3 against berthd", "[cp-e2e]") {
     INFO(r.out << r.err << "\nberthd log:\n" << d.log());
     CHECK(r.exit_code == 0);
   }
+  SECTION("the berth CLI (run --wait exit codes, logs, ps, describe, stop, errors)") {
+    auto r = exec_command({"sh", "-c",
+                           env_prefix + " BERTH=" + BERTH_BIN_DIR + "/berth BERTH_HOST=unix://" +
+                               d.socket() + " bash " + clients + "berth_cli_flow.sh"},
+                          {.timeout = std::chrono::seconds(600)});
+    INFO(r.out << r.err << "\nberthd log:\n" << d.log());
+    CHECK(r.exit_code == 0);
+  }
   SECTION("curl --unix-socket with an inline task") {
     auto r = exec_command({"sh", "-c", env_prefix + " bash " + clients + "curl_flow.sh"},
                           {.timeout = std::chrono::seconds(600)});
@@ -371,4 +383,247 @@ TEST_CASE("e2e: two berthd instances with distinct names run side by side", "[cp
   a.terminate();
   // b is untouched by a's stop.
   CHECK(b.wait_task_status(tb, "RUNNING")["lastStatus"] == "RUNNING");
+}
+
+namespace {
+
+// The AWS CLI as bob (TCP, SigV4 with his keys): `args` after "aws ecs".
+CommandResult aws_as_bob(const Berthd& d, const std::string& home, const std::string& args) {
+  return exec_command(
+      {"sh", "-c",
+       "HOME=" + home +
+           " AWS_EC2_METADATA_DISABLED=true AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=" +
+           Berthd::kBobKey + " AWS_SECRET_ACCESS_KEY=" + Berthd::kBobSecret +
+           " aws ecs --output json --endpoint-url http://127.0.0.1:" + std::to_string(d.port()) +
+           " " + args},
+      {.timeout = std::chrono::seconds(120)});
+}
+
+std::string task_ip(const json& t) {
+  for (const auto& a : t.value("attachments", json::array())) {
+    for (const auto& det : a.value("details", json::array())) {
+      if (det.value("name", "") == "privateIPv4Address") return det.value("value", "");
+    }
+  }
+  return "";
+}
+
+int exit_code_of(Berthd& d, const std::string& arn) {
+  json t = d.wait_task_status(arn, "STOPPED");
+  return t["containers"][0].value("exitCode", -1);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "e2e: tasks reach their own account's tasks, not another's, and a spoofed address reaches "
+    "nobody",
+    "[cp-e2e]") {
+  require_privileged();
+  if (::access("/usr/bin/aws", X_OK) != 0)
+    BERTH_SKIP("the AWS CLI (/usr/bin/aws) is not installed");
+  Berthd d;
+  std::string home = "/tmp/" + unique_name() + "-home";
+  std::filesystem::create_directories(home);
+  struct HomeGuard {
+    std::string dir;
+    ~HomeGuard() { std::filesystem::remove_all(dir); }
+  } guard{home};
+  // alice's web server.
+  std::string web = run_task(
+      d, definition("tenant-web", {container("web", {"sh", "-c",
+                                                     "echo alice > /tmp/index.html; exec httpd -f "
+                                                     "-p 8080 -h /tmp"})}));
+  std::string ip = task_ip(d.wait_task_status(web, "RUNNING"));
+  REQUIRE_FALSE(ip.empty());
+  std::string url = "http://" + ip + ":8080/index.html";
+  auto fetch = [&](const std::string& name) {
+    return container(name, {"sh", "-c", "wget -q -T 5 -O - " + url});
+  };
+  // alice's client: reaches it.
+  std::string a2 = run_task(d, definition("tenant-a2", {fetch("client")}));
+  CHECK(exit_code_of(d, a2) == 0);
+  // bob's client (the same definition, registered and run by bob): does not.
+  json def = definition("tenant-b1", {fetch("client")});
+  std::string def_file = home + "/b1.json";
+  std::ofstream(def_file) << def.dump();
+  auto r = aws_as_bob(d, home, "register-task-definition --cli-input-json file://" + def_file);
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  r = aws_as_bob(d, home, "create-cluster");
+  REQUIRE(r.exit_code == 0);
+  r = aws_as_bob(d, home, "run-task --task-definition tenant-b1");
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  json run = json::parse(r.out, nullptr, false);
+  REQUIRE(run["tasks"].size() == 1);
+  std::string b1 = run["tasks"][0]["taskArn"];
+  int bob_exit = -1;
+  bool stopped = wait_until(
+      [&] {
+        auto dr = aws_as_bob(d, home, "describe-tasks --tasks " + b1);
+        json j = json::parse(dr.out, nullptr, false);
+        if (!j.is_object() || !j.contains("tasks") || j["tasks"].empty() ||
+            j["tasks"][0].value("lastStatus", "") != "STOPPED") {
+          return false;
+        }
+        bob_exit = j["tasks"][0]["containers"][0].value("exitCode", -1);
+        return true;
+      },
+      std::chrono::seconds(120), std::chrono::milliseconds(500));
+  CHECK(stopped);
+  // wget's failure (a timeout: the frames are dropped on the bridge).
+  CHECK(bob_exit != 0);
+  CHECK(bob_exit != -1);
+  // alice's task with NET_ADMIN takes another address and a new MAC: its
+  // packets are dropped on the bridge, it reaches nobody.
+  std::string gw = d.subnet().substr(0, d.subnet().rfind('.')) + ".1";
+  std::string spoof_ip = d.subnet().substr(0, d.subnet().rfind('.')) + ".250";
+  json spoofer = container(
+      "spoofer",
+      {"sh", "-c",
+       "ip link set eth0 address 02:00:00:00:00:42 && ip addr flush dev eth0 && ip addr add " +
+           spoof_ip + "/24 dev eth0 && ip route add default via " + gw + " && wget -q -T 5 -O - " +
+           url},
+      {{"linuxParameters", {{"capabilities", {{"add", {"NET_ADMIN"}}}}}}});
+  std::string a3 = run_task(d, definition("tenant-a3", {spoofer}));
+  int spoofed = exit_code_of(d, a3);
+  HttpResult logs = d.call({.target = "/v1/tasks/" + task_id(a3) + "/logs"});
+  INFO(logs.body);
+  CHECK(spoofed != 0);
+  CHECK(logs.body.find("alice") == std::string::npos);
+  d.ecs_ok("StopTask", {{"task", web}});
+}
+
+TEST_CASE("e2e: /v1/events streams every state change and /metrics counts tasks", "[cp-e2e]") {
+  require_privileged();
+  Berthd d;
+  // A raw streaming read of /v1/events on its own connection.
+  std::atomic<bool> done{false};
+  std::string seen;
+  std::mutex mu;
+  std::thread reader([&] {
+    try {
+      http_unix(d.socket(), {.target = "/v1/events"}, std::chrono::seconds(60),
+                [&](const std::string& chunk) {
+                  std::lock_guard l(mu);
+                  seen += chunk;
+                  return !done.load();
+                });
+    } catch (const std::exception&) {
+    }
+  });
+  std::string arn = run_task(d, definition("e2e-events", {container("c", {"sh", "-c", "exit 0"})}));
+  d.wait_task_status(arn, "STOPPED");
+  bool all = wait_until([&] {
+    std::lock_guard l(mu);
+    return seen.find("\"STOPPED\"") != std::string::npos;
+  });
+  done = true;
+  d.call({.target = "/healthz"});  // the stream's next event or keepalive ends the reader
+  {
+    std::lock_guard l(mu);
+    INFO(seen);
+    CHECK(all);
+    CHECK_THAT(seen, Catch::Contains("event: TaskStateChange"));
+    for (const char* s : {"PROVISIONING", "RUNNING", "STOPPED"})
+      CHECK_THAT(seen, Catch::Contains(s));
+  }
+  HttpResult m = d.call({.target = "/metrics"});
+  CHECK(m.status == 200);
+  CHECK_THAT(m.body, Catch::Contains("berth_tasks{state=\"STOPPED\"} 1"));
+  CHECK_THAT(m.body, Catch::Contains("berth_run_task_to_running_seconds_count 1"));
+  CHECK_THAT(m.body, Catch::Contains("berth_microhost_pool_size"));
+  // The reader ends at the latest when berthd stops (the fixture's
+  // destructor): detach-free, join after stopping.
+  d.terminate();
+  reader.join();
+}
+
+TEST_CASE(
+    "e2e: 20 concurrent clients running and stopping tasks: no 5xx, no stuck task, no leaked "
+    "microhost",
+    "[cp-e2e]") {
+  require_privileged();
+  Berthd d({.warm_pool = 4});
+  constexpr int kClients = 20;
+  const auto duration = std::chrono::seconds(60);
+  json reg =
+      d.ecs_ok("RegisterTaskDefinition", definition("e2e-load", {container("c", sleeper())}));
+  std::string td = reg["taskDefinition"]["taskDefinitionArn"];
+  std::atomic<int> requests{0}, server_errors{0}, cycles{0};
+  std::mutex mu;
+  std::vector<std::string> failures;
+  auto until = std::chrono::steady_clock::now() + duration;
+  auto ecs = [&](const std::string& op, const json& body) {
+    HttpResult r = d.ecs(op, body);
+    ++requests;
+    if (r.status >= 500) {
+      ++server_errors;
+      std::lock_guard l(mu);
+      failures.push_back(op + ": " + std::to_string(r.status) + " " + r.body);
+    }
+    return r;
+  };
+  auto status_of = [&](const std::string& arn) {
+    json j = ecs("DescribeTasks", {{"tasks", {arn}}}).json();
+    return j.contains("tasks") && !j["tasks"].empty() ? j["tasks"][0].value("lastStatus", "")
+                                                      : std::string();
+  };
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&] {
+      while (std::chrono::steady_clock::now() < until) {
+        json run = ecs("RunTask", {{"taskDefinition", td}}).json();
+        if (!run.contains("tasks") || run["tasks"].empty()) continue;
+        std::string arn = run["tasks"][0]["taskArn"];
+        wait_until(
+            [&] {
+              std::string s = status_of(arn);
+              return s == "RUNNING" || s == "STOPPED";
+            },
+            std::chrono::seconds(120), std::chrono::milliseconds(20));
+        ecs("StopTask", {{"task", arn}});
+        bool stopped = wait_until([&] { return status_of(arn) == "STOPPED"; },
+                                  std::chrono::seconds(120), std::chrono::milliseconds(20));
+        if (!stopped) {
+          std::lock_guard l(mu);
+          failures.push_back("stuck: " + arn + " " + status_of(arn));
+        }
+        ++cycles;
+      }
+    });
+  }
+  for (auto& c : clients) c.join();
+  double rate = requests.load() / static_cast<double>(duration.count());
+  std::cout << "e2e load: " << kClients << " clients, " << duration.count()
+            << " s: " << requests.load() << " requests (" << rate << "/s), " << cycles.load()
+            << " tasks run and stopped, " << server_errors.load() << " 5xx" << std::endl;
+  INFO([&] {
+    std::string all;
+    for (const auto& f : failures) all += f + "\n";
+    return all;
+  }());
+  CHECK(server_errors.load() == 0);
+  CHECK(failures.empty());
+  CHECK(cycles.load() > 0);
+  // Nothing live is left but the warm pool: no task netns, veth or overlay.
+  json list = d.ecs_ok("ListTasks", {{"desiredStatus", "RUNNING"}});
+  CHECK(list["taskArns"].empty());
+  bool settled = wait_until([&] {
+    size_t netns = 0;
+    for (const auto& e : std::filesystem::directory_iterator(d.dir() + "/run/netns")) {
+      (void)e;
+      ++netns;
+    }
+    return netns <= 4;
+  });
+  CHECK(settled);
+  size_t overlays = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(d.dir() + "/images/containers", ec)) {
+    (void)e;
+    ++overlays;
+  }
+  CHECK(overlays == 0);
 }

@@ -25,6 +25,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -820,4 +821,39 @@ TEST_CASE("teardown leaves no rules or links", "[privileged][firewall]") {
   }
   CHECK(ruleset_rules_of_this_process() == 0);
   CHECK(links_of_this_process().empty());
+}
+
+// libnftables waits for netlink with select(2); an nft socket on an fd at or
+// above FD_SETSIZE made glibc abort the whole process. berthd holds a socket
+// and a pidfd per task, so at ~500 tasks every firewall operation aborted
+// berthd. The operations of a process that has 2000 fds open must work.
+TEST_CASE("firewall operations work in a process holding more than FD_SETSIZE fds",
+          "[privileged][firewall]") {
+  REQUIRE_FIREWALL_HOST();
+  Fixture f;
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // The child: raise the soft limit if it can, open fds until well past
+    // 1024, then map and unmap a port (list, add, delete transactions).
+    struct rlimit rl {};
+    ::getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2100) _exit(3);
+    for (int i = 0; i < 2000; ++i) {
+      if (::open("/dev/null", O_RDONLY | O_CLOEXEC) < 0) _exit(4);
+    }
+    auto added =
+        f.fw.add_port_mappings("fds-owner", parse_ip(f.topo.addr.task()), {{Protocol::tcp, 0, 80}});
+    if (!added) _exit(5);
+    if (!f.fw.remove_port_mappings("fds-owner")) _exit(6);
+    _exit(0);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  INFO("child status " << status << (WIFSIGNALED(status) ? " (killed by a signal)" : ""));
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 3) BERTH_SKIP("RLIMIT_NOFILE is below 2100");
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
