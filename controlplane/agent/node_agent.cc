@@ -16,6 +16,7 @@
 #include "controlplane/agent/shim_spawn.h"
 #include "runtime/container.h"
 #include "shim/log_file.h"
+#include "shim/task.h"
 
 namespace berth::cp {
 
@@ -25,6 +26,14 @@ namespace {
 
 constexpr const char* kMicrohostFile = "microhost.json";
 constexpr std::string_view kResourceInit = "ResourceInitializationError";
+
+// The bundle files and task.json are replaced atomically (rename) but not
+// fsynced: they matter only while the task's shim runs, and a power loss
+// that could tear them ends the shim, its containers, the netns and the
+// overlay mounts as well; the shim's state.json (fsynced) is the durable
+// record of the task. An fsync costs ~4 ms on the node's disk, and there
+// were six of them per one-container launch.
+constexpr fs::Durable kBundleDurability = fs::Durable::no;
 
 // An error whose step is the ECS reason.
 std::unexpected<Error> reason_error(std::string_view reason, const Error& e) {
@@ -357,19 +366,7 @@ Result<Launched> NodeAgent::launch_steps(const TaskLaunch& t, Undo& undo) {
   undo.add([this, mh = held.microhost] {
     if (auto r = net_.release_microhost(mh); !r) log::warn("launch undo: {}", r.error().str());
   });
-  if (auto r = write_holdings(dir, held); !r) return reason_error(kResourceInit, r.error());
   const netns::Microhost& mh = held.microhost;
-
-  // Tenant isolation and anti-spoofing on the bridge (netns/firewall.h):
-  // the task reaches only its own account's tasks directly, and sends only
-  // from its own address and MAC, whatever capabilities it has.
-  if (mh.ip != 0 && !mh.host_veth.empty()) {
-    held.has_tenant_port = true;
-    if (auto r = write_holdings(dir, held); !r) return reason_error(kResourceInit, r.error());
-    auto r = fw_.add_tenant_port(id, {t.task.account, mh.host_veth, mh.ip, mh.mac});
-    if (!r) return reason_error(kResourceInit, r.error());
-    undo.add([this, id] { (void)fw_.remove_tenant_port(id); });
-  }
 
   // Port mappings: those with a hostPort (0: an ephemeral one), in
   // definition order, so that the results map back to their containers.
@@ -379,14 +376,32 @@ Result<Launched> NodeAgent::launch_steps(const TaskLaunch& t, Undo& undo) {
       if (p.host_port) maps.push_back({protocol_of(p.protocol), *p.host_port, p.container_port});
     }
   }
+  if (!maps.empty() && mh.ip == 0) {
+    return error(kResourceInit, "portMappings need a task network (networkMode {} has none)",
+                 t.definition.network_mode);
+  }
+
+  // Everything this launch will make is recorded in one durable write,
+  // before the first of it is made (each fsync costs milliseconds on the
+  // launch path). Releasing what was recorded but never made is a no-op:
+  // the firewall removes only the rules it finds, the image store only the
+  // rootfs directories that exist.
+  held.has_tenant_port = mh.ip != 0 && !mh.host_veth.empty();
+  held.has_port_mappings = !maps.empty();
+  for (const auto& c : t.definition.containers) held.rootfs.push_back(id + "." + c.name);
+  if (auto r = write_holdings(dir, held); !r) return reason_error(kResourceInit, r.error());
+
+  // Tenant isolation and anti-spoofing on the bridge (netns/firewall.h):
+  // the task reaches only its own account's tasks directly, and sends only
+  // from its own address and MAC, whatever capabilities it has.
+  if (held.has_tenant_port) {
+    auto r = fw_.add_tenant_port(id, {t.task.account, mh.host_veth, mh.ip, mh.mac});
+    if (!r) return reason_error(kResourceInit, r.error());
+    undo.add([this, id] { (void)fw_.remove_tenant_port(id); });
+  }
+
   std::vector<netns::PortMapping> mapped;
-  if (!maps.empty()) {
-    if (mh.ip == 0) {
-      return error(kResourceInit, "portMappings need a task network (networkMode {} has none)",
-                   t.definition.network_mode);
-    }
-    held.has_port_mappings = true;
-    if (auto r = write_holdings(dir, held); !r) return reason_error(kResourceInit, r.error());
+  if (held.has_port_mappings) {
     auto m = fw_.add_port_mappings(id, mh.ip, maps);
     if (!m) return reason_error(kResourceInit, m.error());
     mapped = std::move(*m);
@@ -416,9 +431,7 @@ Result<Launched> NodeAgent::launch_steps(const TaskLaunch& t, Undo& undo) {
   size_t map_index = 0;
   for (size_t i = 0; i < t.definition.containers.size(); ++i) {
     const ContainerDefinition& c = t.definition.containers[i];
-    std::string rid = id + "." + c.name;
-    held.rootfs.push_back(rid);
-    if (auto r = write_holdings(dir, held); !r) return reason_error(kResourceInit, r.error());
+    const std::string& rid = held.rootfs[i];
     auto rootfs = store_.mount_rootfs(rid, images[i], ropts);
     if (!rootfs) return reason_error(kResourceInit, rootfs.error());
     undo.add([this, rid] { (void)store_.release_rootfs(rid); });
@@ -427,10 +440,12 @@ Result<Launched> NodeAgent::launch_steps(const TaskLaunch& t, Undo& undo) {
     std::string hostname = c.hostname.empty() ? id.substr(0, 12) : c.hostname;
     MicrohostView view{mh.netns_path, bundle + "/hosts", bundle + "/resolv.conf",
                        bundle + "/hostname"};
-    for (auto r : {fs::mkdir_p(bundle, 0700),
-                   fs::write_file_atomic(view.hosts_file, net_.hosts_file(mh, hostname)),
-                   fs::write_file_atomic(view.resolv_conf_file, *resolv),
-                   fs::write_file_atomic(view.hostname_file, hostname + "\n")}) {
+    for (auto r :
+         {fs::mkdir_p(bundle, 0700),
+          fs::write_file_atomic(view.hosts_file, net_.hosts_file(mh, hostname), 0644,
+                                kBundleDurability),
+          fs::write_file_atomic(view.resolv_conf_file, *resolv, 0644, kBundleDurability),
+          fs::write_file_atomic(view.hostname_file, hostname + "\n", 0644, kBundleDurability)}) {
       if (!r) return reason_error(kResourceInit, r.error());
     }
     const ContainerOverride* ov = nullptr;
@@ -447,7 +462,12 @@ Result<Launched> NodeAgent::launch_steps(const TaskLaunch& t, Undo& undo) {
     b.default_hostname = hostname;
     auto spec = build_oci_spec(b);
     if (!spec) return std::unexpected(spec.error());
-    if (auto r = fs::write_file_atomic(bundle + "/config.json", spec->dump(2) + "\n"); !r) {
+    // Claimed for this task here (the shim's claim_bundle finds it done and
+    // does not rewrite the file).
+    (*spec)["annotations"][std::string(shim::kOwnerAnnotation)] = id;
+    if (auto r = fs::write_file_atomic(bundle + "/config.json", spec->dump(2) + "\n", 0644,
+                                       kBundleDurability);
+        !r) {
       return reason_error(kResourceInit, r.error());
     }
     bundles.push_back(bundle);
@@ -474,7 +494,9 @@ Result<Launched> NodeAgent::launch_steps(const TaskLaunch& t, Undo& undo) {
   sb.bundles = bundles;
   auto task_json = build_shim_task(sb);
   if (!task_json) return std::unexpected(task_json.error());
-  if (auto r = fs::write_file_atomic(dir + "/task.json", task_json->dump(2) + "\n"); !r) {
+  if (auto r = fs::write_file_atomic(dir + "/task.json", task_json->dump(2) + "\n", 0644,
+                                     kBundleDurability);
+      !r) {
     return reason_error(kResourceInit, r.error());
   }
   auto shim = spawn_shim(cfg_.shim_binary, dir);
