@@ -62,8 +62,8 @@ Result<UniqueFd> lock_instance(const std::string& dir) {
   if (!fd) return sys_error(kStep, "open {}", path);
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK) {
-      return kind_error(ErrorKind::busy, kStep,
-                        "another berthd is running on {} (lock {} is held)", dir, path);
+      return kind_error(ErrorKind::busy, kStep, "another berthd is running on {} (lock {} is held)",
+                        dir, path);
     }
     return sys_error(kStep, "flock {}", path);
   }
@@ -191,7 +191,8 @@ Result<void> start_parts(const Config& c, Parts& p) {
 
 void remove_daemon_leaves(const AgentCgroups& cg, const std::string& name) {
   for (const auto& shims : cg.shims_dirs()) {
-    std::string daemon = shims.substr(0, shims.size() - std::string_view(".shims").size()) + ".daemon";
+    std::string daemon =
+        shims.substr(0, shims.size() - std::string_view(".shims").size()) + ".daemon";
     if (::rmdir(daemon.c_str()) != 0 && errno != ENOENT) {
       log::warn("teardown: rmdir {}: {}", daemon, std::strerror(errno));
     }

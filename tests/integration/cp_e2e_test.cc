@@ -438,7 +438,7 @@ TEST_CASE(
   REQUIRE_FALSE(ip.empty());
   std::string url = "http://" + ip + ":8080/index.html";
   auto fetch = [&](const std::string& name) {
-    return container(name, {"sh", "-c", "wget -q -T 5 -O - " + url});
+    return container(name, {"sh", "-c", "timeout 10 wget -q -O - " + url});
   };
   // alice's client: reaches it.
   std::string a2 = run_task(d, definition("tenant-a2", {fetch("client")}));
@@ -483,8 +483,8 @@ TEST_CASE(
       "spoofer",
       {"sh", "-c",
        "ip link set eth0 address 02:00:00:00:00:42 && ip addr flush dev eth0 && ip addr add " +
-           spoof_ip + "/24 dev eth0 && ip route add default via " + gw + " && wget -q -T 5 -O - " +
-           url},
+           spoof_ip + "/24 dev eth0 && ip route add default via " + gw +
+           " && timeout 10 wget -q -O - " + url},
       {{"linuxParameters", {{"capabilities", {{"add", {"NET_ADMIN"}}}}}}});
   std::string a3 = run_task(d, definition("tenant-a3", {spoofer}));
   int spoofed = exit_code_of(d, a3);
