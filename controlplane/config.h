@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "controlplane/billing/money.h"
 #include "controlplane/model/model.h"
 
 namespace berth::cp {
@@ -34,14 +35,6 @@ struct RegistryCredential {
   std::string name;
   std::string username;
   std::string password;
-};
-
-struct PricingConfig {
-  // Published Fargate Linux/x86 us-east-1 rates, in micro-dollars per unit
-  // hour (integers: no floating point on the money path).
-  int64_t vcpu_hour_micro_usd = 40480;
-  int64_t gb_hour_micro_usd = 4445;
-  int minimum_seconds = 60;
 };
 
 struct Config {

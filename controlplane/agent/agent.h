@@ -86,6 +86,19 @@ struct ShimLogChunk {
   bool task_running = false;  // false: no more data will come
 };
 
+// A task's resource use as the kernel counts it (billing/meter.h). Counters
+// are cumulative since the task's microhost was made.
+struct UsageSample {
+  TimePoint at{};
+  int64_t cpu_usec = 0;  // the task cgroup's CPU time (v2 cpu.stat usage_usec, v1 cpuacct.usage)
+  int64_t memory_bytes = 0;  // now (v2 memory.current, v1 memory.usage_in_bytes)
+  int64_t memory_peak_bytes =
+      0;  // highest so far (v2 memory.peak, v1 memory.max_usage_in_bytes; 0: unknown)
+  int64_t net_rx_bytes = 0;  // into the task: the host-side veth's tx_bytes
+  int64_t net_tx_bytes = 0;  // out of the task: the host-side veth's rx_bytes
+  bool final = false;        // taken at release(), after every process had exited
+};
+
 class Agent {
  public:
   virtual ~Agent() = default;
@@ -106,8 +119,15 @@ class Agent {
                             std::optional<int> timeout_s) = 0;
 
   // Releases what the stopped task held (netns, port mappings, overlays,
-  // task cgroup); the logs stay until purge(). Idempotent.
+  // task cgroup); the logs stay until purge(). Idempotent. Before the
+  // cgroup and the veth go, it takes a final usage sample and keeps it in
+  // the task's directory (usage() returns it until purge()).
   virtual Result<void> release(const std::string& task_id) = 0;
+  // The task's usage now (read from its cgroup and veth), or the final
+  // sample once released. not_found: no such task here (purged, or never
+  // launched). Tasks in host network mode have no net counters (0).
+  virtual Result<UsageSample> usage(const std::string& task_id) = 0;
+
   // Removes the task's state directory (logs included). Idempotent.
   virtual Result<void> purge(const std::string& task_id) = 0;
 

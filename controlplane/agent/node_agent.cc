@@ -810,4 +810,10 @@ void NodeAgent::shutdown() {
   if (dispatcher_.joinable()) dispatcher_.join();
 }
 
+// Placeholder until the agent branch lands (usage samples).
+Result<UsageSample> NodeAgent::usage(const std::string& task_id) {
+  return kind_error(ErrorKind::not_found, "usage", "task {}: usage sampling not built yet",
+                    task_id);
+}
+
 }  // namespace berth::cp

@@ -91,6 +91,7 @@ class NodeAgent : public Agent {
                     std::optional<int> timeout_s) override;
   Result<void> release(const std::string& task_id) override;
   Result<void> purge(const std::string& task_id) override;
+  Result<UsageSample> usage(const std::string& task_id) override;
   Result<std::vector<Adopted>> adopt(const std::vector<LiveTask>& live) override;
   Result<ShimLogChunk> logs(const std::string& task_id, const std::string& container,
                             uint64_t offset, uint64_t max_bytes) override;

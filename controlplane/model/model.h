@@ -31,6 +31,17 @@ struct Account {
   // Linux capabilities (names without CAP_) linuxParameters.capabilities.add
   // may add beyond Fargate's rule (which allows only SYS_PTRACE).
   std::vector<std::string> allowed_capabilities;
+  // Quotas (config [[accounts]] max_vcpu, max_memory_gb; 0 = none): what the
+  // account's tasks may reserve at once. RunTask beyond them fails with
+  // QUOTA:CPU / QUOTA:MEMORY.
+  int64_t max_cpu_units = 0;
+  int64_t max_memory_mib = 0;
+  // Spending cap per UTC calendar month (spending_cap_usd; 0 = none): when
+  // the month's billed amount reaches it, the account's tasks are stopped
+  // and RunTask fails with QUOTA:SPENDING until the month ends.
+  int64_t spending_cap_micro_usd = 0;
+  // "reserved" | "usage"; "" = the config's [pricing] mode.
+  std::string pricing_mode;
 };
 
 struct Tag {

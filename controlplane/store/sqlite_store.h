@@ -85,6 +85,33 @@ class SqliteStore : public Store {
                                                                 const std::string& arn) override;
 
   Result<int64_t> append_event(const std::string& account, const std::string& doc) override;
+  // Ledger and checkpoints (placeholders until the ledger branch lands).
+  Result<LedgerAppend> append_ledger(
+      const std::string& account, const std::string& task_id, int64_t period, bool final,
+      int64_t from_ms,
+      const std::function<Result<StoredLedgerRow>(const std::string& prev_hash)>& make) override {
+    (void)account, (void)task_id, (void)period, (void) final, (void)from_ms, (void)make;
+    return error("ledger", "not built yet");
+  }
+  Result<std::vector<StoredLedgerRow>> ledger(const LedgerQuery&) override {
+    return error("ledger", "not built yet");
+  }
+  Result<std::vector<std::string>> ledger_accounts() override {
+    return error("ledger", "not built yet");
+  }
+  Result<void> put_checkpoint(const MeterCheckpoint&) override {
+    return error("ledger", "not built yet");
+  }
+  Result<std::optional<MeterCheckpoint>> get_checkpoint(const std::string&,
+                                                        const std::string&) override {
+    return error("ledger", "not built yet");
+  }
+  Result<std::vector<MeterCheckpoint>> checkpoints() override {
+    return error("ledger", "not built yet");
+  }
+  Result<void> erase_checkpoint(const std::string&, const std::string&) override {
+    return error("ledger", "not built yet");
+  }
   Result<std::vector<EventRecord>> events_after(const std::string& account, int64_t seq,
                                                 int limit) override;
 

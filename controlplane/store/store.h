@@ -23,6 +23,7 @@
 // (disk I/O): never call them on an I/O thread.
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "controlplane/billing/ledger.h"
 
 namespace berth::cp {
 
@@ -99,6 +101,26 @@ struct EventRecord {
   std::string doc;
 };
 
+// Ledger queries. account "" = every account (operators, verify, metrics).
+// Rows in seq order; [from_ms, to_ms) selects rows whose record interval
+// starts in it (the `from_ms` column); task_id "" = all.
+struct LedgerQuery {
+  std::string account;
+  std::string task_id;
+  int64_t from_ms = 0;
+  int64_t to_ms = INT64_MAX;
+  int64_t after_seq = 0;
+  int limit = 10000;
+};
+
+// A running task's metering state between ledger records (mutable; one per
+// task; removed when the task's final record is written).
+struct MeterCheckpoint {
+  std::string account;
+  std::string task_id;
+  std::string doc;  // the meter's own JSON (billing/meter.cc)
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -165,6 +187,35 @@ class Store {
   virtual Result<int64_t> append_event(const std::string& account, const std::string& doc) = 0;
   virtual Result<std::vector<EventRecord>> events_after(const std::string& account, int64_t seq,
                                                         int limit) = 0;
+
+  // Ledger (billing/ledger.h). Append-only: there is no update or delete.
+  // append_ledger appends the record of (account, task_id, period, final)
+  // unless one exists already, atomically:
+  //  - exists: returns the stored row, appended = false (idempotent: a
+  //    restart that writes the same record again never bills twice);
+  //  - otherwise calls make(prev_hash) with the hash of the account's last
+  //    row (kGenesisHash for its first), inside the store's transaction and
+  //    lock (make must not call the store), and stores the row it returns
+  //    (doc, hash; seq is assigned here and set in the returned row).
+  // A final row for a task refuses later rows of the task (exists).
+  struct LedgerAppend {
+    StoredLedgerRow row;
+    bool appended = false;
+  };
+  virtual Result<LedgerAppend> append_ledger(
+      const std::string& account, const std::string& task_id, int64_t period, bool final,
+      int64_t from_ms,
+      const std::function<Result<StoredLedgerRow>(const std::string& prev_hash)>& make) = 0;
+  virtual Result<std::vector<StoredLedgerRow>> ledger(const LedgerQuery& q) = 0;
+  // Accounts with at least one ledger row.
+  virtual Result<std::vector<std::string>> ledger_accounts() = 0;
+
+  // Meter checkpoints. put overwrites; erase of a missing one is not an error.
+  virtual Result<void> put_checkpoint(const MeterCheckpoint& c) = 0;
+  virtual Result<std::optional<MeterCheckpoint>> get_checkpoint(const std::string& account,
+                                                                const std::string& task_id) = 0;
+  virtual Result<std::vector<MeterCheckpoint>> checkpoints() = 0;
+  virtual Result<void> erase_checkpoint(const std::string& account, const std::string& task_id) = 0;
 };
 
 }  // namespace berth::cp

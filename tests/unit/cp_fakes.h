@@ -115,6 +115,10 @@ class FakeAgent : public Agent {
     releases.push_back(task_id);
     return {};
   }
+  // Placeholder until the agent branch lands (usage samples).
+  Result<UsageSample> usage(const std::string& task_id) override {
+    return kind_error(ErrorKind::not_found, "usage", "task {} not known", task_id);
+  }
   Result<void> purge(const std::string& task_id) override {
     std::lock_guard lock(mu_);
     purges.push_back(task_id);
