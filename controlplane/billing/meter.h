@@ -43,6 +43,7 @@
 namespace berth::cp {
 
 class TaskManager;
+struct NodeCapacity;
 
 struct MeterOptions {
   PricingConfig pricing;

@@ -67,6 +67,16 @@ struct TaskManagerOptions {
   // Called once per task when it reaches RUNNING, with the seconds since
   // createdAt (the metrics' RunTask -> RUNNING histogram).
   std::function<void(double)> on_running;
+  // Called after every persisted change of a task, on the thread that made
+  // it (the meter, billing/meter.h). Must not call back into the manager
+  // synchronously.
+  std::function<void(const Task&)> on_change;
+  // RunTask admission beyond node capacity (quotas, spending caps): given
+  // the account, what its live tasks reserve and the new task's size,
+  // nullopt to admit or {reason, detail} for the failure entry.
+  std::function<std::optional<std::pair<std::string, std::string>>(
+      const std::string& account, NodeCapacity account_reserved, NodeCapacity task)>
+      admit;
 };
 
 struct RunTaskRequest {

@@ -197,7 +197,8 @@ class Store {
   //    row (kGenesisHash for its first), inside the store's transaction and
   //    lock (make must not call the store), and stores the row it returns
   //    (doc, hash; seq is assigned here and set in the returned row).
-  // A final row for a task refuses later rows of the task (exists).
+  // Once a task has its final row, nothing more is appended for it: any
+  // later call for the task returns that final row with appended = false.
   struct LedgerAppend {
     StoredLedgerRow row;
     bool appended = false;
