@@ -43,7 +43,7 @@
 namespace berth::cp {
 
 class TaskManager;
-struct NodeCapacity;
+struct Tracked;  // meter.cc
 
 struct MeterOptions {
   PricingConfig pricing;
@@ -124,6 +124,11 @@ class Meter {
 
  private:
   struct State;
+  PricingMode mode_of(const std::string& account) const;
+  Result<void> append_record(Tracked& k, int64_t to_ms, bool final);
+  Result<void> close_periods(Tracked& k, int64_t until_ms);
+  void finish_stopped();
+  void enforce_caps(int64_t now_ms);
   std::unique_ptr<State> s_;
   Store& store_;
   Agent& agent_;
