@@ -50,6 +50,14 @@ int64_t parse_size(const std::string& s) {
   return v;
 }
 
+// 1536 -> "1.5" (cpu units as vCPUs, exact: 1024ths have a finite decimal).
+std::string vcpus(int64_t units) {
+  std::string s = format_usd(units * 1000000 / 1024);
+  while (s.ends_with('0')) s.pop_back();
+  if (s.ends_with('.')) s.pop_back();
+  return s;
+}
+
 }  // namespace
 
 // Everything the meter knows of one task it bills.
@@ -576,7 +584,7 @@ std::optional<Meter::Refusal> Meter::admit(const std::string& account, int64_t r
     return Refusal{"QUOTA:CPU",
                    fmt::format("account {} may reserve {} CPU units ({} vCPU) at once; its tasks "
                                "reserve {} and this task needs {}",
-                               account, a->max_cpu_units, format_usd(a->max_cpu_units * 1000000 / 1024),
+                               account, a->max_cpu_units, vcpus(a->max_cpu_units),
                                reserved_cpu_units, cpu_units)};
   }
   if (a->max_memory_mib > 0 && reserved_memory_mib + memory_mib > a->max_memory_mib) {
@@ -644,7 +652,6 @@ Result<void> Meter::recover() {
     std::lock_guard lock(s_->mu);
     s_->billed[account] = sum;
   }
-  finish_stopped();
   return {};
 }
 

@@ -14,9 +14,8 @@
 // (createdAt .. stoppedAt in the store), so they are exact after any crash;
 // measured quantities resume from the last checkpoint (the cgroup and veth
 // counters are cumulative, so CPU time and bytes are exact too; only the
-// memory integral loses the outage). recover() after TaskManager::recover()
-// writes the records of tasks that stopped while berthd was down and
-// resumes the live ones; every record is keyed (task, period), so writing
+// memory integral loses the outage). recover() (before the task manager's)
+// resumes every billed task from its checkpoint; every record is keyed (task, period), so writing
 // one again is a no-op.
 //
 // Thread safety: every public method may be called from any thread; the
@@ -87,8 +86,11 @@ class Meter {
   // start().
   void attach(TaskManager& tasks) { tasks_ = &tasks; }
 
-  // After TaskManager::recover(): closes the bills of tasks that stopped
-  // while berthd was down, resumes the live ones from their checkpoints.
+  // BEFORE TaskManager::recover() (whose changes reach on_change): resumes
+  // every task with a checkpoint from it; tasks the store has STOPPED (or
+  // no longer has) get their final records at the next pass (tick(), or
+  // the thread once started). Tasks that ended during the outage come
+  // through on_change when TaskManager::recover() stops them.
   Result<void> recover();
   void start();     // the checkpoint thread (if opts.background)
   void shutdown();  // stops it; idempotent
