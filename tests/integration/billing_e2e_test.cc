@@ -213,8 +213,8 @@ TEST_CASE(
   std::string doc = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
   sqlite3_finalize(st);
   json edited = json::parse(doc, nullptr, false);
-  REQUIRE(edited.contains("amountMicroUsd"));
-  edited["amountMicroUsd"] = 1;
+  REQUIRE(edited.contains("amount_micro_usd"));
+  edited["amount_micro_usd"] = 1;
   REQUIRE(sqlite3_prepare_v2(db, "UPDATE ledger SET doc = ? WHERE seq = ?", -1, &st, nullptr) ==
           SQLITE_OK);
   std::string text = edited.dump();
