@@ -65,7 +65,9 @@ struct PricingConfig {
 // ceil(ns / 1e9), at least minimum_seconds; 0 for ns <= 0 with minimum 0.
 int64_t billed_seconds(int64_t elapsed_ns, int minimum_seconds);
 
-// Round-half-up of num / den for num >= 0, den > 0.
+// Round-half-up of num / den for den > 0: floor((2 num + den) / (2 den)),
+// exact for odd den too (num < 0 rounds toward +infinity at .5 as well).
+// A result beyond int64_t saturates; den <= 0 gives 0.
 int64_t div_round_half_up(__int128 num, __int128 den);
 
 // Reserved mode: a task of `cpu_units` and `memory_mib` held for `seconds`.
@@ -80,7 +82,10 @@ int64_t usage_amount(int64_t cpu_usec, int64_t memory_kib_seconds, const Pricing
 
 // "0.000411" (6 decimals, a leading '-' for negatives); "$" is the caller's.
 std::string format_usd(int64_t micro_usd);
-// "0.04048" -> 40480; at most 6 decimals, at most 9 whole digits, no sign.
+// "0.04048" -> 40480; at most 6 decimals, at most 9 whole digits, no sign
+// ("1." is 1 USD; "", ".5", "-1", "+1", "1e-5", " 1" are refused: kind
+// invalid, the message quotes the text and says "is not a price in dollars
+// with at most 6 decimals").
 Result<int64_t> parse_usd(std::string_view text);
 
 }  // namespace berth::cp

@@ -82,8 +82,48 @@ CREATE INDEX tasks_stopped_at ON tasks (stopped_at) WHERE last_status = 'STOPPED
 CREATE INDEX events_by_account ON events (account, seq);
 )sql";
 
+// Version 3: billing (billing/ledger.h, billing/meter.h).
+//
+// ledger: append-only. AUTOINCREMENT: a seq is never handed out twice. One
+// row per (account, task, period); the UNIQUE constraint's index also
+// serves the (account, task_id) lookups. ledger_by_account finds an
+// account's last row (its chain's head), ledger_by_from the rows of a time
+// range. The triggers refuse UPDATE and DELETE, so no code path (nor a
+// careless hand) changes a record without dropping them first; the hash
+// chain is what detects a change made anyway.
+//
+// meter_checkpoints: a running task's metering state, overwritten at each
+// checkpoint, removed with the task's final record.
+constexpr const char* kSchemaV3 = R"sql(
+CREATE TABLE ledger (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  account TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  period INTEGER NOT NULL,
+  final INTEGER NOT NULL,
+  from_ms INTEGER NOT NULL,
+  doc TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  UNIQUE (account, task_id, period)
+);
+CREATE INDEX ledger_by_account ON ledger (account, seq);
+CREATE INDEX ledger_by_from ON ledger (account, from_ms);
+CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger
+  BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger
+  BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+
+CREATE TABLE meter_checkpoints (
+  account TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  doc TEXT NOT NULL,
+  PRIMARY KEY (account, task_id)
+) WITHOUT ROWID;
+)sql";
+
 // Step i brings version i to i + 1.
-constexpr std::array<const char*, kSchemaVersion> kMigrations = {kSchemaV1, kSchemaV2};
+constexpr std::array<const char*, kSchemaVersion> kMigrations = {kSchemaV1, kSchemaV2, kSchemaV3};
 
 }  // namespace
 

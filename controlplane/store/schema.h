@@ -19,7 +19,7 @@
 namespace berth::cp {
 
 // The schema version this berthd writes and reads.
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 // The database's schema version (PRAGMA user_version).
 Result<int> schema_version(sql::Connection& conn);

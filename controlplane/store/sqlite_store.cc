@@ -22,6 +22,7 @@ constexpr std::string_view kStep = "store";
 // read_* functions below expect.
 #define CLUSTER_COLUMNS "account, name, status, doc"
 #define DEFINITION_COLUMNS "account, family, revision, status, doc"
+#define LEDGER_COLUMNS "seq, account, task_id, period, final, doc, prev_hash, hash"
 #define TASK_COLUMNS                                                                    \
   "account, id, cluster, family, started_by, task_group, desired_status, last_status, " \
   "version, stopped_at, doc"
@@ -49,6 +50,23 @@ TaskRecord read_task(const Statement& st) {
   t.stopped_at = st.real(9);
   t.doc = st.text(10);
   return t;
+}
+
+StoredLedgerRow read_ledger_row(const Statement& st) {
+  StoredLedgerRow r;
+  r.seq = st.int64(0);
+  r.account = st.text(1);
+  r.task_id = st.text(2);
+  r.period = st.int64(3);
+  r.final = st.int64(4) != 0;
+  r.doc = st.text(5);
+  r.prev_hash = st.text(6);
+  r.hash = st.text(7);
+  return r;
+}
+
+MeterCheckpoint read_checkpoint(const Statement& st) {
+  return MeterCheckpoint{st.text(0), st.text(1), st.text(2)};
 }
 
 int64_t first_int64(const Statement& st) {
@@ -265,6 +283,81 @@ Result<void> prune_events(Connection& conn, int64_t below_or_at) {
   BERTH_ASSIGN(auto st, conn.prepare("DELETE FROM events WHERE seq <= ?1", "append_event: prune"));
   st.bind(1, below_or_at);
   return st.run();
+}
+
+// The row that makes append_ledger a no-op: the task's row for the period
+// if there is one, else its final row. Inside append_ledger's transaction.
+Result<std::optional<StoredLedgerRow>> existing_ledger_row(Connection& conn,
+                                                           const std::string& account,
+                                                           const std::string& task_id,
+                                                           int64_t period) {
+  BERTH_ASSIGN(auto st, conn.prepare("SELECT " LEDGER_COLUMNS " FROM ledger "
+                                     "WHERE account = ?1 AND task_id = ?2 "
+                                     "AND (period = ?3 OR final = 1) "
+                                     "ORDER BY period = ?3 DESC LIMIT 1",
+                                     "append_ledger: existing row"));
+  st.bind(1, account).bind(2, task_id).bind(3, period);
+  return read_one(st, read_ledger_row);
+}
+
+// The hash of the account's last row: what its next row chains to.
+Result<std::string> ledger_head(Connection& conn, const std::string& account) {
+  BERTH_ASSIGN(auto st, conn.prepare("SELECT hash FROM ledger WHERE account = ?1 "
+                                     "ORDER BY seq DESC LIMIT 1",
+                                     "append_ledger: chain head"));
+  st.bind(1, account);
+  BERTH_ASSIGN(auto head, read_one(st, [](const Statement& s) { return s.text(0); }));
+  return head ? *head : std::string(kGenesisHash);
+}
+
+// What make() returned, completed (an empty prev_hash / hash) and checked
+// against the call, so that the store never writes a row that breaks its
+// chain or disagrees with its own columns.
+Result<void> check_made_row(StoredLedgerRow& row, const std::string& account,
+                            const std::string& task_id, int64_t period, bool final, int64_t from_ms,
+                            const std::string& prev_hash) {
+  constexpr std::string_view op = "append_ledger";
+  auto bad = [&](std::string what) {
+    return kind_error(ErrorKind::invalid, kStep, "{}: task {} period {}: {}", op, task_id, period,
+                      what);
+  };
+  if (row.prev_hash.empty()) row.prev_hash = prev_hash;
+  if (row.prev_hash != prev_hash) {
+    return bad(
+        fmt::format("the row's prev_hash {} is not the chain's head {}", row.prev_hash, prev_hash));
+  }
+  std::string hash = ledger_hash(row.prev_hash, row.doc);
+  if (row.hash.empty()) row.hash = hash;
+  if (row.hash != hash) return bad("the row's hash does not match its prev_hash and doc");
+  auto rec = ledger_from_doc(row.doc);
+  if (!rec) return bad(rec.error().str());
+  if (rec->account != account || rec->task_id != task_id || rec->period != period ||
+      rec->final != final || rec->from_ms != from_ms) {
+    return bad(
+        fmt::format("the doc is for account {} task {} period {} final {} from_ms {}, not "
+                    "account {} final {} from_ms {}",
+                    rec->account, rec->task_id, rec->period, rec->final, rec->from_ms, account,
+                    final, from_ms));
+  }
+  row.account = account;
+  row.task_id = task_id;
+  row.period = period;
+  row.final = final;
+  return {};
+}
+
+Result<int64_t> insert_ledger_row(Connection& conn, const StoredLedgerRow& row, int64_t from_ms) {
+  constexpr std::string_view op = "append_ledger: insert";
+  BERTH_ASSIGN(auto st, conn.prepare("INSERT INTO ledger (account, task_id, period, final, "
+                                     "from_ms, doc, prev_hash, hash) "
+                                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
+                                     op));
+  st.bind(1, row.account).bind(2, row.task_id).bind(3, row.period);
+  st.bind(4, int64_t{row.final ? 1 : 0}).bind(5, from_ms).bind(6, row.doc);
+  st.bind(7, row.prev_hash).bind(8, row.hash);
+  BERTH_ASSIGN(auto seq, read_one(st, first_int64));
+  if (!seq) return error(kStep, "{}: no sequence number returned", op);
+  return *seq;
 }
 
 }  // namespace
@@ -590,6 +683,111 @@ Result<std::vector<EventRecord>> SqliteStore::events_after(const std::string& ac
   return read_rows(st, [](const Statement& s) {
     return EventRecord{s.int64(0), s.text(1), s.text(2)};
   });
+}
+
+// ---------------------------------------------------------------------------
+// Ledger
+
+Result<Store::LedgerAppend> SqliteStore::append_ledger(
+    const std::string& account, const std::string& task_id, int64_t period, bool final,
+    int64_t from_ms,
+    const std::function<Result<StoredLedgerRow>(const std::string& prev_hash)>& make) {
+  constexpr std::string_view op = "append_ledger";
+  BERTH_TRY(check_account(account, op));
+  if (task_id.empty()) return kind_error(ErrorKind::invalid, kStep, "{}: empty task id", op);
+  std::lock_guard lock(mu_);
+  // One write transaction (BEGIN IMMEDIATE): the existence check, the
+  // head's read and the insert see no other writer in between, in this
+  // process (the mutex) or another (SQLite's lock).
+  BERTH_ASSIGN(auto tx, Transaction::begin(*conn_, op));
+  BERTH_ASSIGN(auto existing, existing_ledger_row(*conn_, account, task_id, period));
+  if (existing) return LedgerAppend{std::move(*existing), false};
+  BERTH_ASSIGN(std::string prev_hash, ledger_head(*conn_, account));
+  BERTH_ASSIGN(StoredLedgerRow row, make(prev_hash));
+  BERTH_TRY(check_made_row(row, account, task_id, period, final, from_ms, prev_hash));
+  BERTH_ASSIGN(row.seq, insert_ledger_row(*conn_, row, from_ms));
+  BERTH_TRY(tx.commit());
+  return LedgerAppend{std::move(row), true};
+}
+
+Result<std::vector<StoredLedgerRow>> SqliteStore::ledger(const LedgerQuery& q) {
+  constexpr std::string_view op = "ledger";
+  BERTH_TRY(check_limit(q.limit, op));
+  std::lock_guard lock(mu_);
+  // Two statements, so that one account's query walks its own index.
+  auto prepared = q.account.empty()
+                      ? conn_->prepare("SELECT " LEDGER_COLUMNS
+                                       " FROM ledger "
+                                       "WHERE (?2 = '' OR task_id = ?2) "
+                                       "AND from_ms >= ?3 AND from_ms < ?4 AND seq > ?5 "
+                                       "ORDER BY seq LIMIT ?6",
+                                       op)
+                      : conn_->prepare("SELECT " LEDGER_COLUMNS
+                                       " FROM ledger "
+                                       "WHERE account = ?1 AND (?2 = '' OR task_id = ?2) "
+                                       "AND from_ms >= ?3 AND from_ms < ?4 AND seq > ?5 "
+                                       "ORDER BY seq LIMIT ?6",
+                                       op);
+  if (!prepared) return std::unexpected(std::move(prepared).error());
+  Statement& st = *prepared;
+  if (!q.account.empty()) st.bind(1, q.account);
+  st.bind(2, q.task_id).bind(3, q.from_ms).bind(4, q.to_ms).bind(5, q.after_seq);
+  st.bind(6, q.limit);
+  return read_rows(st, read_ledger_row);
+}
+
+Result<std::vector<std::string>> SqliteStore::ledger_accounts() {
+  std::lock_guard lock(mu_);
+  BERTH_ASSIGN(auto st, conn_->prepare("SELECT DISTINCT account FROM ledger ORDER BY account",
+                                       "ledger_accounts"));
+  return read_rows(st, [](const Statement& s) { return s.text(0); });
+}
+
+// ---------------------------------------------------------------------------
+// Meter checkpoints
+
+Result<void> SqliteStore::put_checkpoint(const MeterCheckpoint& c) {
+  constexpr std::string_view op = "put_checkpoint";
+  BERTH_TRY(check_account(c.account, op));
+  if (c.task_id.empty()) return kind_error(ErrorKind::invalid, kStep, "{}: empty task id", op);
+  std::lock_guard lock(mu_);
+  BERTH_ASSIGN(auto st, conn_->prepare("INSERT INTO meter_checkpoints (account, task_id, doc) "
+                                       "VALUES (?1, ?2, ?3) ON CONFLICT (account, task_id) "
+                                       "DO UPDATE SET doc = excluded.doc",
+                                       op));
+  st.bind(1, c.account).bind(2, c.task_id).bind(3, c.doc);
+  return st.run();
+}
+
+Result<std::optional<MeterCheckpoint>> SqliteStore::get_checkpoint(const std::string& account,
+                                                                   const std::string& task_id) {
+  constexpr std::string_view op = "get_checkpoint";
+  BERTH_TRY(check_account(account, op));
+  std::lock_guard lock(mu_);
+  BERTH_ASSIGN(auto st, conn_->prepare("SELECT account, task_id, doc FROM meter_checkpoints "
+                                       "WHERE account = ?1 AND task_id = ?2",
+                                       op));
+  st.bind(1, account).bind(2, task_id);
+  return read_one(st, read_checkpoint);
+}
+
+Result<std::vector<MeterCheckpoint>> SqliteStore::checkpoints() {
+  std::lock_guard lock(mu_);
+  BERTH_ASSIGN(auto st, conn_->prepare("SELECT account, task_id, doc FROM meter_checkpoints "
+                                       "ORDER BY account, task_id",
+                                       "checkpoints"));
+  return read_rows(st, read_checkpoint);
+}
+
+Result<void> SqliteStore::erase_checkpoint(const std::string& account, const std::string& task_id) {
+  constexpr std::string_view op = "erase_checkpoint";
+  BERTH_TRY(check_account(account, op));
+  std::lock_guard lock(mu_);
+  BERTH_ASSIGN(auto st, conn_->prepare("DELETE FROM meter_checkpoints "
+                                       "WHERE account = ?1 AND task_id = ?2",
+                                       op));
+  st.bind(1, account).bind(2, task_id);
+  return st.run();
 }
 
 }  // namespace berth::cp

@@ -85,35 +85,26 @@ class SqliteStore : public Store {
                                                                 const std::string& arn) override;
 
   Result<int64_t> append_event(const std::string& account, const std::string& doc) override;
-  // Ledger and checkpoints (placeholders until the ledger branch lands).
+  Result<std::vector<EventRecord>> events_after(const std::string& account, int64_t seq,
+                                                int limit) override;
+
+  // Ledger and checkpoints. append_ledger checks the row make() returns
+  // before storing it: its doc must parse and name the call's account,
+  // task, period and final (ErrorKind::invalid otherwise), its prev_hash
+  // must be the one given to make ("" is taken as that one) and its hash
+  // ledger_hash(prev_hash, doc) ("" is computed here); the table refuses
+  // UPDATE and DELETE (schema version 3's triggers).
   Result<LedgerAppend> append_ledger(
       const std::string& account, const std::string& task_id, int64_t period, bool final,
       int64_t from_ms,
-      const std::function<Result<StoredLedgerRow>(const std::string& prev_hash)>& make) override {
-    (void)account, (void)task_id, (void)period, (void) final, (void)from_ms, (void)make;
-    return error("ledger", "not built yet");
-  }
-  Result<std::vector<StoredLedgerRow>> ledger(const LedgerQuery&) override {
-    return error("ledger", "not built yet");
-  }
-  Result<std::vector<std::string>> ledger_accounts() override {
-    return error("ledger", "not built yet");
-  }
-  Result<void> put_checkpoint(const MeterCheckpoint&) override {
-    return error("ledger", "not built yet");
-  }
-  Result<std::optional<MeterCheckpoint>> get_checkpoint(const std::string&,
-                                                        const std::string&) override {
-    return error("ledger", "not built yet");
-  }
-  Result<std::vector<MeterCheckpoint>> checkpoints() override {
-    return error("ledger", "not built yet");
-  }
-  Result<void> erase_checkpoint(const std::string&, const std::string&) override {
-    return error("ledger", "not built yet");
-  }
-  Result<std::vector<EventRecord>> events_after(const std::string& account, int64_t seq,
-                                                int limit) override;
+      const std::function<Result<StoredLedgerRow>(const std::string& prev_hash)>& make) override;
+  Result<std::vector<StoredLedgerRow>> ledger(const LedgerQuery& q) override;
+  Result<std::vector<std::string>> ledger_accounts() override;
+  Result<void> put_checkpoint(const MeterCheckpoint& c) override;
+  Result<std::optional<MeterCheckpoint>> get_checkpoint(const std::string& account,
+                                                        const std::string& task_id) override;
+  Result<std::vector<MeterCheckpoint>> checkpoints() override;
+  Result<void> erase_checkpoint(const std::string& account, const std::string& task_id) override;
 
   // PRAGMA integrity_check: an error naming the first problem unless the
   // database is sound (berthd may run it at start; the crash test does).
