@@ -47,7 +47,7 @@ struct UsageOptions {
   std::string group_by;  // task | family | service | day ("" = berthd's default, task)
 };
 
-Context& ctx, const std::string& file);
+Result<int> cmd_register(Context& ctx, const std::string& file);
 Result<int> cmd_run(Context& ctx, const RunOptions& o);
 Result<int> cmd_ps(Context& ctx, const PsOptions& o);
 Result<int> cmd_describe(Context& ctx, const std::string& task);

@@ -146,9 +146,12 @@ ControlPlane::~ControlPlane() {
   shutdown();
 }
 
+// The meter first (billing/meter.h): it resumes every billed task from its
+// checkpoint, so the changes TaskManager::recover() makes (tasks that ended
+// during the outage) reach a meter that knows them.
 Result<void> ControlPlane::recover() {
-  BERTH_TRY(tasks_.recover());
-  return meter_.recover();
+  BERTH_TRY(meter_.recover());
+  return tasks_.recover();
 }
 
 void ControlPlane::start() {

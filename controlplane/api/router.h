@@ -12,8 +12,8 @@
 //
 // daemon.cc:
 //   ControlPlane cp(store, agent, opts);
-//   BERTH_TRY(cp.recover());   // before serving: re-adopt live tasks, then
-//                              // close / resume their bills (the meter)
+//   BERTH_TRY(cp.recover());   // before serving: resume the bills (the
+//                              // meter), then re-adopt live tasks
 //   cp.start();                // expiry sweep, the meter's checkpoints
 //   server.serve(cp.handler());
 //   ... cp.shutdown();         // before the agent and the store go away
@@ -57,8 +57,8 @@ class ControlPlane {
   ControlPlane(const ControlPlane&) = delete;
   ControlPlane& operator=(const ControlPlane&) = delete;
 
-  // The task manager's recovery, then the meter's (bills of tasks that
-  // stopped while berthd was down).
+  // The meter's recovery (resumes billed tasks from their checkpoints),
+  // then the task manager's (its changes reach the meter's on_change).
   Result<void> recover();
   void start();
   // Ends the streams, finishes queued requests, stops the meter and then
