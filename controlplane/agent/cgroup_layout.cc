@@ -108,6 +108,12 @@ Result<AgentCgroups> AgentCgroups::setup(const runtime::CgroupLayout& layout,
     c.task_roots_.push_back(h.mount + c.tasks_parent_);
     c.own_dirs_.push_back(h.mount + (h.own == "/" ? "" : h.own));
   }
+  c.unified_ = layout.mode == runtime::CgroupLayout::Mode::unified;
+  if (c.unified_) c.unified_tasks_ = layout.unified_mount + c.tasks_parent_;
+  for (const auto& v : layout.v1) {
+    if (v.controller == "cpuacct") c.cpuacct_tasks_ = v.mount + c.tasks_parent_;
+    if (v.controller == "memory") c.memory_tasks_ = v.mount + c.tasks_parent_;
+  }
   if (move_self) {
     std::string pid = std::to_string(::getpid());
     for (const auto& h : hs) {
@@ -146,6 +152,27 @@ Result<void> AgentCgroups::remove_task(const std::string& task) const {
     if (!r && first) first = r;
   }
   return first;
+}
+
+Result<std::optional<CgroupCounters>> AgentCgroups::task_counters(const std::string& task) const {
+  if (task.empty() || task.find('/') != std::string::npos || task.starts_with(".")) {
+    return error("cgroup", "task cgroup name {:?} must be one path component", task);
+  }
+  std::optional<CgroupCounters> out;
+  if (unified_) {
+    std::string dir = unified_tasks_ + "/" + task;
+    if (!fs::exists(dir)) return out;
+    BERTH_ASSIGN(out, read_cgroup_v2_counters(dir));
+    return out;
+  }
+  if (cpuacct_tasks_.empty() || memory_tasks_.empty()) {
+    return error("cgroup", "this host mounts no v1 {} hierarchy: no usage counters",
+                 cpuacct_tasks_.empty() ? "cpuacct" : "memory");
+  }
+  std::string cpu = cpuacct_tasks_ + "/" + task, mem = memory_tasks_ + "/" + task;
+  if (!fs::exists(cpu) && !fs::exists(mem)) return out;
+  BERTH_ASSIGN(out, read_cgroup_v1_counters(cpu, mem));
+  return out;
 }
 
 Result<void> AgentCgroups::remove_empty() const {

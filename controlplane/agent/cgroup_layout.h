@@ -24,10 +24,12 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/error.h"
+#include "controlplane/agent/usage.h"
 #include "runtime/cgroup.h"
 
 namespace berth::cp {
@@ -57,12 +59,23 @@ class AgentCgroups {
   // The directories of the shims' leaf (one per hierarchy).
   const std::vector<std::string>& shims_dirs() const { return shims_dirs_; }
   const std::vector<std::string>& task_roots() const { return task_roots_; }
+  // A task's CPU and memory counters (usage.h): from the unified tree on a
+  // pure v2 host, from the cpuacct and memory hierarchies on a v1/hybrid
+  // one. nullopt when the task has no cgroup (not made yet, or removed).
+  Result<std::optional<CgroupCounters>> task_counters(const std::string& task) const;
 
  private:
   std::string tasks_parent_;
   std::vector<std::string> shims_dirs_;
   std::vector<std::string> task_roots_;  // <mount><tasks_parent> per hierarchy
   std::vector<std::string> own_dirs_;    // <mount><own> per hierarchy
+  // Where task_counters() reads: <mount><tasks_parent> of the unified tree
+  // (pure v2), or of the cpuacct and memory hierarchies (v1/hybrid; empty
+  // when the host has none).
+  bool unified_ = false;
+  std::string unified_tasks_;
+  std::string cpuacct_tasks_;
+  std::string memory_tasks_;
 };
 
 }  // namespace berth::cp

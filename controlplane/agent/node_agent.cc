@@ -14,6 +14,7 @@
 #include "controlplane/agent/oci_spec.h"
 #include "controlplane/agent/shim_client.h"
 #include "controlplane/agent/shim_spawn.h"
+#include "controlplane/agent/usage.h"
 #include "runtime/container.h"
 #include "shim/log_file.h"
 #include "shim/task.h"
@@ -25,6 +26,8 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kMicrohostFile = "microhost.json";
+constexpr const char* kUsageFile = "usage.json";
+constexpr const char* kNetClassDir = "/sys/class/net";
 constexpr std::string_view kResourceInit = "ResourceInitializationError";
 
 // The bundle files and task.json are replaced atomically (rename) but not
@@ -562,6 +565,8 @@ Result<void> NodeAgent::stop(const std::string& task_id, const std::string& reas
 
 Result<void> NodeAgent::release_resources(const std::string& task_id) {
   const std::string dir = task_dir(task_id);
+  // The final sample, while the cgroup and the veth still count.
+  BERTH_TRY(keep_final_usage(task_id));
   Result<void> first;
   auto note = [&](Result<void> r) {
     if (!r && first) first = std::move(r);
@@ -625,7 +630,10 @@ Result<void> NodeAgent::release(const std::string& task_id) {
 
 Result<void> NodeAgent::purge(const std::string& task_id) {
   BERTH_TRY(release(task_id));
-  return fs::remove_all(task_dir(task_id));
+  BERTH_TRY(fs::remove_all(task_dir(task_id)));
+  std::lock_guard lock(usage_mu_);
+  last_usage_.erase(task_id);
+  return {};
 }
 
 Result<std::vector<Adopted>> NodeAgent::adopt(const std::vector<LiveTask>& live) {
@@ -810,10 +818,77 @@ void NodeAgent::shutdown() {
   if (dispatcher_.joinable()) dispatcher_.join();
 }
 
-// Placeholder until the agent branch lands (usage samples).
+Result<UsageSample> NodeAgent::sample_usage(const std::string& task_id) {
+  UsageSample s;
+  s.at = Clock::now();
+  BERTH_ASSIGN(auto cg, cgroups_.task_counters(task_id));
+  if (cg) {
+    s.cpu_usec = cg->cpu_usec;
+    s.memory_bytes = cg->memory_bytes;
+    s.memory_peak_bytes = cg->memory_peak_bytes.value_or(0);
+  }
+  const std::string dir = task_dir(task_id);
+  if (fs::exists(dir + "/" + kMicrohostFile)) {
+    BERTH_ASSIGN(TaskHoldings held, read_holdings(dir));
+    if (!held.microhost.host_veth.empty()) {
+      BERTH_ASSIGN(NetCounters net, read_veth_counters(kNetClassDir, held.microhost.host_veth));
+      s.net_rx_bytes = net.rx_bytes;
+      s.net_tx_bytes = net.tx_bytes;
+    }
+  }
+  // The counters are cumulative over the task's life: never below what an
+  // earlier sample saw (a cgroup or veth already removed reads 0).
+  std::lock_guard lock(usage_mu_);
+  UsageSample& last = last_usage_[task_id];
+  s.memory_peak_bytes = std::max({s.memory_peak_bytes, s.memory_bytes, last.memory_peak_bytes});
+  s.cpu_usec = std::max(s.cpu_usec, last.cpu_usec);
+  s.net_rx_bytes = std::max(s.net_rx_bytes, last.net_rx_bytes);
+  s.net_tx_bytes = std::max(s.net_tx_bytes, last.net_tx_bytes);
+  last = s;
+  return s;
+}
+
+Result<void> NodeAgent::keep_final_usage(const std::string& task_id) {
+  const std::string dir = task_dir(task_id);
+  const std::string path = dir + "/" + kUsageFile;
+  // Kept already (release is idempotent: the first sample stays), or
+  // nothing to keep it in.
+  if (fs::exists(path) || !fs::exists(dir)) return {};
+  auto s = sample_usage(task_id);
+  if (!s) {
+    log::warn("release of task {}: final usage sample: {}; keeping its last sample", task_id,
+              s.error().str());
+    std::lock_guard lock(usage_mu_);
+    auto it = last_usage_.find(task_id);
+    s = it != last_usage_.end() ? it->second : UsageSample{};
+  }
+  s->at = Clock::now();
+  s->final = true;
+  auto w = fs::write_file_atomic(path, usage_sample_json(*s), 0600, fs::Durable::yes);
+  if (!w) return wrap(w.error(), "keeping the final usage sample of task " + task_id);
+  return {};
+}
+
 Result<UsageSample> NodeAgent::usage(const std::string& task_id) {
-  return kind_error(ErrorKind::not_found, "usage", "task {}: usage sampling not built yet",
-                    task_id);
+  if (!valid_task_id(task_id)) {
+    return kind_error(ErrorKind::invalid, "usage", "task id {:?} is not valid", task_id);
+  }
+  const std::string dir = task_dir(task_id);
+  const std::string path = dir + "/" + kUsageFile;
+  auto final_sample = [&]() -> Result<UsageSample> {
+    BERTH_ASSIGN(std::string text, fs::read_file(path));
+    return parse_usage_sample(text, path);
+  };
+  if (fs::exists(path)) return final_sample();
+  if (!fs::exists(dir)) {
+    return kind_error(ErrorKind::not_found, "usage",
+                      "task {} has no state on this node (never launched here, or purged)",
+                      task_id);
+  }
+  auto live = sample_usage(task_id);
+  // A release that ended meanwhile removed what was read: its sample.
+  if (!live && fs::exists(path)) return final_sample();
+  return live;
 }
 
 }  // namespace berth::cp

@@ -9,6 +9,9 @@
 //                        crash; removed once released
 //   <container>/         the bundle: config.json, hosts, hostname, resolv.conf
 //   task.json            the shim's task (shim/PROTOCOL.md)
+//   usage.json           the final usage sample (usage.h), written (0600,
+//                        fsync, rename) by the first release() before the
+//                        task's cgroup and veth go; never rewritten
 //   shim.sock, state.json, shim.log, logs/   the shim's
 //
 // Launch: microhost network (warm pool or built now) -> port mappings ->
@@ -25,6 +28,24 @@
 // for the shims, <own>/<cgroup_name>.daemon for berthd itself. Run berthd
 // under systemd with KillMode=process and Delegate=yes: the shims (and so
 // the tasks) survive a restart or stop of the unit; berthd re-adopts them.
+//
+// Usage (agent.h: usage()): a task with a usage.json is released and gets
+// that sample back; any other task with a directory is read live, from its
+// cgroup (cgroup_layout.h: task_counters) and the host side of its veth
+// (<sys/class/net>/<host_veth>, the name from microhost.json; none in
+// network mode host/none: 0). A task whose cgroup is not made yet (a launch
+// in progress) reads zeros, not not_found; no directory (never launched
+// here, or purged) is not_found. Where the kernel keeps no memory peak
+// (cgroup v2 before Linux 5.19) memory_peak_bytes is the highest
+// memory_bytes this agent has seen in its samples of the task (a release
+// samples once more); on v1 and v2 with memory.peak it is the kernel's.
+// The cumulative counters of a sample never go below those of the
+// agent's previous sample of the task. The final sample is taken by the
+// first release() (also by the gc of a task left unreleased by a crash);
+// if the counters cannot be read then, it is the last live sample (zeros
+// when there was none: a task that never got a cgroup), with a warning.
+// Writing usage.json failing fails the release before anything is
+// released (it can be retried): a bill never loses its final sample.
 //
 // Events: every shim connection has a reader thread; events are queued to
 // one dispatcher thread that calls the sink, so they are in order per task
@@ -119,6 +140,8 @@ class NodeAgent : public Agent {
   Result<void> release_resources(const std::string& task_id);
   Result<void> gc(const std::vector<std::string>& live);
   Result<Launched> launch_steps(const TaskLaunch& t, Undo& undo);
+  Result<UsageSample> sample_usage(const std::string& task_id);
+  Result<void> keep_final_usage(const std::string& task_id);
 
   AgentConfig cfg_;
   AgentCgroups cgroups_;
@@ -130,6 +153,11 @@ class NodeAgent : public Agent {
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<TaskState>> tasks_;
+
+  // The last live sample of each task (running memory peak; what a final
+  // sample falls back to when the counters cannot be read at release).
+  std::mutex usage_mu_;
+  std::map<std::string, UsageSample> last_usage_;
 
   std::mutex ev_mu_;
   std::condition_variable ev_cv_;

@@ -111,18 +111,45 @@ class FakeAgent : public Agent {
   }
 
   Result<void> release(const std::string& task_id) override {
-    std::lock_guard lock(mu_);
-    releases.push_back(task_id);
+    {
+      std::lock_guard lock(mu_);
+      releases.push_back(task_id);
+    }
+    // As NodeAgent: the sample at release is the final one.
+    std::lock_guard lock(usage_mu_);
+    if (auto it = usage_.find(task_id); it != usage_.end()) it->second.final = true;
     return {};
   }
-  // Placeholder until the agent branch lands (usage samples).
+  // What set_usage() scripted for the task (final once released); not_found
+  // when nothing was (as NodeAgent for a task it has no state of).
   Result<UsageSample> usage(const std::string& task_id) override {
-    return kind_error(ErrorKind::not_found, "usage", "task {} not known", task_id);
+    std::lock_guard lock(usage_mu_);
+    auto it = usage_.find(task_id);
+    if (it == usage_.end()) {
+      return kind_error(ErrorKind::not_found, "usage", "task {} not known", task_id);
+    }
+    return it->second;
   }
   Result<void> purge(const std::string& task_id) override {
-    std::lock_guard lock(mu_);
-    purges.push_back(task_id);
+    {
+      std::lock_guard lock(mu_);
+      purges.push_back(task_id);
+    }
+    std::lock_guard lock(usage_mu_);
+    usage_.erase(task_id);
     return {};
+  }
+
+  // Scripts usage(task_id) (any thread; a later call replaces the sample,
+  // a released task's included: the test decides).
+  void set_usage(const std::string& task_id, const UsageSample& s) {
+    std::lock_guard lock(usage_mu_);
+    usage_[task_id] = s;
+  }
+  // Removes the script: usage() is not_found again.
+  void clear_usage(const std::string& task_id) {
+    std::lock_guard lock(usage_mu_);
+    usage_.erase(task_id);
   }
 
   Result<std::vector<Adopted>> adopt(const std::vector<LiveTask>& live) override {
@@ -243,6 +270,8 @@ class FakeAgent : public Agent {
   std::map<std::string, std::string> logs_;
   std::set<std::string> log_done_;
   int pool_ = 0;
+  std::mutex usage_mu_;
+  std::map<std::string, UsageSample> usage_;
   std::jthread thread_;  // last: stopped and joined first
 };
 
