@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -782,30 +783,24 @@ namespace {
   }
 }
 
-}  // namespace
-
-TEST_CASE("cp-store: after kill -9 in the middle of writes every acknowledged commit is there",
-          "[cp-store]") {
-  TempDir tmp;
-  std::string path = tmp / "berthd.db";
-  // The schema is created before the fork; the parent holds no connection
-  // while the child runs (an SQLite connection must not cross a fork).
-  open_store(path).reset();
-
+// Forks a child that runs `child(ack_fd)` (it never returns: it writes an
+// int64_t to ack_fd after each commit), reads acknowledgements until
+// `count`, kills the child with SIGKILL wherever it is in its loop (most
+// likely inside a write: that is where it spends its time), and returns
+// every acknowledgement read, those after the kill included. The database
+// is created before the fork; the parent holds no connection while the
+// child runs (an SQLite connection must not cross a fork).
+std::vector<int64_t> kill_after_acks(const std::function<void(int ack_fd)>& child, size_t count) {
   int fds[2];
   REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
     ::close(fds[0]);
-    commit_forever(path, fds[1]);
+    child(fds[1]);
+    _exit(5);
   }
   ::close(fds[1]);
-
-  // Read acknowledgements until 300 commits, then kill the child wherever
-  // it is in its loop (most likely inside a write: that is where it spends
-  // its time).
-  constexpr int64_t kAcked = 300;
   std::vector<int64_t> acked;
   auto read_ack = [&]() {
     int64_t i = 0;
@@ -815,7 +810,7 @@ TEST_CASE("cp-store: after kill -9 in the middle of writes every acknowledged co
     if (n == sizeof i) acked.push_back(i);
     return n == sizeof i;
   };
-  while (static_cast<int64_t>(acked.size()) < kAcked && read_ack()) {
+  while (acked.size() < count && read_ack()) {
   }
   ::kill(pid, SIGKILL);
   int status = 0;
@@ -826,7 +821,18 @@ TEST_CASE("cp-store: after kill -9 in the middle of writes every acknowledged co
   INFO("child status " << status);
   REQUIRE(WIFSIGNALED(status));
   CHECK(WTERMSIG(status) == SIGKILL);
-  REQUIRE(static_cast<int64_t>(acked.size()) >= kAcked);
+  REQUIRE(acked.size() >= count);
+  return acked;
+}
+
+}  // namespace
+
+TEST_CASE("cp-store: after kill -9 in the middle of writes every acknowledged commit is there",
+          "[cp-store]") {
+  TempDir tmp;
+  std::string path = tmp / "berthd.db";
+  open_store(path).reset();
+  auto acked = kill_after_acks([&](int ack_fd) { commit_forever(path, ack_fd); }, 300);
 
   auto store = open_store(path);
   ok(store->check_integrity());
@@ -1234,40 +1240,8 @@ TEST_CASE("cp-store: after kill -9 in the middle of ledger appends the chain ver
           "[cp-store]") {
   TempDir tmp;
   std::string path = tmp / "berthd.db";
-  open_store(path).reset();  // the schema, before the fork
-
-  int fds[2];
-  REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::close(fds[0]);
-    append_forever(path, fds[1]);
-  }
-  ::close(fds[1]);
-
-  constexpr size_t kAcked = 300;
-  std::vector<int64_t> acked;
-  auto read_ack = [&]() {
-    int64_t seq = 0;
-    ssize_t n;
-    do n = ::read(fds[0], &seq, sizeof seq);
-    while (n < 0 && errno == EINTR);
-    if (n == sizeof seq) acked.push_back(seq);
-    return n == sizeof seq;
-  };
-  while (acked.size() < kAcked && read_ack()) {
-  }
-  ::kill(pid, SIGKILL);
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  while (read_ack()) {
-  }
-  ::close(fds[0]);
-  INFO("child status " << status);
-  REQUIRE(WIFSIGNALED(status));
-  CHECK(WTERMSIG(status) == SIGKILL);
-  REQUIRE(acked.size() >= kAcked);
+  open_store(path).reset();
+  auto acked = kill_after_acks([&](int ack_fd) { append_forever(path, ack_fd); }, 300);
 
   auto store = open_store(path);
   ok(store->check_integrity());
