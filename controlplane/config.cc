@@ -138,6 +138,55 @@ Setter table_array_to(
   };
 }
 
+// Prices and sizes in the file are decimals (dollars with up to 6
+// decimals, vCPUs, GiB) written as a string, an integer or a TOML float; a
+// float is printed to its shortest exact form first and then parsed as
+// decimal text (money.h parse_usd), so no binary rounding reaches the money
+// path.
+Result<std::string> decimal_text(const Reader& r, const toml::node& n, std::string_view k) {
+  std::string text;
+  if (const auto* f = n.as_floating_point()) {
+    text = fmt::format("{}", f->get());  // shortest round-trip form
+  } else if (const auto* i = n.as_integer()) {
+    text = std::to_string(i->get());
+  } else {
+    BERTH_TRY(r.str(n, k, text));
+  }
+  return text;
+}
+
+Setter price_to(int64_t& out) {
+  return [&out](const Reader& r, const toml::node& n, std::string_view k) -> Result<void> {
+    BERTH_ASSIGN(std::string text, decimal_text(r, n, k));
+    auto v = parse_usd(text);
+    if (!v) return bad(r.origin, k, "{}", v.error().message);
+    out = *v;
+    return {};
+  };
+}
+
+// A decimal count of `unit`s (vCPU, GiB) as a whole number of 1/1024ths
+// (cpu units, MiB).
+Setter units_to(int64_t& out, std::string_view unit) {
+  return [&out, unit](const Reader& r, const toml::node& n, std::string_view k) -> Result<void> {
+    BERTH_ASSIGN(std::string text, decimal_text(r, n, k));
+    auto micro = parse_usd(text);
+    if (!micro || (*micro * 1024) % 1000000 != 0) {
+      return bad(r.origin, k, "{:?} is not a number of {} in steps of 1/1024", text, unit);
+    }
+    out = *micro * 1024 / 1000000;
+    return {};
+  };
+}
+
+Setter mode_to(std::string& out) {
+  return [&out](const Reader& r, const toml::node& n, std::string_view k) -> Result<void> {
+    BERTH_TRY(r.str(n, k, out));
+    if (!parse_pricing_mode(out)) return bad(r.origin, k, "{:?} is not reserved or usage", out);
+    return {};
+  };
+}
+
 Result<void> read_account(const Reader& r, const toml::table& t, std::string_view key, Account& a) {
   std::vector<std::string> uids_unused;
   std::map<std::string, Setter, std::less<>> s{
@@ -146,6 +195,10 @@ Result<void> read_account(const Reader& r, const toml::table& t, std::string_vie
       {"access_key_id", str_to(a.access_key_id)},
       {"secret_access_key", str_to(a.secret_access_key)},
       {"allowed_capabilities", strings_to(a.allowed_capabilities)},
+      {"max_vcpu", units_to(a.max_cpu_units, "vCPU")},
+      {"max_memory_gb", units_to(a.max_memory_mib, "GiB")},
+      {"spending_cap_usd", price_to(a.spending_cap_micro_usd)},
+      {"pricing_mode", mode_to(a.pricing_mode)},
       {"unix_uids",
        [&a](const Reader& rr, const toml::node& n, std::string_view k) -> Result<void> {
          const auto* arr = n.as_array();
@@ -185,39 +238,6 @@ Result<void> read_credential(const Reader& r, const toml::table& t, std::string_
   return apply_table(r, t, key, s);
 }
 
-// Prices in the file are dollars with up to 6 decimals, written as a
-// string or a TOML float; they become integer micro-dollars here, by exact
-// decimal parsing (a float is printed to its shortest exact form first), so
-// no binary rounding reaches the money path.
-Result<int64_t> parse_micro_usd(std::string_view origin, std::string_view key, std::string text) {
-  auto dot = text.find('.');
-  std::string whole = text.substr(0, dot);
-  std::string frac = dot == std::string::npos ? "" : text.substr(dot + 1);
-  auto digits = [](const std::string& s) {
-    return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
-  };
-  if (whole.empty() || !digits(whole) || !digits(frac) || frac.size() > 6 || whole.size() > 9) {
-    return bad(origin, key, "{:?} is not a price in dollars with at most 6 decimals", text);
-  }
-  frac.resize(6, '0');
-  return std::stoll(whole) * 1000000 + std::stoll(frac);
-}
-
-Setter price_to(int64_t& out) {
-  return [&out](const Reader& r, const toml::node& n, std::string_view k) -> Result<void> {
-    std::string text;
-    if (const auto* f = n.as_floating_point()) {
-      text = fmt::format("{}", f->get());  // shortest round-trip form
-    } else if (const auto* i = n.as_integer()) {
-      text = std::to_string(i->get());
-    } else {
-      BERTH_TRY(r.str(n, k, text));
-    }
-    BERTH_ASSIGN(out, parse_micro_usd(r.origin, k, text));
-    return {};
-  };
-}
-
 Result<void> read_pricing(const Reader& r, const toml::node& n, std::string_view key,
                           PricingConfig& p) {
   BERTH_ASSIGN(const toml::table* t, r.table(n, key));
@@ -225,6 +245,17 @@ Result<void> read_pricing(const Reader& r, const toml::node& n, std::string_view
       {"vcpu_per_hour_usd", price_to(p.vcpu_hour_micro_usd)},
       {"gb_per_hour_usd", price_to(p.gb_hour_micro_usd)},
       {"minimum_seconds", int_to(p.minimum_seconds)},
+      {"mode",
+       [&p](const Reader& rr, const toml::node& n, std::string_view k) -> Result<void> {
+         std::string m;
+         BERTH_TRY(mode_to(m)(rr, n, k));
+         p.mode = *parse_pricing_mode(m);
+         return {};
+       }},
+      {"cpu_used_per_hour_usd", price_to(p.cpu_used_hour_micro_usd)},
+      {"gb_used_per_hour_usd", price_to(p.gb_used_hour_micro_usd)},
+      {"checkpoint_seconds", int_to(p.checkpoint_seconds)},
+      {"period_seconds", int_to(p.period_seconds)},
   };
   return apply_table(r, *t, key, s);
 }
@@ -351,8 +382,20 @@ Result<Config> finish_config(Config c) {
     return bad("config", "worker_threads", "{} is out of range 1..256", c.worker_threads);
   }
   if (c.region.empty()) return bad("config", "region", "must not be empty");
-  if (c.pricing.minimum_seconds < 0) {
-    return bad("config", "pricing.minimum_seconds", "must be 0 or more");
+  if (c.pricing.minimum_seconds < 0 || c.pricing.minimum_seconds > 86400) {
+    return bad("config", "pricing.minimum_seconds", "{} is out of range 0..86400",
+               c.pricing.minimum_seconds);
+  }
+  if (c.pricing.checkpoint_seconds < 1 || c.pricing.checkpoint_seconds > 3600) {
+    return bad("config", "pricing.checkpoint_seconds", "{} is out of range 1..3600",
+               c.pricing.checkpoint_seconds);
+  }
+  // Periods divide a day, so no record crosses a UTC midnight and "by day"
+  // is exact.
+  if (c.pricing.period_seconds < 60 || 86400 % c.pricing.period_seconds != 0) {
+    return bad("config", "pricing.period_seconds",
+               "{} must be at least 60 and divide 86400 (a day) evenly",
+               c.pricing.period_seconds);
   }
   if (c.accounts.empty()) c.accounts.push_back(default_account());
   BERTH_TRY(check_accounts(c.accounts));

@@ -133,6 +133,8 @@ ControlPlaneOptions control_plane_options(const Config& c) {
     }
     return std::nullopt;
   };
+  o.meter.pricing = c.pricing;
+  o.meter.account = o.ecs.account;
   return o;
 }
 

@@ -3,7 +3,9 @@
 # with its own bridge, subnet, cgroup subtree and nftables table (so it runs
 # beside a real berthd without touching it), runs the example task
 # definitions of examples/ end to end through its unix socket with the
-# berth CLI, prints their status and logs, and stops everything it started.
+# berth CLI, prints their status and logs, ends with the bill of what it
+# ran (berth usage, once the tasks have stopped), and stops everything it
+# started.
 #
 # The image is a busybox root filesystem made here from Debian's
 # busybox-static and imported with berth-rootfs as "busybox:latest": the
@@ -105,3 +107,21 @@ echo "exit code: $status (the essential container's)"
 
 say "every task of the demo: berth ps -a"
 berth ps -a
+
+# The bill: once every task has stopped and its bill is final (the meter
+# writes the final ledger records when a task stops).
+for _ in $(seq 1 300); do
+  [[ $(berth -o json ps -a | python3 -c '
+import json,sys
+ts=json.load(sys.stdin)["tasks"]
+print(all(t["lastStatus"] == "STOPPED" and t.get("berthBilling", {}).get("final") for t in ts))') == True ]] && break
+  sleep 0.1
+done
+say "the bill of what the demo ran: berth usage --group-by task"
+berth usage --group-by task
+berth -o json usage | python3 -c '
+import json,sys
+t=json.load(sys.stdin)["total"]
+m, n, s = t["amountMicroUsd"], t["tasks"], t["billedSeconds"]  # integers: no float on the money path
+print(f"total: ${m // 1000000}.{m % 1000000:06d} for {n} tasks, {s} billed seconds")'
+

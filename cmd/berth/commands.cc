@@ -13,6 +13,7 @@
 #include "cmd/berth/logs.h"
 #include "cmd/berth/table.h"
 #include "cmd/berth/task_view.h"
+#include "cmd/berth/usage_view.h"
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/json_reader.h"
@@ -310,6 +311,35 @@ Result<int> cmd_clusters(Context& ctx) {
   BERTH_ASSIGN(std::string table, clusters_table(described));
   std::fputs(table.c_str(), stdout);
   return kExitOk;
+}
+
+Result<int> cmd_usage(Context& ctx, const UsageOptions& o) {
+  QueryParams q;
+  if (!o.from.empty()) q.emplace_back("from", o.from);
+  if (!o.to.empty()) q.emplace_back("to", o.to);
+  if (!o.group_by.empty()) q.emplace_back("groupBy", o.group_by);
+  BERTH_ASSIGN(json answer, ctx.client.native("GET", "/v1/usage", q));
+  if (ctx.json_output) {
+    print_json(answer);
+    return kExitOk;
+  }
+  BERTH_ASSIGN(UsageView u, read_usage(answer));
+  std::string text = ctx.csv_output ? usage_csv(u) : usage_table(u);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  return kExitOk;
+}
+
+Result<int> cmd_usage_verify(Context& ctx) {
+  BERTH_ASSIGN(json answer, ctx.client.native("GET", "/v1/usage/verify"));
+  BERTH_ASSIGN(VerifyView v, read_verify(answer));
+  int status = kExitOk;
+  std::string text = verify_text(v, &status);
+  if (ctx.json_output) {
+    print_json(answer);
+  } else {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+  }
+  return status;
 }
 
 }  // namespace berth::cli

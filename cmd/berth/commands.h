@@ -13,6 +13,7 @@ namespace berth::cli {
 struct Context {
   Client client;
   bool json_output = false;  // -o json: the raw JSON answers
+  bool csv_output = false;   // -o csv (only `berth usage`)
 };
 
 struct RunOptions {
@@ -40,12 +41,22 @@ struct StopOptions {
   std::string reason;
 };
 
-Result<int> cmd_register(Context& ctx, const std::string& file);
+struct UsageOptions {
+  std::string from;  // RFC 3339, YYYY-MM-DD or epoch seconds (berthd parses)
+  std::string to;
+  std::string group_by;  // task | family | service | day ("" = berthd's default, task)
+};
+
+Context& ctx, const std::string& file);
 Result<int> cmd_run(Context& ctx, const RunOptions& o);
 Result<int> cmd_ps(Context& ctx, const PsOptions& o);
 Result<int> cmd_describe(Context& ctx, const std::string& task);
 Result<int> cmd_logs(Context& ctx, const LogsOptions& o);
 Result<int> cmd_stop(Context& ctx, const StopOptions& o);
 Result<int> cmd_clusters(Context& ctx);
+// GET /v1/usage: table, -o csv or -o json (the answer as is).
+Result<int> cmd_usage(Context& ctx, const UsageOptions& o);
+// GET /v1/usage/verify: exit 0 when the chain holds, else 1.
+Result<int> cmd_usage_verify(Context& ctx);
 
 }  // namespace berth::cli

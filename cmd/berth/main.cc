@@ -1,6 +1,9 @@
 // berth: the command-line client of berthd.
 //
-//   berth [--host unix:///run/berth/berthd.sock|http://HOST:PORT] [-o table|json] COMMAND
+//   berth [--host unix:///run/berth/berthd.sock|http://HOST:PORT] [-o table|json|csv] COMMAND
+//
+// -o csv is for `berth usage` only (a usage error elsewhere). Global
+// options may also follow `usage` / `usage verify` (berth usage -o csv).
 //
 // The host also comes from BERTH_HOST. On TCP, requests are SigV4-signed
 // when BERTH_ACCESS_KEY_ID/BERTH_SECRET_ACCESS_KEY (or the AWS_* names) are
@@ -30,6 +33,8 @@ struct Options {
   cli::PsOptions ps;
   cli::LogsOptions logs;
   cli::StopOptions stop;
+  cli::UsageOptions usage;
+  bool csv_ok = false;  // the chosen command takes -o csv
   std::string file;
   std::string task;
 };
@@ -76,6 +81,28 @@ void add_commands(CLI::App& app, Options& o, Command& chosen) {
 
   auto* clusters = app.add_subcommand("clusters", "List clusters with their task counts");
   clusters->callback([&] { chosen = [](cli::Context& c) { return cli::cmd_clusters(c); }; });
+
+  auto* usage = app.add_subcommand("usage", "Show the account's billed usage (the ledger)");
+  usage->fallthrough();  // berth usage -o csv
+  usage->require_subcommand(0, 1);
+  usage->add_option("--from", o.usage.from,
+                    "Start: RFC 3339, YYYY-MM-DD or epoch seconds (default: month start, UTC)");
+  usage->add_option("--to", o.usage.to, "End, exclusive (default: now)");
+  usage
+      ->add_option("--group-by", o.usage.group_by,
+                   "Lines per task (default), family, service or day")
+      ->check(CLI::IsMember({"task", "family", "service", "day"}));
+  auto* verify =
+      usage->add_subcommand("verify", "Re-check the ledger's hash chain (exit 1 if broken)");
+  verify->fallthrough();
+  usage->callback([&o, &chosen, verify] {
+    if (verify->parsed()) {
+      chosen = [](cli::Context& c) { return cli::cmd_usage_verify(c); };
+      return;
+    }
+    o.csv_ok = true;
+    chosen = [&](cli::Context& c) { return cli::cmd_usage(c, o.usage); };
+  });
 }
 
 int run_command(const Options& o, const Command& command) {
@@ -84,8 +111,12 @@ int run_command(const Options& o, const Command& command) {
     std::fprintf(stderr, "berth: %s\n", endpoint.error().message.c_str());
     return cli::kExitUsage;
   }
+  if (o.output == "csv" && !o.csv_ok) {
+    std::fprintf(stderr, "berth: -o csv is only for `berth usage`\n");
+    return cli::kExitUsage;
+  }
   cli::Context ctx{cli::Client(std::move(*endpoint), cli::credentials_from_env()),
-                   o.output == "json"};
+                   o.output == "json", o.output == "csv"};
   auto rc = command(ctx);
   if (!rc) {
     const berth::Error& e = rc.error();
@@ -105,7 +136,7 @@ int main(int argc, char** argv) {
   o.host = env_host != nullptr && *env_host != '\0' ? env_host : cli::kDefaultHost;
   app.add_option("-H,--host", o.host, "berthd address (env BERTH_HOST)")->capture_default_str();
   app.add_option("-o,--output", o.output, "Output format")
-      ->check(CLI::IsMember({"table", "json"}))
+      ->check(CLI::IsMember({"table", "json", "csv"}))
       ->capture_default_str();
   Command chosen;
   add_commands(app, o, chosen);

@@ -135,6 +135,7 @@ Result<TaskView> read_task(const json& task) {
   if (t.ip.empty()) {
     BERTH_ASSIGN(t.ip, read_attachment_ip(n));
   }
+  BERTH_ASSIGN(t.billing, read_billing(task));
   return t;
 }
 
@@ -282,6 +283,7 @@ std::string describe_text(const TaskView& t, double now) {
   if (t.stopped_at > 0) out += time_line("Stopped:", t.stopped_at, now);
   if (!t.stop_code.empty()) line("Stop code:", t.stop_code);
   if (!t.stopped_reason.empty()) line("Stopped reason:", t.stopped_reason);
+  if (t.billing) line("Billed:", billing_text(*t.billing));
   out += "Containers:\n";
   for (const auto& c : t.containers) {
     out += fmt::format("  {}\n", c.name);

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cmd/berth/usage_view.h"
 #include "common/error.h"
 
 namespace berth::cli {
@@ -56,6 +57,8 @@ struct TaskView {
   double stopping_at = 0;
   double stopped_at = 0;
   std::vector<ContainerView> containers;
+  // The berth extension "berthBilling" (absent: berthd meters nothing).
+  std::optional<BillingView> billing;
 };
 
 Result<TaskView> read_task(const nlohmann::json& task);
@@ -101,7 +104,9 @@ std::vector<TaskView> ps_selection(std::vector<TaskView> tasks, bool all);
 // PENDING, SERVICES.
 Result<std::string> clusters_table(const nlohmann::json& describe_answer);
 
-// `berth describe`'s page; `now` in epoch seconds for the "ago" parts.
+// `berth describe`'s page; `now` in epoch seconds for the "ago" parts. With
+// a bill, a line "Billed:         76 s, $0.000411 (running)" ("(final)" once
+// stopped).
 std::string describe_text(const TaskView& t, double now);
 
 }  // namespace berth::cli

@@ -9,6 +9,7 @@
 #include "common/json.h"
 #include "common/json_reader.h"
 #include "common/log.h"
+#include "controlplane/billing/meter.h"
 #include "controlplane/model/arn.h"
 #include "controlplane/model/ecs_json.h"
 #include "controlplane/model/errors.h"
@@ -185,8 +186,18 @@ std::optional<std::string> decode_token(const std::string& token) {
 
 // ---------------------------------------------------------------------------
 
-EcsApi::EcsApi(Store& store, TaskManager& tasks, EcsApiOptions opts)
-    : store_(store), tasks_(tasks), opts_(std::move(opts)) {}
+EcsApi::EcsApi(Store& store, TaskManager& tasks, EcsApiOptions opts, Meter* meter)
+    : store_(store), tasks_(tasks), opts_(std::move(opts)), meter_(meter) {}
+
+void EcsApi::add_billing(json& out, const Task& t) {
+  if (meter_ == nullptr || !out.is_object()) return;
+  auto bill = meter_->bill(t);
+  if (!bill) {
+    log::warn("berthBilling of task {}: {}", t.id, bill.error().str());
+    return;
+  }
+  out["berthBilling"] = task_bill_json(*bill);
+}
 
 bool EcsApi::known_operation(std::string_view op) {
   return std::find(kOperations.begin(), kOperations.end(), op) != kOperations.end();
@@ -681,6 +692,7 @@ Result<json> EcsApi::describe_tasks(const std::string& a, const jr::Node& b) {
       continue;
     }
     BERTH_ASSIGN(auto out, task_out(*t, tags));
+    add_billing(out, *t);
     tasks.push_back(std::move(out));
   }
   return json{{"tasks", tasks}, {"failures", failures}};

@@ -16,6 +16,14 @@
 // - ListTaskDefinitions' familyPrefix is the full family name (as ECS
 //   documents it); ListTaskDefinitionFamilies' is a true prefix.
 // - Pagination tokens are opaque base64url strings.
+// - The berth extension: with a meter, every task object of a
+//   DescribeTasks answer (and of the native /v1/tasks answers) carries
+//   "berthBilling": task_bill_json(meter.bill(task)) (billing/meter.h),
+//   the task's billed seconds and amount so far. It is added to the answer
+//   only, never to the stored task document; the AWS CLI and SDKs ignore
+//   members they do not know. When the meter cannot answer (a store error),
+//   the member is left out and the error logged: the task is still
+//   described.
 #pragma once
 
 #include <functional>
@@ -42,9 +50,12 @@ struct EcsApiOptions {
   std::function<std::optional<Account>(const std::string& id)> account;
 };
 
+class Meter;
+
 class EcsApi {
  public:
-  EcsApi(Store& store, TaskManager& tasks, EcsApiOptions opts = {});
+  // `meter`: the bills of DescribeTasks' "berthBilling" (none without).
+  EcsApi(Store& store, TaskManager& tasks, EcsApiOptions opts = {}, Meter* meter = nullptr);
 
   static bool known_operation(std::string_view op);
   // Runs `op` for `account` on the raw request body. Blocks.
@@ -67,6 +78,10 @@ class EcsApi {
                                         const std::optional<std::string>& cluster);
   // The ECS task object; with its tags from the store when `tags`.
   Result<nlohmann::json> task_out(const Task& t, bool tags);
+  // Adds "berthBilling" to the task object `out` of `t` (the berth
+  // extension above). Blocks on the store.
+  void add_billing(nlohmann::json& out, const Task& t);
+  Meter* meter() { return meter_; }
   // RunTask's core: checks, then TaskManager::run_task.
   Result<RunTaskResult> run(const std::string& account, const Cluster& c, const TaskDefinition& d,
                             RunTaskRequest req, bool fargate_check);
@@ -101,6 +116,7 @@ class EcsApi {
   Store& store_;
   TaskManager& tasks_;
   EcsApiOptions opts_;
+  Meter* meter_ = nullptr;
 };
 
 // The ECS error shape for `e` (errors.h: 400, ServerException and internal

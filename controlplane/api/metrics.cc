@@ -82,6 +82,15 @@ std::string Metrics::render() const {
       "# HELP berth_microhost_pool_size Ready microhosts in the warm pool.\n"
       "# TYPE berth_microhost_pool_size gauge\n";
   out += fmt::format("berth_microhost_pool_size {}\n", pool_size ? pool_size() : 0);
+  out +=
+      "# HELP berth_billed_micro_usd_total Amount billed (ledger records), in micro-dollars.\n"
+      "# TYPE berth_billed_micro_usd_total counter\n";
+  if (billed_by_account) {
+    for (const auto& [account, micro_usd] : billed_by_account()) {
+      out += fmt::format("berth_billed_micro_usd_total{{account=\"{}\"}} {}\n",
+                         label_escape(account), micro_usd);
+    }
+  }
   std::lock_guard lock(mu_);
   out +=
       "# HELP berth_run_task_to_running_seconds From RunTask to RUNNING.\n"

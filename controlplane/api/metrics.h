@@ -4,10 +4,16 @@
 //   berth_api_requests_total{operation,code}        counter
 //   berth_api_request_duration_seconds{operation}   histogram
 //   berth_microhost_pool_size                       gauge (the agent's warm pool)
+//   berth_billed_micro_usd_total{account="..."}     counter: micro-dollars in
+//       the ledger records written for the account (Meter::billed_by_account;
+//       an integer, so sums are exact; running tasks' accrued amount since
+//       their last record is not in it). Accounts without records have no
+//       line.
 // Counting is lock-protected and cheap; render() reads the gauges through
 // callbacks at scrape time.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -41,6 +47,8 @@ class Metrics {
   // Gauges read at scrape time.
   std::function<std::map<std::string, int>()> tasks_by_state;
   std::function<int()> pool_size;
+  // Counter read at scrape time: billed micro-dollars by account.
+  std::function<std::map<std::string, int64_t>()> billed_by_account;
 
   std::string render() const;
 

@@ -98,30 +98,68 @@ Handler make_handler(EcsApi& ecs, NativeApi& native, Metrics& metrics, WorkerPoo
 }
 
 ControlPlane::ControlPlane(Store& store, Agent& agent, ControlPlaneOptions opts)
-    : tasks_(store, agent,
-             [&] {
-               TaskManagerOptions t = opts.tasks;
-               auto user = t.on_running;
-               t.on_running = [this, user](double s) {
-                 metrics_.observe_run_to_running(s);
-                 if (user) user(s);
-               };
-               return t;
-             }()),
-      ecs_(store, tasks_, opts.ecs),
-      native_(ecs_, tasks_, agent, opts.native),
+    : meter_(store, agent, opts.meter),
+      tasks_(
+          store, agent,
+          [&] {
+            TaskManagerOptions t = opts.tasks;
+            auto user = t.on_running;
+            t.on_running = [this, user](double s) {
+              metrics_.observe_run_to_running(s);
+              if (user) user(s);
+            };
+            auto user_change = t.on_change;
+            t.on_change = [this, user_change](const Task& task) {
+              meter_.on_change(task);
+              if (user_change) user_change(task);
+            };
+            auto user_admit = t.admit;
+            t.admit = [this, user_admit](
+                          const std::string& account, NodeCapacity reserved,
+                          NodeCapacity size) -> std::optional<std::pair<std::string, std::string>> {
+              if (auto refusal = meter_.admit(account, reserved.cpu_units, reserved.memory_mib,
+                                              size.cpu_units, size.memory_mib)) {
+                return std::pair{std::move(refusal->reason), std::move(refusal->detail)};
+              }
+              if (user_admit) return user_admit(account, reserved, size);
+              return std::nullopt;
+            };
+            return t;
+          }()),
+      ecs_(store, tasks_, opts.ecs, &meter_),
+      native_(
+          ecs_, tasks_, agent,
+          [&] {
+            NativeApiOptions n = opts.native;
+            if (!n.clock) n.clock = opts.meter.clock;
+            return n;
+          }(),
+          &meter_),
       pool_(opts.api_threads) {
+  meter_.attach(tasks_);
   metrics_.tasks_by_state = [this] { return tasks_.count_by_state(); };
   metrics_.pool_size = [&agent] { return agent.warm_pool_size(); };
+  metrics_.billed_by_account = [this] { return meter_.billed_by_account(); };
 }
 
 ControlPlane::~ControlPlane() {
   shutdown();
 }
 
+Result<void> ControlPlane::recover() {
+  BERTH_TRY(tasks_.recover());
+  return meter_.recover();
+}
+
+void ControlPlane::start() {
+  tasks_.start();
+  meter_.start();
+}
+
 void ControlPlane::shutdown() {
   native_.shutdown();
   pool_.shutdown();
+  meter_.shutdown();
   tasks_.shutdown();
 }
 

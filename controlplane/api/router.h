@@ -12,10 +12,17 @@
 //
 // daemon.cc:
 //   ControlPlane cp(store, agent, opts);
-//   BERTH_TRY(cp.recover());   // before serving: re-adopt live tasks
-//   cp.start();                // expiry sweep
+//   BERTH_TRY(cp.recover());   // before serving: re-adopt live tasks, then
+//                              // close / resume their bills (the meter)
+//   cp.start();                // expiry sweep, the meter's checkpoints
 //   server.serve(cp.handler());
 //   ... cp.shutdown();         // before the agent and the store go away
+//
+// The ControlPlane owns the Meter (billing/meter.h): the task manager's
+// on_change hook feeds it every persisted change and its admit hook asks it
+// about quotas and spending caps; DescribeTasks and /v1/tasks answers carry
+// its bill of each task ("berthBilling"), /v1/usage its reports, /metrics
+// the billed amount by account.
 #pragma once
 
 #include <memory>
@@ -26,6 +33,7 @@
 #include "controlplane/api/http.h"
 #include "controlplane/api/metrics.h"
 #include "controlplane/api/native_api.h"
+#include "controlplane/billing/meter.h"
 #include "controlplane/scheduler/task_manager.h"
 #include "controlplane/scheduler/worker_pool.h"
 #include "controlplane/store/store.h"
@@ -38,6 +46,7 @@ struct ControlPlaneOptions {
   TaskManagerOptions tasks;  // region, capacity, retention, clock
   EcsApiOptions ecs;         // account settings
   NativeApiOptions native;
+  MeterOptions meter;   // prices, accounts' quotas and caps, clock
   int api_threads = 4;  // workers that answer API requests
 };
 
@@ -48,20 +57,24 @@ class ControlPlane {
   ControlPlane(const ControlPlane&) = delete;
   ControlPlane& operator=(const ControlPlane&) = delete;
 
-  Result<void> recover() { return tasks_.recover(); }
-  void start() { tasks_.start(); }
-  // Ends the streams, finishes queued requests, stops the scheduler. The
-  // transport should stop accepting first. Idempotent.
+  // The task manager's recovery, then the meter's (bills of tasks that
+  // stopped while berthd was down).
+  Result<void> recover();
+  void start();
+  // Ends the streams, finishes queued requests, stops the meter and then
+  // the scheduler. The transport should stop accepting first. Idempotent.
   void shutdown();
 
   Handler handler() { return make_handler(ecs_, native_, metrics_, pool_); }
   TaskManager& tasks() { return tasks_; }
+  Meter& meter() { return meter_; }
   Metrics& metrics() { return metrics_; }
   // Waits until queued API requests have been answered (tests).
   void drain() { pool_.drain(); }
 
  private:
   Metrics metrics_;
+  Meter meter_;  // before tasks_: the task manager's hooks call it
   TaskManager tasks_;
   EcsApi ecs_;
   NativeApi native_;

@@ -14,9 +14,8 @@
 // (createdAt .. stoppedAt in the store), so they are exact after any crash;
 // measured quantities resume from the last checkpoint (the cgroup and veth
 // counters are cumulative, so CPU time and bytes are exact too; only the
-// memory integral loses the outage). recover() after TaskManager::recover()
-// writes the records of tasks that stopped while berthd was down and
-// resumes the live ones; every record is keyed (task, period), so writing
+// memory integral loses the outage). recover() (before the task manager's)
+// resumes every billed task from its checkpoint; every record is keyed (task, period), so writing
 // one again is a no-op.
 //
 // Thread safety: every public method may be called from any thread; the
@@ -43,7 +42,7 @@
 namespace berth::cp {
 
 class TaskManager;
-struct NodeCapacity;
+struct Tracked;  // meter.cc
 
 struct MeterOptions {
   PricingConfig pricing;
@@ -87,8 +86,11 @@ class Meter {
   // start().
   void attach(TaskManager& tasks) { tasks_ = &tasks; }
 
-  // After TaskManager::recover(): closes the bills of tasks that stopped
-  // while berthd was down, resumes the live ones from their checkpoints.
+  // BEFORE TaskManager::recover() (whose changes reach on_change): resumes
+  // every task with a checkpoint from it; tasks the store has STOPPED (or
+  // no longer has) get their final records at the next pass (tick(), or
+  // the thread once started). Tasks that ended during the outage come
+  // through on_change when TaskManager::recover() stops them.
   Result<void> recover();
   void start();     // the checkpoint thread (if opts.background)
   void shutdown();  // stops it; idempotent
@@ -124,6 +126,11 @@ class Meter {
 
  private:
   struct State;
+  PricingMode mode_of(const std::string& account) const;
+  Result<void> append_record(Tracked& k, int64_t to_ms, bool final);
+  Result<void> close_periods(Tracked& k, int64_t until_ms);
+  void finish_stopped();
+  void enforce_caps(int64_t now_ms);
   std::unique_ptr<State> s_;
   Store& store_;
   Agent& agent_;

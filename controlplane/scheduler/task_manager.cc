@@ -132,6 +132,21 @@ std::set<std::string> essential_from_state(const std::set<std::string>& fallback
   return out.empty() ? fallback : out;
 }
 
+// When the shim's task ended: its last container's finished_at.
+std::optional<TimePoint> shim_exit_time(const nlohmann::json& state) {
+  std::optional<TimePoint> last;
+  if (!state.is_object()) return last;
+  auto it = state.find("containers");
+  if (it == state.end() || !it->is_array()) return last;
+  for (const auto& c : *it) {
+    std::string finished;
+    (void)jr::read(jr::Node::root(c, kShimState).member("finished_at"), finished);
+    auto at = parse_rfc3339(finished);
+    if (at && (!last || *at > *last)) last = at;
+  }
+  return last;
+}
+
 // The task has stopped on the node: every container is STOPPED, the stop
 // code says why when nothing said it before.
 void mark_execution_stopped(Task& t, TimePoint at) {
@@ -342,6 +357,7 @@ Result<Task> TaskManager::update(const std::string& account, const std::string& 
     }
     track(t);
     bus_.publish({account, t});
+    if (opts_.on_change) opts_.on_change(t);
     return t;
   }
   return error("task", "task {}: version conflict persisted after {} attempts", id,
@@ -410,6 +426,21 @@ Result<RunTaskResult> TaskManager::run_task(const std::string& account, const st
       } else if (reserved_.memory_mib + size.memory_mib > opts_.capacity.memory_mib) {
         short_of = "RESOURCE:MEMORY";
       }
+      std::optional<std::pair<std::string, std::string>> refused;
+      if (!short_of && opts_.admit) {
+        NodeCapacity mine;
+        for (const auto& [lid, l] : live_) {
+          if (l.account != account) continue;
+          mine.cpu_units += l.reserved.cpu_units;
+          mine.memory_mib += l.reserved.memory_mib;
+        }
+        refused = opts_.admit(account, mine, size);
+      }
+      if (refused) {
+        out.failures.push_back(
+            {cluster_arn(opts_.region, account, cluster), refused->first, refused->second});
+        continue;
+      }
       if (short_of) {
         out.failures.push_back(
             {cluster_arn(opts_.region, account, cluster), short_of,
@@ -430,6 +461,7 @@ Result<RunTaskResult> TaskManager::run_task(const std::string& account, const st
       return std::unexpected(put.error());
     }
     bus_.publish({account, t});
+    if (opts_.on_change) opts_.on_change(t);
     out.tasks.push_back(t);
     std::string id = t.id;
     if (!pool_.post([this, account, id, def] { launch(account, id, def); })) {
@@ -657,7 +689,8 @@ void TaskManager::finish_stop(const std::string& account, const std::string& id)
   auto r = update(account, id, [&](Task& t) {
     if (t.last_status == TaskStatus::stopped) return false;
     t.last_status = TaskStatus::stopped;
-    t.stopped_at = opts_.clock();
+    // Set already when recover() found the task ended during an outage.
+    if (!is_set(t.stopped_at)) t.stopped_at = opts_.clock();
     return true;
   });
   if (!r) {
@@ -720,7 +753,13 @@ Result<void> TaskManager::recover() {
     auto r = update(*account, a.task_id, [&](Task& t) {
       apply_task_state(t, a.state);
       if (!a.shim_alive || shim_status == "STOPPED") {
-        mark_execution_stopped(t, opts_.clock());
+        // Ended while berthd was away: the task stopped when its last
+        // container exited (the shim recorded it), not now; the bill ends
+        // there too (billing/meter.h).
+        TimePoint end = shim_exit_time(a.state).value_or(opts_.clock());
+        if (end < t.created_at) end = t.created_at;
+        mark_execution_stopped(t, end);
+        if (!is_set(t.stopped_at)) t.stopped_at = end;
         return true;
       }
       if (shim_status == "RUNNING") {

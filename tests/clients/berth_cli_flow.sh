@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The berth CLI against a running berthd: run --wait exit codes (job 0,
 # failing 3, oom 137 with its reason), logs, register + run FAMILY:REV with
-# --env, ps / describe / stop of a long-running task, clusters, and the
-# error and usage exit codes.
+# --env, ps / describe / stop of a long-running task (with its bill),
+# clusters, berth usage (table, -o csv, -o json, verify), and the error and
+# usage exit codes.
 #
 # Environment:
 #   BERTH             the CLI, default build/bin/berth of this checkout
@@ -105,6 +106,34 @@ expect_rc 0 ps
 [[ $(out) != *"${sleeper:0:12}"* ]] || fail "ps still lists the stopped task: $(out)"
 expect_rc 0 ps -a
 expect_match "ps -a row" "$(out)" "${sleeper:0:12} .*STOPPED"
+
+step "the stopped task's bill: describe, usage, usage verify"
+end=$((SECONDS + 120))
+while :; do
+  expect_rc 0 describe "$sleeper"
+  [[ $(out) == *"(final)"* ]] && break
+  ((SECONDS < end)) || fail "describe of $sleeper: no final bill after 120s: $(out)"
+  sleep 0.2
+done
+expect_match "describe's bill" "$(out)" $'(^|\n)Billed: +[1-9][0-9]* s, \\$[0-9]+\\.[0-9]{6} \\(final\\)\n'
+expect_rc 0 usage --group-by task --from 1970-01-01
+expect_match "usage header" "$(out)" '^KEY +TASKS +BILLED-S +vCPU-S +GB-S +CPU-USED-S +NET-IN +NET-OUT +AMOUNT'
+expect_match "usage row of the task" "$(out)" $'\n'"$sleeper"' +1 +[1-9][0-9]* +[0-9]+\.[0-9]{3} .* [0-9]+\.[0-9]{6}\n'
+expect_match "usage total" "$(out)" $'\nTOTAL +[1-9][0-9]* +[1-9][0-9]* .* [0-9]+\.[0-9]{6}$'
+expect_rc 0 usage --group-by task --from 0 -o csv
+expect_eq "csv header" "$(out | head -n 1 | tr -d '\r')" \
+  "key,tasks,billed_seconds,vcpu_seconds,gb_seconds,cpu_used_seconds,net_in_bytes,net_out_bytes,amount_usd"
+expect_match "csv row of the task" "$(out | tr -d '\r')" $'\n'"$sleeper"',1,[1-9][0-9]*,[0-9.]+,[0-9.]+,[0-9.]+,[0-9]+,[0-9]+,[0-9]+\.[0-9]{6}(\n|$)'
+[[ $(out) == *$'\r\n'* ]] || fail "csv lines do not end in CRLF"
+expect_rc 0 -o json usage --group-by family --from 0
+expect_eq "json total = sum of the lines" \
+  "$(out | pyq 'd["total"]["amountMicroUsd"] == sum(l["amountMicroUsd"] for l in d["lines"])')" True
+expect_rc 0 usage verify
+expect_match "usage verify" "$(out)" '^ledger of account [0-9]{12}: [1-9][0-9]* records?, chain intact, head [0-9a-f]{64}$'
+expect_rc 2 usage --group-by week
+expect_rc 2 -o csv ps
+expect_rc 1 usage --from yesterday
+expect_contains "usage --from yesterday" "$(err)" "berth: InvalidParameterException: from "
 
 step "clusters"
 expect_rc 0 clusters

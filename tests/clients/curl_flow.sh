@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # curl over berthd's unix socket with the native endpoints: POST
 # examples/job.json to /v1/tasks, GET /v1/tasks/{id} until STOPPED, the
-# task's logs, GET /v1/tasks, and the ECS error shape of a 404 and of
-# malformed JSON.
+# task's logs, GET /v1/tasks, the task's bill (berthBilling), GET /v1/usage
+# (groupBy, another account's usage refused, bad parameters) and
+# /v1/usage/verify, and the ECS error shape of a 404 and of malformed JSON.
 #
 # Environment:
 #   BERTH_SOCKET      berthd's socket, default /run/berth/berthd.sock
@@ -82,6 +83,63 @@ out=$(api GET "/v1/tasks?status=STOPPED")
 expect_eq "GET /v1/tasks status" "$(status)" 200
 expect_eq "listed" "$(pyq "[t['taskArn'] for t in d['tasks'] if t['taskArn'] == '$TASK_ARN']" <<<"$out")" \
   "[\"$TASK_ARN\"]"
+
+step "berthBilling of the stopped task"
+end=$((SECONDS + DEADLINE))
+while :; do
+  out=$(api GET "/v1/tasks/$ID")
+  expect_eq "GET /v1/tasks/{id} status" "$(status)" 200
+  [[ $(pyq 'd["task"].get("berthBilling", {}).get("final")' <<<"$out") == True ]] && break
+  ((SECONDS < end)) || fail "task $ID: no final berthBilling after ${DEADLINE}s: $out"
+  sleep 0.2
+done
+expect_match "billedSeconds" "$(pyq 'd["task"]["berthBilling"]["billedSeconds"]' <<<"$out")" '^[1-9][0-9]*$'
+expect_match "amountMicroUsd" "$(pyq 'd["task"]["berthBilling"]["amountMicroUsd"]' <<<"$out")" '^[0-9]+$'
+out=$(api GET "/v1/tasks?status=STOPPED")
+expect_eq "berthBilling in GET /v1/tasks" \
+  "$(pyq "[t['berthBilling']['final'] for t in d['tasks'] if t['taskArn'] == '$TASK_ARN']" <<<"$out")" "[true]"
+
+step "GET /v1/usage"
+ACCOUNT=$(cut -d: -f5 <<<"$TASK_ARN")
+out=$(api GET "/v1/usage?groupBy=task&from=0")
+expect_eq "GET /v1/usage status" "$(status)" 200
+expect_eq "usage account" "$(pyq 'd["account"]' <<<"$out")" "$ACCOUNT"
+expect_match "the task's line" "$(pyq "[l['amountMicroUsd'] for l in d['lines'] if l['key'] == '$ID']" <<<"$out")" \
+  '^\[[0-9]+\]$'
+expect_eq "total = sum of the lines" \
+  "$(pyq 'd["total"]["amountMicroUsd"] == sum(l["amountMicroUsd"] for l in d["lines"])' <<<"$out")" True
+for group in family service day; do
+  out=$(api GET "/v1/usage?groupBy=$group&from=1970-01-01&to=2999-01-01T00:00:00Z")
+  expect_eq "GET /v1/usage?groupBy=$group status" "$(status)" 200
+  expect_eq "groupBy=$group total" \
+    "$(pyq 'd["total"]["amountMicroUsd"] == sum(l["amountMicroUsd"] for l in d["lines"])' <<<"$out")" True
+done
+out=$(api GET "/v1/usage?groupBy=family&from=0")
+expect_match "the job family's line" "$(pyq "[l['key'] for l in d['lines'] if l['key'] == 'job']" <<<"$out")" \
+  '^\["job"\]$'
+other=111111111111
+[[ $ACCOUNT == "$other" ]] && other=222222222222
+out=$(api GET "/v1/usage?account=$other")
+expect_eq "another account's usage status" "$(status)" 403
+expect_eq "another account's usage __type" "$(pyq 'd["__type"].split("#")[-1]' <<<"$out")" AccessDeniedException
+expect_contains "another account's usage message" "$(pyq 'd.get("message") or d.get("Message")' <<<"$out")" "$other"
+out=$(api GET "/v1/usage?account=$ACCOUNT&from=0")
+expect_eq "own account named status" "$(status)" 200
+for bad in "from=yesterday" "to=2026-13-01" "groupBy=week" "from=2026-12-05T00:00:00"; do
+  out=$(api GET "/v1/usage?$bad")
+  expect_eq "GET /v1/usage?$bad status" "$(status)" 400
+  expect_eq "GET /v1/usage?$bad __type" "$(pyq 'd["__type"].split("#")[-1]' <<<"$out")" InvalidParameterException
+  expect_contains "GET /v1/usage?$bad message" "$(pyq 'd.get("message") or d.get("Message")' <<<"$out")" "${bad%%=*}"
+done
+
+step "GET /v1/usage/verify"
+out=$(api GET /v1/usage/verify)
+expect_eq "verify status" "$(status)" 200
+expect_eq "verify ok" "$(pyq 'd["ok"]' <<<"$out")" True
+expect_eq "verify account" "$(pyq 'd["account"]' <<<"$out")" "$ACCOUNT"
+expect_match "verify records" "$(pyq 'd["records"]' <<<"$out")" '^[1-9][0-9]*$'
+expect_match "verify head" "$(pyq 'd["head"]' <<<"$out")" '^[0-9a-f]{64}$'
+expect_eq "verify problems" "$(pyq 'd["problems"]' <<<"$out")" "[]"
 
 step "errors"
 unknown=$(python3 -c 'import uuid; print(uuid.uuid4().hex)')

@@ -247,6 +247,7 @@ Berthd::Berthd(Options opts) : opts_(std::move(opts)) {
       << "log_level = \"debug\"\n\n"
       << "[[accounts]]\nid = \"000000000001\"\nname = \"alice\"\nunix_uids = [0]\n"
       << "allowed_capabilities = [\"NET_ADMIN\"]\n"
+      << opts_.alice_toml << "\n"
       << "access_key_id = \"" << kAliceKey << "\"\nsecret_access_key = \"" << kAliceSecret
       << "\"\n\n"
       << "[[accounts]]\nid = \"000000000002\"\nname = \"bob\"\n"

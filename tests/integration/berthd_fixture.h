@@ -55,6 +55,8 @@ class Berthd {
     int warm_pool = 1;
     // Extra TOML appended to the generated config ([[accounts]] ...).
     std::string extra_toml;
+    // Extra keys of alice's [[accounts]] entry (max_vcpu = 0.5, ...).
+    std::string alice_toml;
     std::string images_dir;  // default: <dir>/images made by make_image_store()
   };
 

@@ -1,7 +1,8 @@
 // The berth CLI's pure logic (cmd/berth/*.cc without main.cc): host parsing,
 // ECS error answers, SigV4 signing (checked against botocore's signer),
 // tables, the task view, `run --wait` exit codes, run targets and --env,
-// task id prefixes, CRI log lines. No daemon: the real CLI against berthd is
+// task id prefixes, CRI log lines, `berth usage` (table, CSV, verify) and
+// describe's billing line. No daemon: the real CLI against berthd is
 // the end-to-end test's.
 #include <catch2/catch.hpp>
 
@@ -11,6 +12,7 @@
 #include "cmd/berth/sigv4_sign.h"
 #include "cmd/berth/table.h"
 #include "cmd/berth/task_view.h"
+#include "cmd/berth/usage_view.h"
 
 using namespace berth::cli;
 using berth::Error;
@@ -395,4 +397,174 @@ TEST_CASE("cli: clusters table and describe page", "[cp-cli]") {
   CHECK(page.find("    Ports:      18080 -> 8080/tcp\n") != std::string::npos);
   CHECK(page.find("  sidecar\n") != std::string::npos);
   CHECK(page.find("    Exit code:  0\n") != std::string::npos);
+}
+
+namespace {
+
+// A GET /v1/usage answer as usage_report_json writes it.
+json usage_line(std::string key, int64_t tasks, int64_t billed, int64_t vcpu_ms, int64_t gb_ms,
+                int64_t cpu_usec, int64_t rx, int64_t tx, int64_t micro_usd) {
+  return {{"key", std::move(key)},
+          {"records", tasks},
+          {"tasks", tasks},
+          {"billedSeconds", billed},
+          {"vcpuMilliSeconds", vcpu_ms},
+          {"gbMilliSeconds", gb_ms},
+          {"cpuUsec", cpu_usec},
+          {"memoryKibSeconds", 0},
+          {"memoryPeakBytes", 0},
+          {"netRxBytes", rx},
+          {"netTxBytes", tx},
+          {"amountMicroUsd", micro_usd},
+          {"amountUsd", "ignored: the CLI formats the integer"}};
+}
+
+json sample_usage() {
+  return {{"account", "000000000001"},
+          {"groupBy", "family"},
+          {"lines",
+           json::array({usage_line("job", 2, 120, 60000, 120000, 1234567, 2048, 512, 2428),
+                        usage_line("web, \"api\"", 1, 76, 19000, 38000, 999, 1536, 1258291, 411)})},
+          {"total", usage_line("total", 3, 196, 79000, 158000, 1235566, 3584, 1258803, 2839)}};
+}
+
+}  // namespace
+
+TEST_CASE("cli: integer money and quantity formats", "[cp-cli]") {
+  CHECK(format_micro_usd(0) == "0.000000");
+  CHECK(format_micro_usd(411) == "0.000411");
+  CHECK(format_micro_usd(12345678) == "12.345678");
+  CHECK(format_micro_usd(-5) == "-0.000005");
+  CHECK(format_micro_usd(INT64_MIN) == "-9223372036854.775808");
+  CHECK(fixed_point(1234, 3) == "1.234");
+  CHECK(fixed_point(5, 3) == "0.005");
+  CHECK(fixed_point(7, 0) == "7");
+  CHECK(human_bytes(0) == "0 B");
+  CHECK(human_bytes(1023) == "1023 B");
+  CHECK(human_bytes(1024) == "1.0 KiB");
+  CHECK(human_bytes(1536) == "1.5 KiB");
+  CHECK(human_bytes(1048575) == "1.0 MiB");  // 1023.999 KiB rounds up to the next unit
+  CHECK(human_bytes(1258291) == "1.2 MiB");
+  CHECK(human_bytes(int64_t{5} << 40) == "5.0 TiB");
+}
+
+TEST_CASE("cli: berth usage as a table", "[cp-cli]") {
+  auto u = read_usage(sample_usage());
+  REQUIRE(u);
+  CHECK(u->account == "000000000001");
+  CHECK(u->group_by == "family");
+  REQUIRE(u->lines.size() == 2);
+  CHECK(u->total.amount_micro_usd == 2839);
+  CHECK(usage_table(*u) ==
+        "KEY           TASKS   BILLED-S   vCPU-S    GB-S       CPU-USED-S   NET-IN    NET-OUT    "
+        "AMOUNT\n"
+        "job           2       120        60.000    120.000    1.235        2.0 KiB   512 B      "
+        "0.002428\n"
+        "web, \"api\"   1       76         19.000    38.000     0.001        1.5 KiB   1.2 MiB    "
+        "0.000411\n"
+        "TOTAL         3       196        79.000    158.000    1.236        3.5 KiB   1.2 MiB    "
+        "0.002839\n");
+
+  // No line at all: the TOTAL row alone. A service-less line shows "-".
+  json empty = sample_usage();
+  empty["lines"] = json::array({usage_line("", 1, 60, 15000, 30000, 0, 0, 0, 0)});
+  auto e = read_usage(empty);
+  REQUIRE(e);
+  CHECK(usage_table(*e).find("\n-     ") != std::string::npos);
+
+  json bad = sample_usage();
+  bad["lines"][1]["amountMicroUsd"] = 0.000411;  // a float is never money
+  auto b = read_usage(bad);
+  REQUIRE(!b);
+  CHECK(b.error().str() ==
+        "berthd answer: lines[1].amountMicroUsd: expected a 64-bit integer, got 0.000411");
+  json no_total = sample_usage();
+  no_total.erase("total");
+  REQUIRE(!read_usage(no_total));
+}
+
+TEST_CASE("cli: berth usage -o csv is RFC 4180", "[cp-cli]") {
+  auto u = read_usage(sample_usage());
+  REQUIRE(u);
+  CHECK(usage_csv(*u) ==
+        "key,tasks,billed_seconds,vcpu_seconds,gb_seconds,cpu_used_seconds,net_in_bytes,"
+        "net_out_bytes,amount_usd\r\n"
+        "job,2,120,60.000,120.000,1.235,2048,512,0.002428\r\n"
+        "\"web, \"\"api\"\"\",1,76,19.000,38.000,0.001,1536,1258291,0.000411\r\n");
+  CHECK(csv_field("plain") == "plain");
+  CHECK(csv_field("a\nb") == "\"a\nb\"");
+  CHECK(csv_field("say \"hi\"") == "\"say \"\"hi\"\"\"");
+}
+
+TEST_CASE("cli: berth usage verify lines and exit codes", "[cp-cli]") {
+  std::string head(64, 'a');
+  json intact = {{"account", "000000000001"},
+                 {"records", 3},
+                 {"ok", true},
+                 {"head", head},
+                 {"totalMicroUsd", 2839},
+                 {"problems", json::array()}};
+  auto v = read_verify(intact);
+  REQUIRE(v);
+  int status = -1;
+  CHECK(verify_text(*v, &status) ==
+        "ledger of account 000000000001: 3 records, chain intact, head " + head + "\n");
+  CHECK(status == 0);
+
+  json broken = intact;
+  broken["ok"] = false;
+  broken["problems"] = json::array({{{"seq", 41},
+                                     {"taskId", "0123456789abcdef0123456789abcdef"},
+                                     {"what", "hash does not match its contents"}},
+                                    {{"seq", 42},
+                                     {"taskId", "fedcba9876543210fedcba9876543210"},
+                                     {"what", "prev_hash does not match record 41"}}});
+  v = read_verify(broken);
+  REQUIRE(v);
+  status = -1;
+  CHECK(verify_text(*v, &status) ==
+        "ledger of account 000000000001: record 41 (task 0123456789abcdef0123456789abcdef): hash "
+        "does not match its contents\n"
+        "ledger of account 000000000001: record 42 (task fedcba9876543210fedcba9876543210): "
+        "prev_hash does not match record 41\n");
+  CHECK(status == 1);
+
+  // "ok": false without a listed problem is still a failure.
+  broken["problems"] = json::array();
+  v = read_verify(broken);
+  REQUIRE(v);
+  verify_text(*v, &status);
+  CHECK(status == 1);
+
+  json missing_ok = intact;
+  missing_ok.erase("ok");
+  REQUIRE(!read_verify(missing_ok));
+}
+
+TEST_CASE("cli: describe shows the task's bill", "[cp-cli]") {
+  auto plain = read_task(sample_task());
+  REQUIRE(plain);
+  CHECK(!plain->billing);
+  CHECK(describe_text(*plain, 1060.5).find("Billed:") == std::string::npos);
+
+  json j = sample_task();
+  j["berthBilling"] = {{"mode", "reserved"},
+                       {"billedSeconds", 76},
+                       {"amountMicroUsd", 411},
+                       {"amountUsd", "0.000411"},
+                       {"final", false}};
+  auto t = read_task(j);
+  REQUIRE(t);
+  REQUIRE(t->billing);
+  CHECK(describe_text(*t, 1060.5).find("Billed:         76 s, $0.000411 (running)\n") !=
+        std::string::npos);
+  j["berthBilling"]["final"] = true;
+  j["berthBilling"]["amountMicroUsd"] = 1234567;
+  CHECK(describe_text(*read_task(j), 1060.5).find("Billed:         76 s, $1.234567 (final)\n") !=
+        std::string::npos);
+  j["berthBilling"]["amountMicroUsd"] = "411";
+  auto bad = read_task(j);
+  REQUIRE(!bad);
+  CHECK(bad.error().str() ==
+        "berthd answer: berthBilling.amountMicroUsd: expected a 64-bit integer, got string");
 }
