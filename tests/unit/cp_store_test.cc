@@ -1,7 +1,9 @@
 // SqliteStore on real SQLite files in a unique temp dir: every method,
 // pagination edges, compare-and-swap, revisions never reused, account
 // isolation, migration from a hand-made version 1 database, refusal of a
-// newer one, concurrent writers, and kill -9 in the middle of writes.
+// newer one, concurrent writers, and kill -9 in the middle of writes; the
+// ledger (append-only, idempotent, chained per account, tamper found by
+// verify_chain, kill -9 while appending) and meter checkpoints.
 //
 // The raw SQLite calls here only build fixtures (the frozen version 1
 // schema) and look at what the store left on disk.
@@ -14,9 +16,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <functional>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -778,30 +783,24 @@ namespace {
   }
 }
 
-}  // namespace
-
-TEST_CASE("cp-store: after kill -9 in the middle of writes every acknowledged commit is there",
-          "[cp-store]") {
-  TempDir tmp;
-  std::string path = tmp / "berthd.db";
-  // The schema is created before the fork; the parent holds no connection
-  // while the child runs (an SQLite connection must not cross a fork).
-  open_store(path).reset();
-
+// Forks a child that runs `child(ack_fd)` (it never returns: it writes an
+// int64_t to ack_fd after each commit), reads acknowledgements until
+// `count`, kills the child with SIGKILL wherever it is in its loop (most
+// likely inside a write: that is where it spends its time), and returns
+// every acknowledgement read, those after the kill included. The database
+// is created before the fork; the parent holds no connection while the
+// child runs (an SQLite connection must not cross a fork).
+std::vector<int64_t> kill_after_acks(const std::function<void(int ack_fd)>& child, size_t count) {
   int fds[2];
   REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
     ::close(fds[0]);
-    commit_forever(path, fds[1]);
+    child(fds[1]);
+    _exit(5);
   }
   ::close(fds[1]);
-
-  // Read acknowledgements until 300 commits, then kill the child wherever
-  // it is in its loop (most likely inside a write: that is where it spends
-  // its time).
-  constexpr int64_t kAcked = 300;
   std::vector<int64_t> acked;
   auto read_ack = [&]() {
     int64_t i = 0;
@@ -811,7 +810,7 @@ TEST_CASE("cp-store: after kill -9 in the middle of writes every acknowledged co
     if (n == sizeof i) acked.push_back(i);
     return n == sizeof i;
   };
-  while (static_cast<int64_t>(acked.size()) < kAcked && read_ack()) {
+  while (acked.size() < count && read_ack()) {
   }
   ::kill(pid, SIGKILL);
   int status = 0;
@@ -822,7 +821,18 @@ TEST_CASE("cp-store: after kill -9 in the middle of writes every acknowledged co
   INFO("child status " << status);
   REQUIRE(WIFSIGNALED(status));
   CHECK(WTERMSIG(status) == SIGKILL);
-  REQUIRE(static_cast<int64_t>(acked.size()) >= kAcked);
+  REQUIRE(acked.size() >= count);
+  return acked;
+}
+
+}  // namespace
+
+TEST_CASE("cp-store: after kill -9 in the middle of writes every acknowledged commit is there",
+          "[cp-store]") {
+  TempDir tmp;
+  std::string path = tmp / "berthd.db";
+  open_store(path).reset();
+  auto acked = kill_after_acks([&](int ack_fd) { commit_forever(path, ack_fd); }, 300);
 
   auto store = open_store(path);
   ok(store->check_integrity());
@@ -837,4 +847,486 @@ TEST_CASE("cp-store: after kill -9 in the middle of writes every acknowledged co
   auto all = ok(store->list_tasks(q, nullptr));
   CHECK(all.size() >= acked.size());
   CHECK(all.size() <= acked.size() + 1);
+}
+
+// ---------------------------------------------------------------------------
+// Ledger and meter checkpoints
+
+namespace {
+
+constexpr int64_t kPeriodMs = 3600 * 1000;
+
+LedgerRecord ledger_record(const std::string& account, const std::string& task, int64_t period,
+                           bool final, int64_t amount) {
+  LedgerRecord r;
+  r.account = account;
+  r.cluster = "default";
+  r.family = "web";
+  r.revision = 1;
+  r.task_id = task;
+  r.period = period;
+  r.final = final;
+  r.from_ms = period * kPeriodMs;
+  r.to_ms = r.from_ms + kPeriodMs;
+  r.cpu_units = 512;
+  r.memory_mib = 1024;
+  r.billed_seconds = 3600;
+  r.amount_micro_usd = amount;
+  return r;
+}
+
+// What the meter's make() does: the record's doc, chained to prev_hash.
+StoredLedgerRow made_row(const LedgerRecord& r, const std::string& prev_hash) {
+  StoredLedgerRow row;
+  row.account = r.account;
+  row.task_id = r.task_id;
+  row.period = r.period;
+  row.final = r.final;
+  row.doc = ledger_doc(r);
+  row.prev_hash = prev_hash;
+  row.hash = ledger_hash(prev_hash, row.doc);
+  return row;
+}
+
+// Appends the record of (account, task, period, final) with `amount`,
+// counting make's calls in *calls (if given).
+Result<Store::LedgerAppend> append(Store& s, const std::string& account, const std::string& task,
+                                   int64_t period, bool final, int64_t amount,
+                                   int* calls = nullptr) {
+  LedgerRecord r = ledger_record(account, task, period, final, amount);
+  return s.append_ledger(account, task, period, final, r.from_ms,
+                         [&](const std::string& prev) -> Result<StoredLedgerRow> {
+                           if (calls != nullptr) ++*calls;
+                           return made_row(r, prev);
+                         });
+}
+
+std::vector<StoredLedgerRow> rows_of(Store& s, const std::string& account) {
+  LedgerQuery q;
+  q.account = account;
+  return ok(s.ledger(q));
+}
+
+std::string problems(const ChainReport& r) {
+  std::string out;
+  for (const auto& p : r.problems) out += fmt::format("{} {}: {}\n", p.seq, p.task_id, p.what);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("cp-store: append_ledger chains an account's rows and is idempotent per period",
+          "[cp-store]") {
+  Fixture f;
+  int calls = 0;
+  auto first = ok(append(*f.store, kA, "t1", 10, false, 411, &calls));
+  CHECK(first.appended);
+  CHECK(calls == 1);
+  CHECK(first.row.seq > 0);
+  CHECK(first.row.prev_hash == kGenesisHash);
+  CHECK(first.row.hash == ledger_hash(kGenesisHash, first.row.doc));
+  CHECK(first.row.account == kA);
+  CHECK(first.row.task_id == "t1");
+  CHECK(first.row.period == 10);
+  CHECK_FALSE(first.row.final);
+
+  // The same key again, even with another amount: the stored row, make not
+  // called, nothing written.
+  auto again = ok(append(*f.store, kA, "t1", 10, false, 999, &calls));
+  CHECK_FALSE(again.appended);
+  CHECK(calls == 1);
+  CHECK(again.row.seq == first.row.seq);
+  CHECK(again.row.doc == first.row.doc);
+  CHECK(again.row.hash == first.row.hash);
+  // Asking for the period's final record is the same key: the stored row.
+  auto as_final = ok(append(*f.store, kA, "t1", 10, true, 999, &calls));
+  CHECK_FALSE(as_final.appended);
+  CHECK(as_final.row.seq == first.row.seq);
+  CHECK(calls == 1);
+  CHECK(rows_of(*f.store, kA).size() == 1);
+
+  auto second = ok(append(*f.store, kA, "t1", 11, false, 412, &calls));
+  CHECK(second.appended);
+  CHECK(second.row.prev_hash == first.row.hash);
+  CHECK(second.row.seq > first.row.seq);
+  auto rows = rows_of(*f.store, kA);
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].doc == first.row.doc);
+  CHECK(rows[1].hash == second.row.hash);
+  auto report = verify_chain(kA, rows);
+  INFO(problems(report));
+  CHECK(report.ok());
+  CHECK(report.total_micro_usd == 411 + 412);
+
+  // Reopened: the same rows, and an append is still a no-op.
+  f.store.reset();
+  auto store = open_store(f.path);
+  CHECK(ok(append(*store, kA, "t1", 10, false, 1, &calls)).appended == false);
+  CHECK(calls == 2);
+  CHECK(rows_of(*store, kA).size() == 2);
+}
+
+TEST_CASE("cp-store: once a task has its final row nothing more is appended for it", "[cp-store]") {
+  Fixture f;
+  int calls = 0;
+  ok(append(*f.store, kA, "t1", 5, false, 100, &calls));
+  auto final_row = ok(append(*f.store, kA, "t1", 6, true, 50, &calls));
+  CHECK(final_row.appended);
+  CHECK(final_row.row.final);
+  CHECK(calls == 2);
+  for (int64_t period : {int64_t{6}, int64_t{7}, int64_t{100}}) {
+    for (bool final : {false, true}) {
+      auto later = ok(append(*f.store, kA, "t1", period, final, 1, &calls));
+      CHECK_FALSE(later.appended);
+      CHECK(later.row.seq == final_row.row.seq);
+      CHECK(later.row.final);
+    }
+  }
+  // An earlier period that has its own row gives that row back.
+  auto earlier = ok(append(*f.store, kA, "t1", 5, false, 1, &calls));
+  CHECK_FALSE(earlier.appended);
+  CHECK(earlier.row.period == 5);
+  // An earlier period with no row: the final row (the task is closed).
+  auto missing = ok(append(*f.store, kA, "t1", 4, false, 1, &calls));
+  CHECK_FALSE(missing.appended);
+  CHECK(missing.row.seq == final_row.row.seq);
+  CHECK(calls == 2);
+  // Other tasks are not affected.
+  CHECK(ok(append(*f.store, kA, "t2", 7, false, 1, &calls)).appended);
+  CHECK(verify_chain(kA, rows_of(*f.store, kA)).ok());
+}
+
+TEST_CASE("cp-store: append_ledger stores nothing when make fails or makes a wrong row",
+          "[cp-store]") {
+  Fixture f;
+  ok(append(*f.store, kA, "t1", 1, false, 1));
+  LedgerRecord r = ledger_record(kA, "t2", 2, false, 7);
+  auto failing = f.store->append_ledger(kA, "t2", 2, false, r.from_ms,
+                                        [](const std::string&) -> Result<StoredLedgerRow> {
+                                          return berth::error("meter", "no usage sample");
+                                        });
+  CHECK(fails(failing).str() == "meter: no usage sample");
+
+  auto with = [&](auto change) {
+    return f.store->append_ledger(kA, "t2", 2, false, r.from_ms,
+                                  [&](const std::string& prev) -> Result<StoredLedgerRow> {
+                                    StoredLedgerRow row = made_row(r, prev);
+                                    change(row);
+                                    return row;
+                                  });
+  };
+  CHECK(fails(with([](StoredLedgerRow& row) { row.hash = std::string(64, 'a'); })).kind ==
+        ErrorKind::invalid);
+  CHECK(fails(with([](StoredLedgerRow& row) {
+          row.prev_hash = std::string(kGenesisHash);
+          row.hash = ledger_hash(row.prev_hash, row.doc);
+        })).kind == ErrorKind::invalid);
+  CHECK(fails(with([](StoredLedgerRow& row) { row.doc = "{}"; })).kind == ErrorKind::invalid);
+  CHECK(fails(with([&](StoredLedgerRow& row) {
+          row.doc = ledger_doc(ledger_record(kA, "t3", 2, false, 7));  // another task's doc
+          row.hash = "";
+        })).kind == ErrorKind::invalid);
+  CHECK(fails(append(*f.store, "", "t2", 2, false, 1)).kind == ErrorKind::invalid);
+  CHECK(fails(append(*f.store, kA, "", 2, false, 1)).kind == ErrorKind::invalid);
+  CHECK(rows_of(*f.store, kA).size() == 1);
+
+  // Empty prev_hash and hash are filled in by the store.
+  auto filled = ok(with([](StoredLedgerRow& row) {
+    row.prev_hash.clear();
+    row.hash.clear();
+  }));
+  CHECK(filled.appended);
+  CHECK(filled.row.hash == ledger_hash(filled.row.prev_hash, filled.row.doc));
+  CHECK(verify_chain(kA, rows_of(*f.store, kA)).ok());
+}
+
+TEST_CASE("cp-store: each account has its own chain", "[cp-store]") {
+  Fixture f;
+  std::vector<int64_t> seqs;
+  for (int i = 0; i < 20; ++i) {
+    auto a = ok(append(*f.store, kA, "a" + std::to_string(i % 3), i, false, i));
+    auto b = ok(append(*f.store, kB, "b" + std::to_string(i % 4), i, false, 1000 + i));
+    if (i == 0) {
+      CHECK(a.row.prev_hash == kGenesisHash);
+      CHECK(b.row.prev_hash == kGenesisHash);
+    }
+    seqs.push_back(a.row.seq);
+    seqs.push_back(b.row.seq);
+  }
+  CHECK(std::is_sorted(seqs.begin(), seqs.end()));
+  CHECK(std::adjacent_find(seqs.begin(), seqs.end()) == seqs.end());
+  for (const char* account : {kA, kB}) {
+    auto rows = rows_of(*f.store, account);
+    CHECK(rows.size() == 20);
+    for (const auto& row : rows) CHECK(row.account == account);
+    auto report = verify_chain(account, rows);
+    INFO(account << "\n" << problems(report));
+    CHECK(report.ok());
+  }
+  // The same task id in two accounts is two tasks.
+  CHECK(ok(append(*f.store, kB, "a0", 0, false, 1)).appended);
+  CHECK(ok(f.store->ledger_accounts()) == std::vector<std::string>{kA, kB});
+}
+
+TEST_CASE("cp-store: ledger queries filter by account, task, time and seq, in seq order",
+          "[cp-store]") {
+  Fixture f;
+  CHECK(ok(f.store->ledger_accounts()).empty());
+  CHECK(rows_of(*f.store, kA).empty());
+  for (int i = 0; i < 10; ++i) {
+    ok(append(*f.store, kA, i % 2 ? "odd" : "even", i, false, i));
+    ok(append(*f.store, kB, "other", i, false, i));
+  }
+  auto seqs = [](const std::vector<StoredLedgerRow>& rows) {
+    std::vector<int64_t> out;
+    for (const auto& r : rows) out.push_back(r.period);
+    return out;
+  };
+  LedgerQuery q;
+  q.account = kA;
+  CHECK(seqs(ok(f.store->ledger(q))) == std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  q.task_id = "odd";
+  CHECK(seqs(ok(f.store->ledger(q))) == std::vector<int64_t>{1, 3, 5, 7, 9});
+  q.task_id = "";
+  q.from_ms = 3 * kPeriodMs;
+  q.to_ms = 7 * kPeriodMs;  // [from, to): periods 3..6
+  CHECK(seqs(ok(f.store->ledger(q))) == std::vector<int64_t>{3, 4, 5, 6});
+  q.from_ms = 3 * kPeriodMs + 1;
+  CHECK(seqs(ok(f.store->ledger(q))) == std::vector<int64_t>{4, 5, 6});
+  q.from_ms = 0;
+  q.to_ms = INT64_MAX;
+  auto all = ok(f.store->ledger(q));
+  q.after_seq = all[4].seq;
+  CHECK(seqs(ok(f.store->ledger(q))) == std::vector<int64_t>{5, 6, 7, 8, 9});
+  q.limit = 2;
+  CHECK(seqs(ok(f.store->ledger(q))) == std::vector<int64_t>{5, 6});
+  q.task_id = "even";
+  CHECK(seqs(ok(f.store->ledger(q))) == std::vector<int64_t>{6, 8});
+  q.limit = 0;
+  CHECK(fails(f.store->ledger(q)).kind == ErrorKind::invalid);
+
+  // account "" reads every account's rows, in seq order.
+  LedgerQuery every;
+  auto rows = ok(f.store->ledger(every));
+  CHECK(rows.size() == 20);
+  for (size_t i = 1; i < rows.size(); ++i) CHECK(rows[i - 1].seq < rows[i].seq);
+  every.task_id = "other";
+  CHECK(ok(f.store->ledger(every)).size() == 10);
+  q = {};
+  q.account = "333333333333";
+  CHECK(ok(f.store->ledger(q)).empty());
+}
+
+TEST_CASE("cp-store: ledger rows cannot be updated or deleted, and expiry leaves them",
+          "[cp-store]") {
+  Fixture f;
+  ok(append(*f.store, kA, "t1", 1, true, 5));
+  auto t = task(kA, "t1");
+  t.last_status = "STOPPED";
+  t.desired_status = "STOPPED";
+  t.stopped_at = 100;
+  ok(f.store->put_task(t, 0));
+  CHECK(ok(f.store->expire_tasks(1e12)) == 1);
+  CHECK(rows_of(*f.store, kA).size() == 1);
+
+  RawDb raw(f.path);
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(f.path.c_str(), &db) == SQLITE_OK);
+  for (const char* sql : {"UPDATE ledger SET doc = 'x'", "DELETE FROM ledger"}) {
+    INFO(sql);
+    char* err = nullptr;
+    CHECK(sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK);
+    CHECK(std::string(err ? err : "") == "the ledger is append-only");
+    sqlite3_free(err);
+  }
+  sqlite3_close(db);
+  CHECK(raw.query("SELECT count(*) FROM ledger") == "1");
+}
+
+TEST_CASE("cp-store: a ledger row edited by hand in the database is named by verify_chain",
+          "[cp-store]") {
+  Fixture f;
+  for (int i = 0; i < 30; ++i) ok(append(*f.store, kA, "t" + std::to_string(i % 4), i, false, 411));
+  auto before = rows_of(*f.store, kA);
+  REQUIRE(verify_chain(kA, before).ok());
+  const StoredLedgerRow& victim = before[17];
+
+  {
+    // By hand, with the sqlite3 C API on the file, as an operator with a
+    // shell would: drop the guard, change the amount of one record.
+    RawDb raw(f.path);
+    raw.exec("DROP TRIGGER ledger_no_update");
+    raw.exec(
+        "UPDATE ledger SET doc = replace(doc, '\"amount_micro_usd\":411', "
+        "'\"amount_micro_usd\":4') WHERE seq = " +
+        std::to_string(victim.seq));
+    CHECK(raw.query("SELECT count(*) FROM ledger WHERE doc LIKE '%\"amount_micro_usd\":4,%'") ==
+          "1");
+  }
+  auto after = rows_of(*f.store, kA);
+  auto report = verify_chain(kA, after);
+  INFO(problems(report));
+  REQUIRE(report.problems.size() == 1);
+  CHECK(report.problems[0].seq == victim.seq);
+  CHECK(report.problems[0].task_id == victim.task_id);
+  CHECK(report.problems[0].what == "hash does not match its contents");
+  CHECK(report.total_micro_usd == 29 * 411 + 4);
+}
+
+TEST_CASE("cp-store: 4 threads on 2 connections append concurrently: valid chains, unique seqs",
+          "[cp-store]") {
+  Fixture f;
+  auto second = open_store(f.path);
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 40;
+  std::mutex mu;
+  std::vector<std::string> failures;
+  std::vector<int64_t> seqs;
+  auto worker = [&](Store* s, int id) {
+    for (int i = 0; i < kPerThread; ++i) {
+      // Two accounts, every thread writing to both; each thread's own tasks.
+      const char* account = i % 2 ? kA : kB;
+      auto r = append(*s, account, fmt::format("w{}-{}", id, i % 5), i, false, id * 1000 + i);
+      std::lock_guard l(mu);
+      if (!r) {
+        failures.push_back(r.error().str());
+      } else if (!r->appended) {
+        failures.push_back("not appended: " + r->row.task_id);
+      } else {
+        seqs.push_back(r->row.seq);
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back(worker, i % 2 ? static_cast<Store*>(second.get()) : f.store.get(), i);
+  }
+  for (auto& th : threads) th.join();
+  CHECK(failures.empty());
+  for (const auto& e : failures) WARN(e);
+  std::sort(seqs.begin(), seqs.end());
+  CHECK(seqs.size() == kThreads * kPerThread);
+  CHECK(std::adjacent_find(seqs.begin(), seqs.end()) == seqs.end());
+  size_t total = 0;
+  for (const char* account : {kA, kB}) {
+    auto rows = rows_of(*f.store, account);
+    total += rows.size();
+    auto report = verify_chain(account, rows);
+    INFO(account << "\n" << problems(report));
+    CHECK(report.ok());
+  }
+  CHECK(total == kThreads * kPerThread);
+  ok(f.store->check_integrity());
+}
+
+namespace {
+
+// The child of the ledger kill -9 test: appends records forever (task
+// k<i/3>, period i), writing each seq to `ack_fd` once append_ledger has
+// returned (committed). Ends by SIGKILL or _exit on a failure.
+[[noreturn]] void append_forever(const std::string& path, int ack_fd) {
+  auto store = SqliteStore::open(path);
+  if (!store) _exit(2);
+  for (int64_t i = 0;; ++i) {
+    auto r = append(**store, kA, "k" + std::to_string(i / 3), i, i % 3 == 2, 411 + i);
+    if (!r || !r->appended) _exit(3);
+    if (::write(ack_fd, &r->row.seq, sizeof r->row.seq) != sizeof r->row.seq) _exit(4);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cp-store: after kill -9 in the middle of ledger appends the chain verifies",
+          "[cp-store]") {
+  TempDir tmp;
+  std::string path = tmp / "berthd.db";
+  open_store(path).reset();
+  auto acked = kill_after_acks([&](int ack_fd) { append_forever(path, ack_fd); }, 300);
+
+  auto store = open_store(path);
+  ok(store->check_integrity());
+  auto rows = rows_of(*store, kA);
+  auto report = verify_chain(kA, rows);
+  INFO(problems(report));
+  CHECK(report.ok());
+  // Every acknowledged row is there; at most the one whose acknowledgement
+  // the kill cut off is extra.
+  std::set<int64_t> stored;
+  for (const auto& r : rows) stored.insert(r.seq);
+  for (int64_t seq : acked) {
+    INFO("seq " << seq);
+    CHECK(stored.count(seq) == 1);
+  }
+  CHECK(rows.size() >= acked.size());
+  CHECK(rows.size() <= acked.size() + 1);
+  // And appending resumes on the chain's head.
+  auto next = ok(append(*store, kA, "after", 1, false, 1));
+  CHECK(next.row.prev_hash == rows.back().hash);
+}
+
+TEST_CASE("cp-store: a version 2 database is migrated to the ledger schema with its rows",
+          "[cp-store]") {
+  TempDir tmp;
+  std::string path = tmp / "berthd.db";
+  {
+    // Version 2 as it shipped: version 1 plus its three indexes.
+    RawDb raw(path);
+    raw.exec(kSchemaV1);
+    raw.exec(
+        "CREATE INDEX tasks_live ON tasks (account, id) WHERE last_status != 'STOPPED';"
+        "CREATE INDEX tasks_stopped_at ON tasks (stopped_at) WHERE last_status = 'STOPPED';"
+        "CREATE INDEX events_by_account ON events (account, seq);"
+        "PRAGMA user_version = 2;");
+    raw.exec(std::string("INSERT INTO clusters VALUES ('") + kA + "', 'default', 'ACTIVE', 'c');" +
+             "INSERT INTO tasks VALUES ('" + kA +
+             "', 't1', 'default', 'web', '', 'family:web', 'RUNNING', 'RUNNING', 3, 0, 'x');" +
+             "INSERT INTO events (account, doc) VALUES ('" + kA + "', 'e1');");
+  }
+  auto store = open_store(path);
+  {
+    RawDb raw(path);
+    CHECK(raw.query("PRAGMA user_version") == "3");
+    CHECK(raw.query("SELECT count(*) FROM sqlite_master WHERE name IN ('ledger', "
+                    "'meter_checkpoints', 'ledger_by_account', 'ledger_by_from', "
+                    "'ledger_no_update', 'ledger_no_delete')") == "6");
+  }
+  CHECK(ok(store->get_cluster(kA, "default"))->doc == "c");
+  CHECK(ids(ok(store->live_tasks())) == std::vector<std::string>{"t1"});
+  CHECK(ok(store->events_after(kA, 0, 10)).at(0).doc == "e1");
+  CHECK(ok(append(*store, kA, "t1", 1, false, 411)).appended);
+  ok(store->put_checkpoint({kA, "t1", "{}"}));
+  CHECK(verify_chain(kA, rows_of(*store, kA)).ok());
+  ok(store->check_integrity());
+}
+
+TEST_CASE("cp-store: meter checkpoints are put, overwritten, read, listed and erased",
+          "[cp-store]") {
+  Fixture f;
+  CHECK_FALSE(ok(f.store->get_checkpoint(kA, "t1")).has_value());
+  CHECK(ok(f.store->checkpoints()).empty());
+  ok(f.store->put_checkpoint({kA, "t2", "{\"n\":1}"}));
+  ok(f.store->put_checkpoint({kA, "t1", "{\"n\":2}"}));
+  ok(f.store->put_checkpoint({kB, "t1", "{\"b\":1}"}));
+  ok(f.store->put_checkpoint({kA, "t2", "{\"n\":3}"}));  // overwrites
+  CHECK(ok(f.store->get_checkpoint(kA, "t2"))->doc == "{\"n\":3}");
+  CHECK(ok(f.store->get_checkpoint(kB, "t1"))->doc == "{\"b\":1}");
+  auto all = ok(f.store->checkpoints());
+  std::vector<std::string> keys;
+  for (const auto& c : all) keys.push_back(c.account + "/" + c.task_id + "=" + c.doc);
+  CHECK(keys == std::vector<std::string>{std::string(kA) + "/t1={\"n\":2}",
+                                         std::string(kA) + "/t2={\"n\":3}",
+                                         std::string(kB) + "/t1={\"b\":1}"});
+  ok(f.store->erase_checkpoint(kA, "t1"));
+  ok(f.store->erase_checkpoint(kA, "t1"));  // missing: not an error
+  ok(f.store->erase_checkpoint(kA, "never"));
+  CHECK_FALSE(ok(f.store->get_checkpoint(kA, "t1")).has_value());
+  CHECK(ok(f.store->get_checkpoint(kB, "t1")).has_value());
+  CHECK(ok(f.store->checkpoints()).size() == 2);
+  CHECK(fails(f.store->put_checkpoint({"", "t1", "{}"})).kind == ErrorKind::invalid);
+  CHECK(fails(f.store->put_checkpoint({kA, "", "{}"})).kind == ErrorKind::invalid);
+  CHECK(fails(f.store->get_checkpoint("", "t1")).kind == ErrorKind::invalid);
+  // Durable.
+  f.store.reset();
+  auto again = open_store(f.path);
+  CHECK(ok(again->checkpoints()).size() == 2);
 }
