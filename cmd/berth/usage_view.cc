@@ -53,7 +53,7 @@ Result<UsageView> read_usage(const json& answer) {
   UsageView u;
   BERTH_TRY(jr::read(root.member("account"), u.account));
   BERTH_TRY(jr::read(root.member("groupBy"), u.group_by));
-  BERTH_TRY(jr::read_array(root.member("lines"), u.lines, read_line));
+  BERTH_TRY(jr::read_array(root.member("lineItems"), u.lines, read_line));
   if (!root.member("total").present())
     return jr::fail(root.member("total"), "required field is missing");
   BERTH_ASSIGN(u.total, read_line(root.member("total")));

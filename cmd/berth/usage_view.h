@@ -41,7 +41,7 @@ struct UsageView {
   UsageLineView total;
 };
 
-// {"account", "groupBy", "lines": [...], "total": {...}}.
+// {"account", "groupBy", "lineItems": [...], "total": {...}}.
 Result<UsageView> read_usage(const nlohmann::json& answer);
 
 // Columns KEY, TASKS, BILLED-S, vCPU-S, GB-S, CPU-USED-S, NET-IN, NET-OUT,

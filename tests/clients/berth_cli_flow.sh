@@ -127,7 +127,7 @@ expect_match "csv row of the task" "$(out | tr -d '\r')" $'\n'"$sleeper"',1,[1-9
 [[ $(out) == *$'\r\n'* ]] || fail "csv lines do not end in CRLF"
 expect_rc 0 -o json usage --group-by family --from 0
 expect_eq "json total = sum of the lines" \
-  "$(out | pyq 'd["total"]["amountMicroUsd"] == sum(l["amountMicroUsd"] for l in d["lines"])')" True
+  "$(out | pyq 'd["total"]["amountMicroUsd"] == sum(l["amountMicroUsd"] for l in d["lineItems"])')" True
 expect_rc 0 usage verify
 expect_match "usage verify" "$(out)" '^ledger of account [0-9]{12}: [1-9][0-9]* records?, chain intact, head [0-9a-f]{64}$'
 expect_rc 2 usage --group-by week

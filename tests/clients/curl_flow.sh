@@ -104,18 +104,18 @@ ACCOUNT=$(cut -d: -f5 <<<"$TASK_ARN")
 out=$(api GET "/v1/usage?groupBy=task&from=0")
 expect_eq "GET /v1/usage status" "$(status)" 200
 expect_eq "usage account" "$(pyq 'd["account"]' <<<"$out")" "$ACCOUNT"
-expect_match "the task's line" "$(pyq "[l['amountMicroUsd'] for l in d['lines'] if l['key'] == '$ID']" <<<"$out")" \
+expect_match "the task's line" "$(pyq "[l['amountMicroUsd'] for l in d['lineItems'] if l['key'] == '$ID']" <<<"$out")" \
   '^\[[0-9]+\]$'
 expect_eq "total = sum of the lines" \
-  "$(pyq 'd["total"]["amountMicroUsd"] == sum(l["amountMicroUsd"] for l in d["lines"])' <<<"$out")" True
+  "$(pyq 'd["total"]["amountMicroUsd"] == sum(l["amountMicroUsd"] for l in d["lineItems"])' <<<"$out")" True
 for group in family service day; do
   out=$(api GET "/v1/usage?groupBy=$group&from=1970-01-01&to=2999-01-01T00:00:00Z")
   expect_eq "GET /v1/usage?groupBy=$group status" "$(status)" 200
   expect_eq "groupBy=$group total" \
-    "$(pyq 'd["total"]["amountMicroUsd"] == sum(l["amountMicroUsd"] for l in d["lines"])' <<<"$out")" True
+    "$(pyq 'd["total"]["amountMicroUsd"] == sum(l["amountMicroUsd"] for l in d["lineItems"])' <<<"$out")" True
 done
 out=$(api GET "/v1/usage?groupBy=family&from=0")
-expect_match "the job family's line" "$(pyq "[l['key'] for l in d['lines'] if l['key'] == 'job']" <<<"$out")" \
+expect_match "the job family's line" "$(pyq "[l['key'] for l in d['lineItems'] if l['key'] == 'job']" <<<"$out")" \
   '^\["job"\]$'
 other=111111111111
 [[ $ACCOUNT == "$other" ]] && other=222222222222

@@ -422,7 +422,7 @@ json usage_line(std::string key, int64_t tasks, int64_t billed, int64_t vcpu_ms,
 json sample_usage() {
   return {{"account", "000000000001"},
           {"groupBy", "family"},
-          {"lines",
+          {"lineItems",
            json::array({usage_line("job", 2, 120, 60000, 120000, 1234567, 2048, 512, 2428),
                         usage_line("web, \"api\"", 1, 76, 19000, 38000, 999, 1536, 1258291, 411)})},
           {"total", usage_line("total", 3, 196, 79000, 158000, 1235566, 3584, 1258803, 2839)}};
@@ -455,29 +455,29 @@ TEST_CASE("cli: berth usage as a table", "[cp-cli]") {
   CHECK(u->group_by == "family");
   REQUIRE(u->lines.size() == 2);
   CHECK(u->total.amount_micro_usd == 2839);
-  CHECK(usage_table(*u) ==
-        "KEY           TASKS   BILLED-S   vCPU-S    GB-S       CPU-USED-S   NET-IN    NET-OUT    "
-        "AMOUNT\n"
-        "job           2       120        60.000    120.000    1.235        2.0 KiB   512 B      "
-        "0.002428\n"
-        "web, \"api\"   1       76         19.000    38.000     0.001        1.5 KiB   1.2 MiB    "
-        "0.000411\n"
-        "TOTAL         3       196        79.000    158.000    1.236        3.5 KiB   1.2 MiB    "
-        "0.002839\n");
+  CHECK(
+      usage_table(*u) ==
+      "KEY          TASKS   BILLED-S   vCPU-S   GB-S      CPU-USED-S   NET-IN    NET-OUT   AMOUNT\n"
+      "job          2       120        60.000   120.000   1.235        2.0 KiB   512 B     "
+      "0.002428\n"
+      "web, \"api\"   1       76         19.000   38.000    0.001        1.5 KiB   1.2 MiB   "
+      "0.000411\n"
+      "TOTAL        3       196        79.000   158.000   1.236        3.5 KiB   1.2 MiB   "
+      "0.002839\n");
 
   // No line at all: the TOTAL row alone. A service-less line shows "-".
   json empty = sample_usage();
-  empty["lines"] = json::array({usage_line("", 1, 60, 15000, 30000, 0, 0, 0, 0)});
+  empty["lineItems"] = json::array({usage_line("", 1, 60, 15000, 30000, 0, 0, 0, 0)});
   auto e = read_usage(empty);
   REQUIRE(e);
   CHECK(usage_table(*e).find("\n-     ") != std::string::npos);
 
   json bad = sample_usage();
-  bad["lines"][1]["amountMicroUsd"] = 0.000411;  // a float is never money
+  bad["lineItems"][1]["amountMicroUsd"] = 0.000411;  // a float is never money
   auto b = read_usage(bad);
   REQUIRE(!b);
   CHECK(b.error().str() ==
-        "berthd answer: lines[1].amountMicroUsd: expected a 64-bit integer, got 0.000411");
+        "berthd answer: lineItems[1].amountMicroUsd: expected a 64-bit integer, got 0.000411");
   json no_total = sample_usage();
   no_total.erase("total");
   REQUIRE(!read_usage(no_total));

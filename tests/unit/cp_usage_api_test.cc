@@ -197,7 +197,7 @@ int64_t expected_billed_seconds(const json& t) {
 
 int64_t sum_lines(const json& report) {
   int64_t sum = 0;
-  for (const auto& l : report["lines"]) sum += l["amountMicroUsd"].get<int64_t>();
+  for (const auto& l : report["lineItems"]) sum += l["amountMicroUsd"].get<int64_t>();
   return sum;
 }
 
@@ -242,7 +242,7 @@ TEST_CASE("usage: bad parameters are 400 InvalidParameterException naming them",
   // Every accepted form.
   for (const char* from : {"2026-12-05T00:00:00Z", "2026-12-05", "1796428800"}) {
     auto j = env.native_ok("/v1/usage", {{"from", from}, {"to", "2999-01-01"}});
-    CHECK(j["lines"].empty());
+    CHECK(j["lineItems"].empty());
     CHECK(j["total"]["amountMicroUsd"] == 0);
   }
 }
@@ -260,8 +260,8 @@ TEST_CASE("usage: another account's usage is refused and never visible", "[cp-us
 
   // B's own usage has its task; A's never shows it, in any grouping.
   auto b = env.native_ok("/v1/usage", {{"account", kAccountB}, {"from", "0"}}, kAccountB);
-  REQUIRE(b["lines"].size() == 1);
-  CHECK(b["lines"][0]["key"] == b_id);
+  REQUIRE(b["lineItems"].size() == 1);
+  CHECK(b["lineItems"][0]["key"] == b_id);
   for (const char* group : {"task", "family", "service", "day"}) {
     auto a = env.native_ok("/v1/usage", {{"from", "0"}, {"to", "2999-01-01"}, {"groupBy", group}});
     CHECK(a["account"] == kAccountA);
@@ -307,26 +307,26 @@ TEST_CASE("usage: groupBy task, family, service and day sum the same records", "
   };
   auto by_task = report("task");
   std::set<std::string> keys;
-  for (const auto& l : by_task["lines"]) keys.insert(l["key"].get<std::string>());
+  for (const auto& l : by_task["lineItems"]) keys.insert(l["key"].get<std::string>());
   CHECK(keys == ids);
   CHECK(by_task["total"]["amountMicroUsd"] == expected_total);
   CHECK(by_task["total"]["tasks"] == 3);
 
   auto by_family = report("family");
-  REQUIRE(by_family["lines"].size() == 2);
-  CHECK(by_family["lines"][0]["key"] == "alpha");
-  CHECK(by_family["lines"][0]["tasks"] == 2);
-  CHECK(by_family["lines"][1]["key"] == "beta");
+  REQUIRE(by_family["lineItems"].size() == 2);
+  CHECK(by_family["lineItems"][0]["key"] == "alpha");
+  CHECK(by_family["lineItems"][0]["tasks"] == 2);
+  CHECK(by_family["lineItems"][1]["key"] == "beta");
   CHECK(by_family["total"]["amountMicroUsd"] == expected_total);
 
   auto by_service = report("service");
-  REQUIRE(by_service["lines"].size() == 1);
-  CHECK(by_service["lines"][0]["key"] == "");  // no service
+  REQUIRE(by_service["lineItems"].size() == 1);
+  CHECK(by_service["lineItems"][0]["key"] == "");  // no service
   CHECK(by_service["total"]["amountMicroUsd"] == expected_total);
 
   auto by_day = report("day");
-  REQUIRE(by_day["lines"].size() >= 1);
-  CHECK(by_day["lines"][0]["key"].get<std::string>().size() == 10);  // YYYY-MM-DD
+  REQUIRE(by_day["lineItems"].size() >= 1);
+  CHECK(by_day["lineItems"][0]["key"].get<std::string>().size() == 10);  // YYYY-MM-DD
   CHECK(by_day["total"]["amountMicroUsd"] == expected_total);
   for (const auto& r : {by_task, by_family, by_service, by_day}) {
     CHECK(r["total"]["amountMicroUsd"] == sum_lines(r));
@@ -334,12 +334,12 @@ TEST_CASE("usage: groupBy task, family, service and day sum the same records", "
 
   // The default (task) grouping, from the start of the month to now.
   auto dflt = env.native_ok("/v1/usage");
-  CHECK(dflt["lines"].size() <= 3);
+  CHECK(dflt["lineItems"].size() <= 3);
   CHECK(dflt["total"]["amountMicroUsd"] == sum_lines(dflt));
 
   // An interval before every record: nothing.
   auto before = env.native_ok("/v1/usage", {{"from", "0"}, {"to", "86400"}});
-  CHECK(before["lines"].empty());
+  CHECK(before["lineItems"].empty());
 
   // The metric counts what the records billed.
   HttpRequest metrics_req;
