@@ -118,12 +118,12 @@ done
 expect_match "describe's bill" "$(out)" $'(^|\n)Billed: +[1-9][0-9]* s, \\$[0-9]+\\.[0-9]{6} \\(final\\)\n'
 expect_rc 0 usage --group-by task --from 1970-01-01
 expect_match "usage header" "$(out)" '^KEY +TASKS +BILLED-S +vCPU-S +GB-S +CPU-USED-S +NET-IN +NET-OUT +AMOUNT'
-expect_match "usage row of the task" "$(out)" $'\n'"$sleeper"' +1 +[1-9][0-9]* +[0-9]+\.[0-9]{3} .* [0-9]+\.[0-9]{6}\n'
+expect_match "usage row of the task" "$(out)" $'\n'"$sleeper"' +1 +[1-9][0-9]* +[0-9]+\.[0-9]{3} .* [0-9]+\.[0-9]{6}'$'\n'
 expect_match "usage total" "$(out)" $'\nTOTAL +[1-9][0-9]* +[1-9][0-9]* .* [0-9]+\.[0-9]{6}$'
 expect_rc 0 usage --group-by task --from 0 -o csv
 expect_eq "csv header" "$(out | head -n 1 | tr -d '\r')" \
   "key,tasks,billed_seconds,vcpu_seconds,gb_seconds,cpu_used_seconds,net_in_bytes,net_out_bytes,amount_usd"
-expect_match "csv row of the task" "$(out | tr -d '\r')" $'\n'"$sleeper"',1,[1-9][0-9]*,[0-9.]+,[0-9.]+,[0-9.]+,[0-9]+,[0-9]+,[0-9]+\.[0-9]{6}(\n|$)'
+expect_match "csv row of the task" "$(out | tr -d '\r')" $'\n'"$sleeper"',1,[1-9][0-9]*,[0-9.]+,[0-9.]+,[0-9.]+,[0-9]+,[0-9]+,[0-9]+\.[0-9]{6}('$'\n''|$)'
 [[ $(out) == *$'\r\n'* ]] || fail "csv lines do not end in CRLF"
 expect_rc 0 -o json usage --group-by family --from 0
 expect_eq "json total = sum of the lines" \
