@@ -9,6 +9,8 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <sqlite3.h>
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -40,7 +42,7 @@ bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds tim
 
 struct UsageEnv {
   UsageEnv() {
-    auto s = SqliteStore::open(dir / "berthd.db");
+    auto s = SqliteStore::open(db_path());
     REQUIRE(s);
     store = std::move(*s);
     ControlPlaneOptions o;
@@ -167,6 +169,8 @@ struct UsageEnv {
     }));
     return t;
   }
+
+  std::string db_path() const { return dir / "berthd.db"; }
 
   void advance(Clock::duration d) {
     std::lock_guard lock(clock_mu);
@@ -394,4 +398,43 @@ TEST_CASE("berthBilling is in DescribeTasks and /v1/tasks answers, never in the 
   env.advance(1h);
   env.cp->meter().tick();
   CHECK(env.describe(id)["berthBilling"] == stopped["berthBilling"]);
+}
+
+TEST_CASE("usage/verify names a ledger record edited by hand in the store", "[cp-usage-api]") {
+  UsageEnv env;
+  json t1 = env.run_and_stop("edited", 3s);
+  json t2 = env.run_and_stop("edited", 3s);
+  auto before = env.native_ok("/v1/usage/verify");
+  REQUIRE(before["ok"] == true);
+  REQUIRE(before["records"].get<int64_t>() >= 2);
+  std::string victim = task_id(t1);
+
+  // As an operator with a shell would: drop the guard, change one amount.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(env.db_path().c_str(), &db) == SQLITE_OK);
+  std::string sql =
+      "DROP TRIGGER IF EXISTS ledger_no_update; "
+      "UPDATE ledger SET doc = replace(doc, '\"amount_micro_usd\":206', "
+      "'\"amount_micro_usd\":1') WHERE task_id = '" +
+      victim + "';";
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err);
+  std::string message = err ? err : "";
+  sqlite3_free(err);
+  int changed = sqlite3_changes(db);
+  sqlite3_close(db);
+  INFO(message);
+  REQUIRE(rc == SQLITE_OK);
+  REQUIRE(changed >= 1);
+
+  auto after = env.native_ok("/v1/usage/verify");
+  INFO(after.dump());
+  CHECK(after["ok"] == false);
+  REQUIRE(!after["problems"].empty());
+  CHECK(after["problems"][0]["taskId"] == victim);
+  CHECK(after["problems"][0]["seq"].get<int64_t>() >= 1);
+  CHECK(after["problems"][0]["what"].get<std::string>().find("hash") != std::string::npos);
+  for (const auto& p : after["problems"]) CHECK(p["taskId"] != task_id(t2));
+  // Another account's chain is untouched and not reported here.
+  CHECK(env.native_ok("/v1/usage/verify", {}, kAccountB)["ok"] == true);
 }
