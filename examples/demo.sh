@@ -119,6 +119,7 @@ print(all(t["lastStatus"] == "STOPPED" and t.get("berthBilling", {}).get("final"
 done
 say "the bill of what the demo ran: berth usage --group-by task"
 berth usage --group-by task
+# shellcheck disable=SC2016 # Python source, not shell
 berth -o json usage | python3 -c '
 import json,sys
 t=json.load(sys.stdin)["total"]
