@@ -394,8 +394,7 @@ Result<Config> finish_config(Config c) {
   // is exact.
   if (c.pricing.period_seconds < 60 || 86400 % c.pricing.period_seconds != 0) {
     return bad("config", "pricing.period_seconds",
-               "{} must be at least 60 and divide 86400 (a day) evenly",
-               c.pricing.period_seconds);
+               "{} must be at least 60 and divide 86400 (a day) evenly", c.pricing.period_seconds);
   }
   if (c.accounts.empty()) c.accounts.push_back(default_account());
   BERTH_TRY(check_accounts(c.accounts));

@@ -86,6 +86,11 @@ std::vector<std::string> TaskCgroup::paths() const {
   return driver_ ? driver_->paths() : std::vector<std::string>{};
 }
 
+Result<CgroupStats> TaskCgroup::stats() {
+  if (!driver_) return error("cgroup", "task cgroup {} is destroyed", cgroups_path_);
+  return driver_->stats();
+}
+
 Result<void> TaskCgroup::destroy() {
   if (!driver_) return {};
   BERTH_TRY(driver_->destroy());

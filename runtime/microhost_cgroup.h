@@ -61,6 +61,9 @@ class TaskCgroup {
   std::string container_cgroups_path(const std::string& container) const;
   // The task cgroup's directory in each hierarchy.
   std::vector<std::string> paths() const;
+  // The task cgroup's counters (its containers' included): what the shim
+  // records as the task's final use before destroy() (billing).
+  Result<CgroupStats> stats();
   // Removes the task cgroup (and what create() made above it, when nothing
   // else is in it) once its containers are gone: rmdir, retried while EBUSY
   // (a killed process leaves its cgroup asynchronously) up to a deadline.

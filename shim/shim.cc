@@ -177,6 +177,7 @@ class Shim {
   // containers' leaves are below it; the shim itself stays in the cgroup it
   // was started in (see README, "Microhost cgroup layout").
   std::optional<runtime::TaskCgroup> task_cgroup_;
+  json final_usage_;  // the task cgroup's counters when it ended (null before)
 };
 
 Result<void> Shim::watch(int fd, uint32_t events) {
@@ -765,6 +766,15 @@ void Shim::finish() {
   // Every container has been deleted: the task cgroup goes before the task
   // is announced stopped, so a control plane may reuse the name at once.
   if (task_cgroup_) {
+    // The task's final use, read while its cgroup still counts (the
+    // control plane bills it: state "usage").
+    if (auto st = task_cgroup_->stats()) {
+      final_usage_ = {{"cpu_usec", st->cpu_usage_usec},
+                      {"memory_bytes", st->memory_current},
+                      {"memory_peak_bytes", st->memory_peak}};
+    } else {
+      log::warn("{}", st.error().str());
+    }
     if (auto r = task_cgroup_->destroy(); !r) log::error("{}", r.error().str());
   }
   persist_and_announce("task_stopped", nullptr);
@@ -804,13 +814,10 @@ json Shim::container_json(const Container& c) const {
 json Shim::state_json() const {
   json cs = json::array();
   for (const Container& c : containers_) cs.push_back(container_json(c));
-  return {{"version", kProtocolVersion},
-          {"task_id", task_.task_id},
-          {"status", status_},
-          {"stopped_reason", stopped_reason_},
-          {"stopping_at", stopping_at_},
-          {"shim_pid", ::getpid()},
-          {"containers", cs}};
+  return {{"version", kProtocolVersion}, {"task_id", task_.task_id},
+          {"status", status_},           {"stopped_reason", stopped_reason_},
+          {"stopping_at", stopping_at_}, {"shim_pid", ::getpid()},
+          {"usage", final_usage_},       {"containers", cs}};
 }
 
 void Shim::persist_and_announce(const char* event, const Container* c) {

@@ -10,6 +10,7 @@
 
 #include "common/fs.h"
 #include "common/json.h"
+#include "common/json_reader.h"
 #include "common/log.h"
 #include "controlplane/agent/oci_spec.h"
 #include "controlplane/agent/shim_client.h"
@@ -822,12 +823,22 @@ Result<UsageSample> NodeAgent::sample_usage(const std::string& task_id) {
   UsageSample s;
   s.at = Clock::now();
   BERTH_ASSIGN(auto cg, cgroups_.task_counters(task_id));
+  const std::string dir = task_dir(task_id);
   if (cg) {
     s.cpu_usec = cg->cpu_usec;
     s.memory_bytes = cg->memory_bytes;
     s.memory_peak_bytes = cg->memory_peak_bytes.value_or(0);
+  } else if (auto st = read_json_file(dir + "/state.json")) {
+    // The shim removes the task cgroup when the task ends, after recording
+    // its final counters in its state (shim/PROTOCOL.md "usage").
+    static constexpr berth::jr::Document kShimUsage{"usage", "state.json"};
+    berth::jr::Node u = berth::jr::Node::root(*st, kShimUsage).member("usage");
+    if (u.present()) {
+      BERTH_TRY(berth::jr::read(u.member("cpu_usec"), s.cpu_usec));
+      BERTH_TRY(berth::jr::read(u.member("memory_bytes"), s.memory_bytes));
+      BERTH_TRY(berth::jr::read(u.member("memory_peak_bytes"), s.memory_peak_bytes));
+    }
   }
-  const std::string dir = task_dir(task_id);
   if (fs::exists(dir + "/" + kMicrohostFile)) {
     BERTH_ASSIGN(TaskHoldings held, read_holdings(dir));
     if (!held.microhost.host_veth.empty()) {

@@ -79,16 +79,16 @@ struct Tracked {
   // through sample_ms.
   int64_t sample_ms = 0;
   int64_t cpu_usec = 0, rx = 0, tx = 0, mem_bytes = 0, mem_kib_s = 0;
-  int64_t peak = 0;  // highest memory since billed_through_ms
+  int64_t peak = 0;        // highest memory since billed_through_ms
   bool persisted = false;  // has a checkpoint in the store
 };
 
 struct Meter::State {
   std::mutex mu;
-  std::map<std::string, Tracked> tasks;  // by task id
-  std::set<std::string> finals;          // stopped tasks whose final record is due
-  std::map<std::string, int64_t> billed;  // by account: amounts of records written
-  std::set<std::string> capped;           // accounts over their spending cap
+  std::map<std::string, Tracked> tasks;         // by task id
+  std::set<std::string> finals;                 // stopped tasks whose final record is due
+  std::map<std::string, int64_t> billed;        // by account: amounts of records written
+  std::set<std::string> capped;                 // accounts over their spending cap
   std::map<std::string, int64_t> month_billed;  // accounts with a cap: this month's records
   int64_t month_of = 0;                         // month_start_ms the map is for
   std::mutex work_mu;
@@ -184,7 +184,8 @@ std::pair<int64_t, int64_t> cumulative_at(const Tracked& k, int64_t to_ms, int64
 // the trapezoid since the previous sample (KiB-seconds, integers).
 void fold_sample(Tracked& k, const UsageSample& s, int64_t at_ms) {
   if (k.sample_ms != 0 && at_ms > k.sample_ms) {
-    __int128 byte_ms = static_cast<__int128>(at_ms - k.sample_ms) * (k.mem_bytes + s.memory_bytes) / 2;
+    __int128 byte_ms =
+        static_cast<__int128>(at_ms - k.sample_ms) * (k.mem_bytes + s.memory_bytes) / 2;
     k.mem_kib_s += static_cast<int64_t>(byte_ms / (1024 * 1000));
   }
   if (at_ms > k.sample_ms) k.sample_ms = at_ms;
@@ -199,15 +200,11 @@ void fold_sample(Tracked& k, const UsageSample& s, int64_t at_ms) {
 }  // namespace
 
 nlohmann::json task_bill_json(const TaskBill& b) {
-  return {{"pricingMode", pricing_mode_name(b.mode)},
-          {"billedSeconds", b.billed_seconds},
-          {"amountMicroUsd", b.amount_micro_usd},
-          {"amountUsd", format_usd(b.amount_micro_usd)},
+  return {{"pricingMode", pricing_mode_name(b.mode)}, {"billedSeconds", b.billed_seconds},
+          {"amountMicroUsd", b.amount_micro_usd},     {"amountUsd", format_usd(b.amount_micro_usd)},
           {"cpuSecondsUsed", format_usd(b.cpu_usec)},  // usec as seconds, 6 decimals
-          {"memoryPeakBytes", b.memory_peak_bytes},
-          {"networkBytesIn", b.net_rx_bytes},
-          {"networkBytesOut", b.net_tx_bytes},
-          {"final", b.final}};
+          {"memoryPeakBytes", b.memory_peak_bytes},   {"networkBytesIn", b.net_rx_bytes},
+          {"networkBytesOut", b.net_tx_bytes},        {"final", b.final}};
 }
 
 Meter::Meter(Store& store, Agent& agent, MeterOptions opts)
@@ -215,7 +212,9 @@ Meter::Meter(Store& store, Agent& agent, MeterOptions opts)
   if (!opts_.clock) opts_.clock = [] { return Clock::now(); };
 }
 
-Meter::~Meter() { shutdown(); }
+Meter::~Meter() {
+  shutdown();
+}
 
 void Meter::start() {
   if (!opts_.background || thread_.joinable()) return;
@@ -289,7 +288,8 @@ void Meter::on_change(const Task& t) {
     Tracked& k = it->second;
     if (!t.node_ref.empty()) k.launched = true;
     if (t.last_status == TaskStatus::stopped && k.stopped_ms == 0) {
-      k.stopped_ms = std::max(k.created_ms, to_ms(is_set(t.stopped_at) ? t.stopped_at : opts_.clock()));
+      k.stopped_ms =
+          std::max(k.created_ms, to_ms(is_set(t.stopped_at) ? t.stopped_at : opts_.clock()));
       s_->finals.insert(t.id);
       s_->wake = true;
     }
@@ -298,8 +298,8 @@ void Meter::on_change(const Task& t) {
   if (first) {
     // Persisted at once, so a crash before the first checkpoint still
     // leaves a trace to bill from.
-    if (auto r = store_.put_checkpoint({snapshot.account, snapshot.task_id,
-                                         checkpoint_json(snapshot).dump()});
+    if (auto r = store_.put_checkpoint(
+            {snapshot.account, snapshot.task_id, checkpoint_json(snapshot).dump()});
         !r) {
       log::error("meter: checkpoint of task {}: {}", snapshot.task_id, r.error().str());
     } else {
@@ -413,7 +413,11 @@ void Meter::finish_stopped() {
     if (k.launched) {
       // The agent took a final sample at release; without one (a task
       // whose microhost is gone) the last checkpoint stands.
-      if (auto u = agent_.usage(k.task_id)) fold_sample(k, *u, std::min(to_ms(u->at), k.stopped_ms));
+      if (auto u = agent_.usage(k.task_id)) {
+        fold_sample(k, *u, std::min(to_ms(u->at), k.stopped_ms));
+      } else {
+        log::warn("meter: final sample of task {}: {}", k.task_id, u.error().str());
+      }
     }
     Result<void> r = close_periods(k, k.stopped_ms);
     if (r) r = append_record(k, k.stopped_ms, true);
@@ -441,7 +445,11 @@ void Meter::tick() {
     }
     for (auto& k : live) {
       if (k.launched) {
-        if (auto u = agent_.usage(k.task_id)) fold_sample(k, *u, now);
+        if (auto u = agent_.usage(k.task_id)) {
+          fold_sample(k, *u, now);
+        } else if (u.error().kind != ErrorKind::not_found) {
+          log::warn("meter: sampling task {}: {}", k.task_id, u.error().str());
+        }
       }
       int64_t period_ms = int64_t{opts_.pricing.period_seconds} * 1000;
       if ((k.billed_through_ms / period_ms + 1) * period_ms <= now) {

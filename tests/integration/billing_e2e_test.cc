@@ -42,7 +42,9 @@ void require_privileged() {
   if (auto why = privileged_skip_reason()) BERTH_SKIP(*why);
 }
 
-std::string task_id(const std::string& arn) { return arn.substr(arn.rfind('/') + 1); }
+std::string task_id(const std::string& arn) {
+  return arn.substr(arn.rfind('/') + 1);
+}
 
 json run_result(Berthd& d, const json& def) {
   json reg = d.ecs_ok("RegisterTaskDefinition", def);
@@ -97,10 +99,9 @@ int64_t task_seconds(const json& t) {
 }
 
 CommandResult berth_cli(const Berthd& d, const std::string& args) {
-  return exec_command({"sh", "-c",
-                       std::string(BERTH_BIN_DIR) + "/berth --host unix://" + d.socket() + " " +
-                           args},
-                      {.timeout = 60s});
+  return exec_command(
+      {"sh", "-c", std::string(BERTH_BIN_DIR) + "/berth --host unix://" + d.socket() + " " + args},
+      {.timeout = 60s});
 }
 
 // The directory of the task's cgroup that counts its CPU time, and the
@@ -189,8 +190,9 @@ TEST_CASE(
 
   // Prometheus.
   HttpResult m = d.call({.target = "/metrics"});
-  CHECK_THAT(m.body, Catch::Contains("berth_billed_micro_usd_total{account=\"000000000001\"} " +
-                                     std::to_string(by_task["total"]["amountMicroUsd"].get<int64_t>())));
+  CHECK_THAT(m.body,
+             Catch::Contains("berth_billed_micro_usd_total{account=\"000000000001\"} " +
+                             std::to_string(by_task["total"]["amountMicroUsd"].get<int64_t>())));
 
   // The chain holds; then a record edited by hand in berthd.db breaks it,
   // and verify names that record.
@@ -215,6 +217,10 @@ TEST_CASE(
   json edited = json::parse(doc, nullptr, false);
   REQUIRE(edited.contains("amount_micro_usd"));
   edited["amount_micro_usd"] = 1;
+  // The store refuses UPDATE (a trigger); whoever edits the file by hand
+  // drops it first.
+  REQUIRE(sqlite3_exec(db, "DROP TRIGGER IF EXISTS ledger_no_update", nullptr, nullptr, nullptr) ==
+          SQLITE_OK);
   REQUIRE(sqlite3_prepare_v2(db, "UPDATE ledger SET doc = ? WHERE seq = ?", -1, &st, nullptr) ==
           SQLITE_OK);
   std::string text = edited.dump();
@@ -263,9 +269,9 @@ TEST_CASE(
   int64_t truth = std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count();
   CHECK(billed * 1000 <= truth + 1000 + 1000);  // rounding up + one checkpoint interval
   CHECK(billed * 1000 >= ms_of(t, "stoppedAt") - ms_of(t, "createdAt"));
-  CHECK(line["amountMicroUsd"] ==
-        berth::cp::reserved_amount(256, 512, billed,
-                                   berth::cp::PricingConfig{.minimum_seconds = 0}));
+  CHECK(
+      line["amountMicroUsd"] ==
+      berth::cp::reserved_amount(256, 512, billed, berth::cp::PricingConfig{.minimum_seconds = 0}));
   auto v = berth_cli(d, "usage verify");
   INFO(v);
   CHECK(v.exit_code == 0);
@@ -278,12 +284,12 @@ TEST_CASE(
   Berthd::Options o;
   o.extra_toml = "[pricing]\nmode = \"usage\"\ncheckpoint_seconds = 1\n";
   Berthd d(o);
-  std::string arn = run_task(
-      d, definition("bill-burn",
-                    {"sh", "-c",
-                     "end=$(($(date +%s)+3)); while [ $(date +%s) -lt $end ]; do :; done; "
-                     "echo burned; trap 'exit 143' TERM; sleep 3600 & wait"},
-                    "1024", "2048"));
+  std::string arn =
+      run_task(d, definition("bill-burn",
+                             {"sh", "-c",
+                              "end=$(($(date +%s)+3)); while [ $(date +%s) -lt $end ]; do :; done; "
+                              "echo burned; trap 'exit 143' TERM; sleep 3600 & wait"},
+                             "1024", "2048"));
   std::string id = task_id(arn);
   d.wait_task_status(arn, "RUNNING");
   REQUIRE(wait_until(
@@ -299,7 +305,7 @@ TEST_CASE(
   d.wait_task_status(arn, "STOPPED");
   json line = wait_task_line(d, id);
   int64_t billed = line["cpuUsec"];
-  INFO("billed " << billed << " us, cgroup " << *counted << " us");
+  INFO("billed " << billed << " us, cgroup " << *counted << " us\nberthd log:\n" << d.log());
   CHECK(std::llabs(billed - *counted) <= *counted / 50);
   CHECK(line["amountMicroUsd"].get<int64_t>() > 0);
 }
@@ -332,10 +338,11 @@ TEST_CASE("e2e billing: another account's usage is never visible", "[billing-e2e
   d.wait_task_status(arn, "STOPPED");
   wait_task_line(d, task_id(arn));
   // bob over TCP, signed with his keys (curl's SigV4), asks for alice's.
-  std::string sign = std::string("curl -s -o /dev/stderr -w '%{http_code}' --aws-sigv4 "
-                                 "aws:amz:us-east-1:ecs --user ") +
-                     Berthd::kBobKey + ":" + Berthd::kBobSecret + " 'http://127.0.0.1:" +
-                     std::to_string(d.port());
+  std::string sign = std::string(
+                         "curl -s -o /dev/stderr -w '%{http_code}' --aws-sigv4 "
+                         "aws:amz:us-east-1:ecs --user ") +
+                     Berthd::kBobKey + ":" + Berthd::kBobSecret +
+                     " 'http://127.0.0.1:" + std::to_string(d.port());
   auto other = exec_command({"sh", "-c", sign + "/v1/usage?account=000000000001'"});
   INFO(other);
   CHECK(other.out == "403");

@@ -37,7 +37,9 @@ bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeo
 }
 
 // 2026-12-04T22:30:00Z: a task of a few hours crosses a UTC midnight.
-TimePoint start_time() { return TimePoint(std::chrono::seconds(1796423400)); }
+TimePoint start_time() {
+  return TimePoint(std::chrono::seconds(1796423400));
+}
 
 int64_t ms(TimePoint t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -90,10 +92,10 @@ struct World {
     to.worker_threads = 2;
     to.clock = clock;
     to.on_change = [this](const Task& t) { meter->on_change(t); };
-    to.admit = [this](const std::string& account, NodeCapacity mine, NodeCapacity size)
-        -> std::optional<std::pair<std::string, std::string>> {
-      auto r = meter->admit(account, mine.cpu_units, mine.memory_mib, size.cpu_units,
-                            size.memory_mib);
+    to.admit = [this](const std::string& account, NodeCapacity mine,
+                      NodeCapacity size) -> std::optional<std::pair<std::string, std::string>> {
+      auto r =
+          meter->admit(account, mine.cpu_units, mine.memory_mib, size.cpu_units, size.memory_mib);
       if (!r) return std::nullopt;
       return std::make_pair(r->reason, r->detail);
     };
@@ -492,8 +494,9 @@ TEST_CASE("A spending cap stops the account's tasks with the reason and refuses 
   REQUIRE(wait_for([&] { return w.status(kAlice, id) == TaskStatus::stopped; }));
   auto t = w.tasks->get_task(kAlice, id);
   REQUIRE(t);
-  CHECK((*t)->stopped_reason.starts_with("Spending cap reached: account 111111111111 has been "
-                                         "billed $0.001029 this month; its cap is $0.001000"));
+  CHECK(
+      (*t)->stopped_reason.starts_with("Spending cap reached: account 111111111111 has been "
+                                       "billed $0.001029 this month; its cap is $0.001000"));
   CHECK(w.status(kBob, bobs) == TaskStatus::running);
   RunTaskRequest req;
   auto r = w.tasks->run_task(kAlice, "default", def, req);
