@@ -27,15 +27,6 @@ namespace {
 constexpr const char* kAlice = "111111111111";
 constexpr const char* kBob = "222222222222";
 
-bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 30s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return cond();
-}
-
 // 2026-12-04T22:30:00Z: a task of a few hours crosses a UTC midnight.
 TimePoint start_time() {
   return TimePoint(std::chrono::seconds(1796423400));
@@ -116,7 +107,7 @@ struct World {
     REQUIRE(r->failures.empty());
     REQUIRE(r->tasks.size() == 1);
     std::string id = r->tasks[0].id;
-    REQUIRE(wait_for([&] { return status(account, id) == TaskStatus::running; }));
+    REQUIRE(fake::eventually([&] { return status(account, id) == TaskStatus::running; }));
     return id;
   }
   TaskStatus status(const std::string& account, const std::string& id) {
@@ -127,7 +118,7 @@ struct World {
   }
   void stop(const std::string& account, const std::string& id) {
     REQUIRE(tasks->stop_task(account, std::nullopt, id, ""));
-    REQUIRE(wait_for([&] { return status(account, id) == TaskStatus::stopped; }));
+    REQUIRE(fake::eventually([&] { return status(account, id) == TaskStatus::stopped; }));
     tasks->drain();
   }
   std::vector<LedgerRecord> records(const std::string& account, const std::string& task = "") {
@@ -392,7 +383,7 @@ TEST_CASE("A task that ended while berthd was down is billed to its shim's exit 
   World w(c.db, c.agent, &c.now, &c.mu);
   REQUIRE(w.meter->recover());
   REQUIRE(w.tasks->recover());
-  REQUIRE(wait_for([&] { return w.status(kAlice, id) == TaskStatus::stopped; }));
+  REQUIRE(fake::eventually([&] { return w.status(kAlice, id) == TaskStatus::stopped; }));
   w.tasks->drain();
   w.meter->tick();
   auto rs = w.records(kAlice, id);
@@ -491,7 +482,7 @@ TEST_CASE("A spending cap stops the account's tasks with the reason and refuses 
   CHECK(w.status(kAlice, id) == TaskStatus::running);
   c.advance(90s);  // 150 s: 3,791,616,000 / 3,686,400 = 1028.54 -> $0.001029
   w.meter->tick();
-  REQUIRE(wait_for([&] { return w.status(kAlice, id) == TaskStatus::stopped; }));
+  REQUIRE(fake::eventually([&] { return w.status(kAlice, id) == TaskStatus::stopped; }));
   auto t = w.tasks->get_task(kAlice, id);
   REQUIRE(t);
   CHECK(

@@ -3,8 +3,10 @@
 // of its own) without building anything.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -19,6 +21,18 @@
 #include "controlplane/model/errors.h"
 
 namespace berth::cp::test {
+
+// Polls `cond` every 5 ms until it holds or `timeout` passes: tests wait on
+// conditions, never on fixed sleeps.
+inline bool eventually(const std::function<bool()>& cond,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return cond();
+}
 
 class FakeAgent : public Agent {
  public:

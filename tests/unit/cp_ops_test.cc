@@ -27,15 +27,6 @@ namespace {
 constexpr const char* kAccountA = "111111111111";
 constexpr const char* kAccountB = "222222222222";
 
-bool wait_for(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 30s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return cond();
-}
-
 // A BodyWriter that collects what a stream writes.
 class CollectWriter : public BodyWriter {
  public:
@@ -173,7 +164,7 @@ struct Env {
   }
 
   bool wait_status(const std::string& arn, const std::string& status) {
-    return wait_for([&] { return describe(arn)["lastStatus"] == status; });
+    return fake::eventually([&] { return describe(arn)["lastStatus"] == status; });
   }
 
   void advance(std::chrono::seconds d) {
@@ -321,7 +312,7 @@ TEST_CASE("A launch that fails stops the task with TaskFailedToStart and the rea
   CHECK(d["stoppedReason"].get<std::string>().find(
             "CannotPullContainerError: pull access denied") != std::string::npos);
   CHECK(d["desiredStatus"] == "STOPPED");
-  CHECK(wait_for([&] { return env.cp->tasks().reserved().cpu_units == 0; }));
+  CHECK(fake::eventually([&] { return env.cp->tasks().reserved().cpu_units == 0; }));
 }
 
 TEST_CASE("An OOM-killed essential container stops the task with ECS's reasons", "[cp-ops]") {
@@ -385,11 +376,11 @@ TEST_CASE("Recovery keeps tasks whose shim lives and stops those whose shim died
   json d = env.describe(dead_arn);
   CHECK(d["containers"][0]["exitCode"] == 3);
   CHECK(d["stopCode"] == "EssentialContainerExited");
-  CHECK(wait_for([&] { return env.cp->tasks().reserved().cpu_units == 256; }));
+  CHECK(fake::eventually([&] { return env.cp->tasks().reserved().cpu_units == 256; }));
   // The adopted task is stoppable.
   env.ecs("StopTask", {{"task", alive_arn}});
   REQUIRE(env.wait_status(alive_arn, "STOPPED"));
-  CHECK(wait_for([&] { return env.cp->tasks().reserved().cpu_units == 0; }));
+  CHECK(fake::eventually([&] { return env.cp->tasks().reserved().cpu_units == 0; }));
 }
 
 TEST_CASE("Stopped tasks expire after the retention and are purged", "[cp-ops]") {
@@ -694,9 +685,9 @@ TEST_CASE("Native API: run inline, list, describe, stop, logs, events", "[cp-ops
   REQUIRE(follow.stream);
   auto fw = std::make_shared<CollectWriter>();
   follow.stream(fw);
-  REQUIRE(wait_for([&] { return fw->text() == line; }));
+  REQUIRE(fake::eventually([&] { return fw->text() == line; }));
   env.agent().append_log(id, "app", "2026-12-05T02:00:01.000000000Z stderr F bye\n");
-  REQUIRE(wait_for([&] { return fw->text().find("bye") != std::string::npos; }));
+  REQUIRE(fake::eventually([&] { return fw->text().find("bye") != std::string::npos; }));
   CHECK(!fw->is_closed());
 
   auto stopped = env.native("DELETE", "/v1/tasks/" + id, {{"reason", "done"}});
@@ -704,9 +695,9 @@ TEST_CASE("Native API: run inline, list, describe, stop, logs, events", "[cp-ops
   CHECK(json::parse(stopped.body)["task"]["desiredStatus"] == "STOPPED");
   REQUIRE(env.wait_status(arn, "STOPPED"));
   env.agent().end_logs(id);
-  REQUIRE(wait_for([&] { return fw->is_closed(); }));
+  REQUIRE(fake::eventually([&] { return fw->is_closed(); }));
 
-  REQUIRE(wait_for(
+  REQUIRE(fake::eventually(
       [&] { return sse->text().find("\"lastStatus\":\"STOPPED\"") != std::string::npos; }));
   std::string events = sse->text();
   CHECK(events.starts_with("event: TaskStateChange\ndata: {\"task\":"));
@@ -714,7 +705,7 @@ TEST_CASE("Native API: run inline, list, describe, stop, logs, events", "[cp-ops
     CHECK(events.find(std::string("\"lastStatus\":\"") + s + "\"") != std::string::npos);
   }
   sse->client_leaves();
-  REQUIRE(wait_for([&] { return sse->is_closed(); }));
+  REQUIRE(fake::eventually([&] { return sse->is_closed(); }));
 
   // Another account's stream sees none of this.
   CHECK(env.native("GET", "/v1/nothing").status == 404);

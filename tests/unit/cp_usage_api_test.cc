@@ -31,15 +31,6 @@ namespace {
 constexpr const char* kAccountA = "111111111111";
 constexpr const char* kAccountB = "222222222222";
 
-bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 30s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return cond();
-}
-
 struct UsageEnv {
   UsageEnv() {
     auto s = SqliteStore::open(db_path());
@@ -147,7 +138,7 @@ struct UsageEnv {
 
   void wait_status(const std::string& id, const std::string& status,
                    const std::string& account = kAccountA) {
-    REQUIRE(eventually([&] { return describe(id, account)["lastStatus"] == status; }));
+    REQUIRE(fake::eventually([&] { return describe(id, account)["lastStatus"] == status; }));
   }
 
   // Runs a task, holds it `held` on the test clock, stops it and closes
@@ -162,7 +153,7 @@ struct UsageEnv {
     wait_status(id, "STOPPED", account);
     cp->tasks().drain();
     json t;
-    REQUIRE(eventually([&] {
+    REQUIRE(fake::eventually([&] {
       cp->meter().tick();
       t = describe(id, account);
       return t.contains("berthBilling") && t["berthBilling"].value("final", false);
@@ -386,7 +377,7 @@ TEST_CASE("berthBilling is in DescribeTasks and /v1/tasks answers, never in the 
   env.wait_status(id, "STOPPED");
   env.cp->tasks().drain();
   json stopped;
-  REQUIRE(eventually([&] {
+  REQUIRE(fake::eventually([&] {
     env.cp->meter().tick();
     stopped = env.native_ok("/v1/tasks/" + id)["task"];
     return stopped["berthBilling"].value("final", false);
