@@ -229,6 +229,10 @@ json ledger_json(const LedgerRecord& r) {
       {"cpuUsec", r.cpu_usec},
       {"memoryKibSeconds", r.memory_kib_seconds},
       {"memoryPeakBytes", r.memory_peak_bytes},
+      {"memoryAverageBytes",
+       r.to_ms > r.from_ms ? static_cast<int64_t>(static_cast<__int128>(r.memory_kib_seconds) *
+                                                  1024 * 1000 / (r.to_ms - r.from_ms))
+                           : int64_t{0}},
       {"netRxBytes", r.net_rx_bytes},
       {"netTxBytes", r.net_tx_bytes},
       {"amountMicroUsd", r.amount_micro_usd},

@@ -80,6 +80,7 @@ struct Tracked {
   int64_t sample_ms = 0;
   int64_t cpu_usec = 0, rx = 0, tx = 0, mem_bytes = 0, mem_kib_s = 0;
   int64_t peak = 0;        // highest memory since billed_through_ms
+  int64_t peak_all = 0;    // highest memory of the task's life
   bool persisted = false;  // has a checkpoint in the store
 };
 
@@ -125,7 +126,8 @@ nlohmann::json checkpoint_json(const Tracked& k) {
           {"tx", k.tx},
           {"memBytes", k.mem_bytes},
           {"memKibS", k.mem_kib_s},
-          {"peak", k.peak}};
+          {"peak", k.peak},
+          {"peakAll", k.peak_all}};
 }
 
 Result<Tracked> checkpoint_from(const std::string& doc) {
@@ -160,6 +162,7 @@ Result<Tracked> checkpoint_from(const std::string& doc) {
   BERTH_TRY(jr::read(n.member("memBytes"), k.mem_bytes));
   BERTH_TRY(jr::read(n.member("memKibS"), k.mem_kib_s));
   BERTH_TRY(jr::read(n.member("peak"), k.peak));
+  BERTH_TRY(jr::read(n.member("peakAll"), k.peak_all));  // absent before it existed
   BERTH_ASSIGN(k.mode, parse_pricing_mode(mode));
   if (k.task_id.empty() || k.account.empty()) {
     return error("meter checkpoint", "checkpoint without account or task id");
@@ -195,16 +198,22 @@ void fold_sample(Tracked& k, const UsageSample& s, int64_t at_ms) {
   k.tx = std::max(k.tx, s.net_tx_bytes);
   k.mem_bytes = s.memory_bytes;
   k.peak = std::max({k.peak, s.memory_bytes, s.memory_peak_bytes});
+  k.peak_all = std::max(k.peak_all, k.peak);
 }
 
 }  // namespace
 
 nlohmann::json task_bill_json(const TaskBill& b) {
-  return {{"pricingMode", pricing_mode_name(b.mode)}, {"billedSeconds", b.billed_seconds},
-          {"amountMicroUsd", b.amount_micro_usd},     {"amountUsd", format_usd(b.amount_micro_usd)},
+  return {{"pricingMode", pricing_mode_name(b.mode)},
+          {"billedSeconds", b.billed_seconds},
+          {"amountMicroUsd", b.amount_micro_usd},
+          {"amountUsd", format_usd(b.amount_micro_usd)},
           {"cpuSecondsUsed", format_usd(b.cpu_usec)},  // usec as seconds, 6 decimals
-          {"memoryPeakBytes", b.memory_peak_bytes},   {"networkBytesIn", b.net_rx_bytes},
-          {"networkBytesOut", b.net_tx_bytes},        {"final", b.final}};
+          {"memoryPeakBytes", b.memory_peak_bytes},
+          {"memoryAverageBytes", b.memory_average_bytes},
+          {"networkBytesIn", b.net_rx_bytes},
+          {"networkBytesOut", b.net_tx_bytes},
+          {"final", b.final}};
 }
 
 Meter::Meter(Store& store, Agent& agent, MeterOptions opts)
@@ -676,7 +685,11 @@ Result<TaskBill> Meter::bill(const Task& t) {
       b.billed_seconds = std::max(secs, k.cum_billed_seconds);
       b.amount_micro_usd = std::max(amount, k.cum_amount);
       b.cpu_usec = k.cpu_usec;
-      b.memory_peak_bytes = k.peak;
+      b.memory_peak_bytes = std::max(k.peak, k.peak_all);
+      if (k.sample_ms > k.created_ms) {
+        b.memory_average_bytes = static_cast<int64_t>(static_cast<__int128>(k.mem_kib_s) * 1024 *
+                                                      1000 / (k.sample_ms - k.created_ms));
+      }
       b.net_rx_bytes = k.rx;
       b.net_tx_bytes = k.tx;
       return b;
@@ -687,8 +700,11 @@ Result<TaskBill> Meter::bill(const Task& t) {
   q.account = t.account;
   q.task_id = t.id;
   BERTH_ASSIGN(auto rows, store_.ledger(q));
+  int64_t kib_s = 0, span_ms = 0;
   for (const auto& row : rows) {
     BERTH_ASSIGN(LedgerRecord r, ledger_from_doc(row.doc));
+    kib_s += r.memory_kib_seconds;
+    span_ms += r.to_ms - r.from_ms;
     b.mode = r.mode;
     b.billed_seconds = r.cumulative_billed_seconds;
     b.amount_micro_usd = r.cumulative_amount_micro_usd;
@@ -697,6 +713,10 @@ Result<TaskBill> Meter::bill(const Task& t) {
     b.net_rx_bytes += r.net_rx_bytes;
     b.net_tx_bytes += r.net_tx_bytes;
     b.final = b.final || r.final;
+  }
+  if (span_ms > 0) {
+    b.memory_average_bytes =
+        static_cast<int64_t>(static_cast<__int128>(kib_s) * 1024 * 1000 / span_ms);
   }
   return b;
 }

@@ -61,6 +61,7 @@ struct TaskBill {
   int64_t amount_micro_usd = 0;
   int64_t cpu_usec = 0;
   int64_t memory_peak_bytes = 0;
+  int64_t memory_average_bytes = 0;  // the measured memory's time average so far
   int64_t net_rx_bytes = 0;
   int64_t net_tx_bytes = 0;
   bool final = false;  // the task has stopped and its bill is closed

@@ -429,6 +429,14 @@ TEST_CASE("Usage mode bills the CPU time and memory the agent measured", "[billi
   CHECK(rs[0].memory_kib_seconds == 512 * 1024 * 105);
   CHECK(rs[0].amount_micro_usd == usage_amount(10000000, 512 * 1024 * 105, PricingConfig{}));
   CHECK(rs[0].billed_seconds == 120);  // informational: no minimum in usage mode
+  // The average: 512 MiB for 105 of the task's 120 s.
+  auto t = w.tasks->get_task(kAlice, id);
+  REQUIRE(t);
+  auto bill = w.meter->bill(**t);
+  REQUIRE(bill);
+  CHECK(bill->memory_average_bytes == mem * 105 / 120);
+  CHECK(bill->memory_peak_bytes == mem);
+  CHECK(bill->cpu_usec == 10000000);
 }
 
 TEST_CASE("Quotas: a task beyond the account's concurrent vCPU or memory fails with the reason",
