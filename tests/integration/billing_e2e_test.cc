@@ -134,7 +134,7 @@ std::optional<int64_t> cgroup_cpu_usec(const std::string& id) {
 
 TEST_CASE(
     "e2e billing: a task's bill in DescribeTasks, /v1/usage, the CLI and /metrics, exact to its "
-    "timestamps; an edited ledger record is named by berth usage verify",
+    "timestamps, and an edited ledger record is named by berth usage verify",
     "[billing-e2e]") {
   require_privileged();
   Berthd d;

@@ -216,7 +216,7 @@ TEST_CASE("A 75.2 s task is billed 76 s", "[billing-meter]") {
   CHECK(rs[0].to_ms - rs[0].from_ms == 75200);
 }
 
-TEST_CASE("A long task gets one record per hour; sums per account, family and day match",
+TEST_CASE("A long task gets one record per hour, and sums per account, family and day match",
           "[billing-meter]") {
   Clocked c;
   World w(c.db, c.agent, &c.now, &c.mu);
