@@ -1285,7 +1285,7 @@ TEST_CASE("cp-store: a version 2 database is migrated to the ledger schema with 
   auto store = open_store(path);
   {
     RawDb raw(path);
-    CHECK(raw.query("PRAGMA user_version") == "3");
+    CHECK(raw.query("PRAGMA user_version") == std::to_string(kSchemaVersion));
     CHECK(raw.query("SELECT count(*) FROM sqlite_master WHERE name IN ('ledger', "
                     "'meter_checkpoints', 'ledger_by_account', 'ledger_by_from', "
                     "'ledger_no_update', 'ledger_no_delete')") == "6");
