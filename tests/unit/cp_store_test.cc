@@ -30,10 +30,13 @@
 #include <catch2/catch.hpp>
 
 #include "controlplane/store/schema.h"
+#include "tests/unit/result_check.h"
 #include "tests/unit/temp_dir.h"
 
 using berth::ErrorKind;
 using berth::Result;
+using berth::test::fails;
+using berth::test::ok;
 using berth::test::TempDir;
 using namespace berth::cp;
 
@@ -81,19 +84,6 @@ std::unique_ptr<SqliteStore> open_store(const std::string& path, SqliteStoreOpti
   INFO((s ? "" : s.error().str()));
   REQUIRE(s.has_value());
   return std::move(*s);
-}
-
-template <class T>
-T ok(Result<T> r) {
-  INFO((r ? "" : r.error().str()));
-  REQUIRE(r.has_value());
-  if constexpr (!std::is_void_v<T>) return std::move(*r);
-}
-
-template <class T>
-berth::Error fails(Result<T> r) {
-  REQUIRE_FALSE(r.has_value());
-  return r.error();
 }
 
 TaskRecord task(const std::string& account, const std::string& id,

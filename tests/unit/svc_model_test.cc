@@ -12,10 +12,13 @@
 #include <nlohmann/json.hpp>
 
 #include "controlplane/model/arn.h"
+#include "tests/unit/result_check.h"
 
 using namespace berth;
 using namespace berth::cp;
 using json = nlohmann::json;
+using berth::test::fails;
+using berth::test::ok;
 
 namespace {
 
@@ -49,19 +52,6 @@ Service sample() {
   s.add_event({"e1", at(1700000002), "(service web) has started 3 tasks: (task a)."});
   s.version = 7;
   return s;
-}
-
-template <class T>
-Error fails(Result<T> r) {
-  REQUIRE_FALSE(r.has_value());
-  return r.error();
-}
-
-template <class T>
-T ok(Result<T> r) {
-  INFO((r ? "" : r.error().str()));
-  REQUIRE(r.has_value());
-  return std::move(*r);
 }
 
 json create_body() {

@@ -13,10 +13,13 @@
 
 #include "controlplane/store/schema.h"
 #include "controlplane/store/sqlite_store.h"
+#include "tests/unit/result_check.h"
 #include "tests/unit/temp_dir.h"
 
 using berth::ErrorKind;
 using berth::Result;
+using berth::test::fails;
+using berth::test::ok;
 using berth::test::TempDir;
 using namespace berth::cp;
 
@@ -24,19 +27,6 @@ namespace {
 
 constexpr const char* kA = "111111111111";
 constexpr const char* kB = "222222222222";
-
-template <class T>
-T ok(Result<T> r) {
-  INFO((r ? "" : r.error().str()));
-  REQUIRE(r.has_value());
-  if constexpr (!std::is_void_v<T>) return std::move(*r);
-}
-
-template <class T>
-berth::Error fails(Result<T> r) {
-  REQUIRE_FALSE(r.has_value());
-  return r.error();
-}
 
 std::unique_ptr<SqliteStore> open_store(const std::string& path) {
   auto s = SqliteStore::open(path);
