@@ -404,6 +404,19 @@ void record_started(Service& s, std::string_view deployment_id,
   s.add_event({o.new_id ? o.new_id() : new_uuid(), now, started_message(s.name, task_ids)});
 }
 
+void record_unplaced(Service& s, std::string_view deployment_id, std::string_view reason,
+                     TimePoint now, const PlanOptions& o) {
+  if (Deployment* d = s.deployment(deployment_id)) {
+    d->next_launch_at = now + backoff_delay(2, o);
+    d->updated_at = now;
+  }
+  s.steady = false;
+  std::string message =
+      fmt::format("(service {}) was unable to place a task. Reason: {}.", s.name, reason);
+  if (!s.events.empty() && s.events.front().message == message) return;
+  s.add_event({o.new_id ? o.new_id() : new_uuid(), now, std::move(message)});
+}
+
 std::string steady_state_message(std::string_view service) {
   return fmt::format("(service {}) has reached a steady state.", service);
 }

@@ -141,6 +141,15 @@ void record_started(Service& s, std::string_view deployment_id,
                     const std::vector<std::string>& task_ids, TimePoint now,
                     const PlanOptions& o = {});
 
+// After RunTask could not place the deployment's tasks (its `failures`,
+// reason e.g. RESOURCE:MEMORY or QUOTA:CPU): the next launch waits
+// backoff_delay(2) (nothing was started, so retrying at once would spin),
+// the event "(service NAME) was unable to place a task. Reason: REASON."
+// is added unless it is already the newest event. Not a failed task: the
+// circuit breaker counts tasks that failed, not capacity.
+void record_unplaced(Service& s, std::string_view deployment_id, std::string_view reason,
+                     TimePoint now, const PlanOptions& o = {});
+
 // ECS's event texts.
 std::string steady_state_message(std::string_view service);
 std::string started_message(std::string_view service, const std::vector<std::string>& task_ids);

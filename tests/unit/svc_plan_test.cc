@@ -92,6 +92,9 @@ struct Sim {
     return p;
   }
 
+  // A plan that is not applied.
+  ServicePlan plan_service_only() const { return plan_service(s, tasks, now, o); }
+
   // One step of the node: stopping tasks stop (as the scheduler asked),
   // pending ones start (or fail to), started health-checked ones turn
   // HEALTHY a step later.
@@ -571,6 +574,29 @@ TEST_CASE("svc plan: a DRAINING service stops everything, then is INACTIVE", "[s
   CHECK(sim.s.running_count == 0);
   CHECK(sim.live().empty());
   CHECK(sim.count_messages("(service web) has reached a steady state.") == 1);
+}
+
+TEST_CASE("svc plan: a launch that could not be placed waits, once per event, no failure",
+          "[svc-plan]") {
+  Sim sim(2);
+  sim.o.backoff_base = 10s;
+  auto first = sim.plan_service_only();
+  REQUIRE(first.launch.size() == 1);
+  // RunTask answered RESOURCE:MEMORY: nothing started.
+  record_unplaced(sim.s, kDepA, "RESOURCE:MEMORY", sim.now, sim.o);
+  record_unplaced(sim.s, kDepA, "RESOURCE:MEMORY", sim.now, sim.o);
+  CHECK(sim.count_messages("(service web) was unable to place a task. Reason: "
+                           "RESOURCE:MEMORY.") == 1);
+  CHECK(sim.s.primary()->failed_tasks == 0);
+  CHECK(sim.s.primary()->next_launch_at == sim.now + 10s);
+  auto held = sim.plan_service_only();
+  CHECK(held.launch.empty());
+  REQUIRE(held.wake_at);
+  CHECK(*held.wake_at == sim.now + 10s);
+  sim.now += 10s;
+  auto again = sim.plan_service_only();
+  REQUIRE(again.launch.size() == 1);
+  CHECK(again.launch[0].count == 2);
 }
 
 TEST_CASE("svc plan: event texts as ECS writes them", "[svc-plan]") {
