@@ -329,7 +329,7 @@ TEST_CASE("svc api: DeleteService drains to INACTIVE, which stays describable", 
   CHECK(w.call("DeleteService", {{"service", "idle"}})["service"]["status"] == "DRAINING");
 }
 
-TEST_CASE("svc api: ListServices pages by name; another account sees nothing", "[svc-api]") {
+TEST_CASE("svc api: ListServices pages by name, and another account sees nothing", "[svc-api]") {
   World w;
   for (auto n : {"c", "a", "e", "b", "d"}) w.call("CreateService", create(n, 0));
   std::vector<std::string> seen;
