@@ -67,6 +67,11 @@ class EcsApi {
   // The ACTIVE cluster `ref` (name or ARN); "default" is created on first
   // use when `create_default`.
   Result<Cluster> cluster(const std::string& account, const std::string& ref, bool create_default);
+  // The task definition `ref` (family, family:revision or ARN) of this
+  // account, INACTIVE ones included; ClientException `not_found` when there
+  // is none. (Public for ServiceApi, controlplane/api/service_api.h.)
+  Result<TaskDefinition> definition(const std::string& account, const std::string& ref,
+                                    std::string_view not_found);
   // Registration checks beyond parsing (the Fargate table when the
   // definition requires FARGATE).
   Result<void> check_definition(const TaskDefinition& d) const;
@@ -107,8 +112,6 @@ class EcsApi {
   Result<nlohmann::json> untag_resource(const std::string& a, const jr::Node& b);
   Result<nlohmann::json> list_tags_for_resource(const std::string& a, const jr::Node& b);
 
-  Result<TaskDefinition> definition(const std::string& account, const std::string& ref,
-                                    std::string_view not_found);
   Result<nlohmann::json> cluster_out(const Cluster& c, bool tags);
   Result<std::vector<Tag>> tags_of(const std::string& account, const std::string& arn);
   Result<void> check_resource(const std::string& account, const std::string& arn);

@@ -122,8 +122,29 @@ CREATE TABLE meter_checkpoints (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 4: services (model/service.h). One row per (account, cluster,
+// name): a deleted service stays as an INACTIVE row (describable) until
+// expire_services removes it; CreateService of the same name replaces an
+// INACTIVE row. version is the compare-and-swap counter (put_service);
+// deleted_at (epoch seconds, 0 while not INACTIVE) serves expiry through
+// the partial index, whose WHERE term matches expire_services' literally.
+constexpr const char* kSchemaV4 = R"sql(
+CREATE TABLE services (
+  account TEXT NOT NULL,
+  cluster TEXT NOT NULL,
+  name TEXT NOT NULL,
+  status TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  deleted_at REAL NOT NULL,
+  doc TEXT NOT NULL,
+  PRIMARY KEY (account, cluster, name)
+) WITHOUT ROWID;
+CREATE INDEX services_inactive ON services (deleted_at) WHERE status = 'INACTIVE';
+)sql";
+
 // Step i brings version i to i + 1.
-constexpr std::array<const char*, kSchemaVersion> kMigrations = {kSchemaV1, kSchemaV2, kSchemaV3};
+constexpr std::array<const char*, kSchemaVersion> kMigrations = {kSchemaV1, kSchemaV2, kSchemaV3,
+                                                                 kSchemaV4};
 
 }  // namespace
 

@@ -19,7 +19,7 @@
 namespace berth::cp {
 
 // The schema version this berthd writes and reads.
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 // The database's schema version (PRAGMA user_version).
 Result<int> schema_version(sql::Connection& conn);

@@ -23,6 +23,7 @@ constexpr std::string_view kStep = "store";
 #define CLUSTER_COLUMNS "account, name, status, doc"
 #define DEFINITION_COLUMNS "account, family, revision, status, doc"
 #define LEDGER_COLUMNS "seq, account, task_id, period, final, doc, prev_hash, hash"
+#define SERVICE_COLUMNS "account, cluster, name, status, version, deleted_at, doc"
 #define TASK_COLUMNS                                                                    \
   "account, id, cluster, family, started_by, task_group, desired_status, last_status, " \
   "version, stopped_at, doc"
@@ -50,6 +51,18 @@ TaskRecord read_task(const Statement& st) {
   t.stopped_at = st.real(9);
   t.doc = st.text(10);
   return t;
+}
+
+ServiceRecord read_service(const Statement& st) {
+  ServiceRecord r;
+  r.account = st.text(0);
+  r.cluster = st.text(1);
+  r.name = st.text(2);
+  r.status = st.text(3);
+  r.version = st.int64(4);
+  r.deleted_at = st.real(5);
+  r.doc = st.text(6);
+  return r;
 }
 
 StoredLedgerRow read_ledger_row(const Statement& st) {
@@ -109,6 +122,17 @@ Result<void> check_account(const std::string& account, std::string_view op) {
 Result<void> check_limit(int limit, std::string_view op) {
   if (limit < 1) return kind_error(ErrorKind::invalid, kStep, "{}: limit {} < 1", op, limit);
   return {};
+}
+
+// A compare-and-swap write: a write that keeps the version would let a
+// second writer that read the same version succeed too: the lost update
+// CAS is there to prevent.
+Result<void> check_versions(std::string_view op, std::string_view what, const std::string& key,
+                            int64_t version, int64_t expected_version) {
+  if (expected_version >= 0 && version > expected_version) return {};
+  return kind_error(ErrorKind::invalid, kStep,
+                    "{}: {} {}: new version {} must be greater than expected version {} >= 0", op,
+                    what, key, version, expected_version);
 }
 
 Result<void> check_definition_status(const std::optional<std::string>& status,
@@ -233,6 +257,58 @@ Result<void> update_task(Connection& conn, const TaskRecord& t, int64_t expected
   return kind_error(ErrorKind::busy, kStep,
                     "{}: task {} is at version {}, not {}: changed by another writer", op, t.id,
                     *stored, expected_version);
+}
+
+// Binds the service's columns as ?1..?7 (the order of SERVICE_COLUMNS).
+void bind_service(Statement& st, const ServiceRecord& s) {
+  st.bind(1, s.account).bind(2, s.cluster).bind(3, s.name).bind(4, s.status);
+  st.bind(5, s.version).bind(6, s.deleted_at).bind(7, s.doc);
+}
+
+// An insert replaces only an INACTIVE service of the same name.
+Result<void> insert_service(Connection& conn, const ServiceRecord& s) {
+  constexpr std::string_view op = "put_service: insert";
+  BERTH_ASSIGN(auto st, conn.prepare("INSERT INTO services (" SERVICE_COLUMNS
+                                     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                                     "ON CONFLICT (account, cluster, name) DO UPDATE SET "
+                                     "status = excluded.status, version = excluded.version, "
+                                     "deleted_at = excluded.deleted_at, doc = excluded.doc "
+                                     "WHERE services.status = 'INACTIVE'",
+                                     op));
+  bind_service(st, s);
+  BERTH_TRY(st.run());
+  if (conn.changes() == 0) {
+    return kind_error(ErrorKind::exists, kStep,
+                      "{}: service {} already exists in cluster {} of account {}", op, s.name,
+                      s.cluster, s.account);
+  }
+  return {};
+}
+
+Result<void> update_service(Connection& conn, const ServiceRecord& s, int64_t expected_version) {
+  constexpr std::string_view op = "put_service: update";
+  {
+    BERTH_ASSIGN(auto st, conn.prepare("UPDATE services SET status = ?4, version = ?5, "
+                                       "deleted_at = ?6, doc = ?7 WHERE account = ?1 AND "
+                                       "cluster = ?2 AND name = ?3 AND version = ?8",
+                                       op));
+    bind_service(st, s);
+    st.bind(8, expected_version);
+    BERTH_TRY(st.run());
+    if (conn.changes() == 1) return {};
+  }
+  BERTH_ASSIGN(auto st, conn.prepare("SELECT version FROM services WHERE account = ?1 AND "
+                                     "cluster = ?2 AND name = ?3",
+                                     "put_service: read version"));
+  st.bind(1, s.account).bind(2, s.cluster).bind(3, s.name);
+  BERTH_ASSIGN(auto stored, read_one(st, first_int64));
+  if (!stored) {
+    return kind_error(ErrorKind::not_found, kStep, "{}: no service {} in cluster {} of account {}",
+                      op, s.name, s.cluster, s.account);
+  }
+  return kind_error(ErrorKind::busy, kStep,
+                    "{}: service {} is at version {}, not {}: changed by another writer", op,
+                    s.name, *stored, expected_version);
 }
 
 Result<void> upsert_tag(Connection& conn, const std::string& account, const std::string& arn,
@@ -549,13 +625,7 @@ Result<void> SqliteStore::put_task(const TaskRecord& t, int64_t expected_version
   constexpr std::string_view op = "put_task";
   BERTH_TRY(check_account(t.account, op));
   if (t.id.empty()) return kind_error(ErrorKind::invalid, kStep, "{}: empty task id", op);
-  // A write that keeps the version would let a second writer that read
-  // the same version succeed too: the lost update CAS is there to prevent.
-  if (expected_version < 0 || t.version <= expected_version) {
-    return kind_error(ErrorKind::invalid, kStep,
-                      "{}: task {}: new version {} must be greater than expected version {} >= 0",
-                      op, t.id, t.version, expected_version);
-  }
+  BERTH_TRY(check_versions(op, "task", t.id, t.version, expected_version));
   std::lock_guard lock(mu_);
   if (expected_version == 0) return insert_task(*conn_, t);
   return update_task(*conn_, t, expected_version);
@@ -620,6 +690,62 @@ Result<int> SqliteStore::expire_tasks(double cutoff) {
   }
   BERTH_TRY(tx.commit());
   return static_cast<int>(removed);
+}
+
+// ---------------------------------------------------------------------------
+// Services
+
+Result<void> SqliteStore::put_service(const ServiceRecord& s, int64_t expected_version) {
+  constexpr std::string_view op = "put_service";
+  BERTH_TRY(check_account(s.account, op));
+  if (s.name.empty() || s.cluster.empty()) {
+    return kind_error(ErrorKind::invalid, kStep, "{}: empty service or cluster name", op);
+  }
+  BERTH_TRY(check_versions(op, "service", s.name, s.version, expected_version));
+  std::lock_guard lock(mu_);
+  if (expected_version == 0) return insert_service(*conn_, s);
+  return update_service(*conn_, s, expected_version);
+}
+
+Result<std::optional<ServiceRecord>> SqliteStore::get_service(const std::string& account,
+                                                              const std::string& cluster,
+                                                              const std::string& name) {
+  BERTH_TRY(check_account(account, "get_service"));
+  std::lock_guard lock(mu_);
+  BERTH_ASSIGN(auto st, conn_->prepare("SELECT " SERVICE_COLUMNS " FROM services WHERE "
+                                       "account = ?1 AND cluster = ?2 AND name = ?3",
+                                       "get_service"));
+  st.bind(1, account).bind(2, cluster).bind(3, name);
+  return read_one(st, read_service);
+}
+
+Result<std::vector<ServiceRecord>> SqliteStore::list_services(const ServiceQuery& q, bool* more) {
+  constexpr std::string_view op = "list_services";
+  BERTH_TRY(check_account(q.account, op));
+  BERTH_TRY(check_limit(q.limit, op));
+  std::lock_guard lock(mu_);
+  // The primary key (account, cluster, name) in order; row values compare
+  // lexicographically, which is the pagination order.
+  BERTH_ASSIGN(auto st, conn_->prepare("SELECT " SERVICE_COLUMNS " FROM services "
+                                       "WHERE account = ?1 AND (cluster, name) > (?2, ?3) "
+                                       "AND (?4 IS NULL OR cluster = ?4) "
+                                       "AND (?5 OR status != 'INACTIVE') "
+                                       "ORDER BY cluster, name LIMIT ?6",
+                                       op));
+  st.bind(1, q.account).bind(2, q.after_cluster).bind(3, q.after_name).bind(4, q.cluster);
+  st.bind(5, int64_t{q.include_inactive ? 1 : 0}).bind(6, int64_t{q.limit} + 1);
+  return read_rows(st, read_service, q.limit, more);
+}
+
+Result<int> SqliteStore::expire_services(double cutoff) {
+  std::lock_guard lock(mu_);
+  // The WHERE terms are the services_inactive index's.
+  BERTH_ASSIGN(auto st, conn_->prepare("DELETE FROM services WHERE status = 'INACTIVE' "
+                                       "AND deleted_at < ?1",
+                                       "expire_services"));
+  st.bind(1, cutoff);
+  BERTH_TRY(st.run());
+  return static_cast<int>(conn_->changes());
 }
 
 // ---------------------------------------------------------------------------

@@ -77,6 +77,13 @@ class SqliteStore : public Store {
   Result<std::vector<TaskRecord>> live_tasks() override;
   Result<int> expire_tasks(double cutoff) override;
 
+  Result<void> put_service(const ServiceRecord& s, int64_t expected_version) override;
+  Result<std::optional<ServiceRecord>> get_service(const std::string& account,
+                                                   const std::string& cluster,
+                                                   const std::string& name) override;
+  Result<std::vector<ServiceRecord>> list_services(const ServiceQuery& q, bool* more) override;
+  Result<int> expire_services(double cutoff) override;
+
   Result<void> tag(const std::string& account, const std::string& arn,
                    const std::vector<std::pair<std::string, std::string>>& tags) override;
   Result<void> untag(const std::string& account, const std::string& arn,

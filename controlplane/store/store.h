@@ -94,6 +94,31 @@ struct Page {
   bool more = false;
 };
 
+// A service (model/service.h): the document plus the columns the queries
+// need. status ACTIVE | DRAINING | INACTIVE; deleted_at (epoch seconds) is
+// set when it became INACTIVE (0 otherwise).
+struct ServiceRecord {
+  std::string account;
+  std::string cluster;
+  std::string name;
+  std::string status;
+  int64_t version = 0;
+  double deleted_at = 0;
+  std::string doc;
+};
+
+struct ServiceQuery {
+  std::string account;                 // required
+  std::optional<std::string> cluster;  // nullopt: every cluster
+  // INACTIVE services are listed only when asked for (ListServices shows
+  // ACTIVE and DRAINING ones).
+  bool include_inactive = false;
+  // Pagination in (cluster, name) order: rows after this key.
+  std::string after_cluster;
+  std::string after_name;
+  int limit = 100;
+};
+
 // A state change, kept for /v1/events replay.
 struct EventRecord {
   int64_t seq = 0;  // assigned by the store, increasing
@@ -170,6 +195,22 @@ class Store {
   // account), with the tags of their ARNs (...:task/<cluster>/<id>);
   // returns how many.
   virtual Result<int> expire_tasks(double cutoff) = 0;
+
+  // Services. put_service has put_task's contract:
+  //  - expected_version 0: insert; no service of that (account, cluster,
+  //    name) may exist unless it is INACTIVE, which the new one replaces
+  //    (a deleted service's name is free again; exists otherwise);
+  //  - otherwise compare-and-swap on the stored version (busy when another
+  //    writer changed it first, not_found when there is none).
+  // s.version must be greater than expected_version (invalid otherwise).
+  virtual Result<void> put_service(const ServiceRecord& s, int64_t expected_version) = 0;
+  virtual Result<std::optional<ServiceRecord>> get_service(const std::string& account,
+                                                           const std::string& cluster,
+                                                           const std::string& name) = 0;
+  virtual Result<std::vector<ServiceRecord>> list_services(const ServiceQuery& q, bool* more) = 0;
+  // Removes INACTIVE services whose deleted_at is before `cutoff` (epoch
+  // seconds; every account); returns how many.
+  virtual Result<int> expire_services(double cutoff) = 0;
 
   // Tags by resource ARN.
   virtual Result<void> tag(const std::string& account, const std::string& arn,

@@ -30,10 +30,13 @@
 #include <catch2/catch.hpp>
 
 #include "controlplane/store/schema.h"
+#include "tests/unit/result_check.h"
 #include "tests/unit/temp_dir.h"
 
 using berth::ErrorKind;
 using berth::Result;
+using berth::test::fails;
+using berth::test::ok;
 using berth::test::TempDir;
 using namespace berth::cp;
 
@@ -81,19 +84,6 @@ std::unique_ptr<SqliteStore> open_store(const std::string& path, SqliteStoreOpti
   INFO((s ? "" : s.error().str()));
   REQUIRE(s.has_value());
   return std::move(*s);
-}
-
-template <class T>
-T ok(Result<T> r) {
-  INFO((r ? "" : r.error().str()));
-  REQUIRE(r.has_value());
-  if constexpr (!std::is_void_v<T>) return std::move(*r);
-}
-
-template <class T>
-berth::Error fails(Result<T> r) {
-  REQUIRE_FALSE(r.has_value());
-  return r.error();
 }
 
 TaskRecord task(const std::string& account, const std::string& id,
@@ -1285,7 +1275,7 @@ TEST_CASE("cp-store: a version 2 database is migrated to the ledger schema with 
   auto store = open_store(path);
   {
     RawDb raw(path);
-    CHECK(raw.query("PRAGMA user_version") == "3");
+    CHECK(raw.query("PRAGMA user_version") == std::to_string(kSchemaVersion));
     CHECK(raw.query("SELECT count(*) FROM sqlite_master WHERE name IN ('ledger', "
                     "'meter_checkpoints', 'ledger_by_account', 'ledger_by_from', "
                     "'ledger_no_update', 'ledger_no_delete')") == "6");
