@@ -99,6 +99,53 @@ struct UsageSample {
   bool final = false;        // taken at release(), after every process had exited
 };
 
+// A service's network endpoint (issue 13): its load balancer on a host
+// listener port and its stable virtual address (VIP) on the bridge, both
+// balancing new connections over `backends`, and its name in the hosts file
+// of every task of the same account.
+//
+// - `id` owns the endpoint's firewall rules and VIP: "svc-" + 16 hex digits,
+//   stable per service (the supervisor derives it from the service ARN).
+// - The VIP comes from the bridge subnet (the same IPAM as the microhosts,
+//   owner `id`) the first time, and is kept: set_service_endpoint() returns
+//   it, the supervisor stores it in the service and passes it back in `vip`
+//   on every later call (after a restart too), and the agent keeps exactly
+//   that address. It answers on the bridge (ARP) for tasks only.
+// - VIP:container_port -> one of backends (kernel-level, nftables numgen),
+//   for connections from tasks of `account` only: another account's task
+//   (or any other source) sending to the VIP is dropped, so the service is
+//   reached by name in the same account and not at all from another one.
+// - listener_port (non-zero): host port -> one of backends, from anywhere
+//   (like a portMapping's hostPort; the host itself included). A port taken
+//   by another owner is an error naming the port.
+// - hosts: "<vip> <name>" is in /etc/hosts of every live task of `account`
+//   (rewritten in place: the file is bind-mounted) and of every task of it
+//   launched later, until remove_service_endpoint(); `name` is
+//   "<service>.<cluster>.berth".
+// - Empty backends: the VIP and listener stay (the name resolves) but new
+//   connections are refused/dropped until a backend comes back.
+// Endpoints are persisted in the agent's state dir: adopt()'s garbage
+// collection keeps the rules and VIPs of endpoints set and not removed, so
+// balancing goes on across a berthd restart. Idempotent; one transaction
+// per call (a reader never sees half of the backend set).
+struct ServiceBackend {
+  std::string ip;  // the task's private IPv4
+  uint16_t port = 0;
+  bool operator==(const ServiceBackend&) const = default;
+};
+
+struct ServiceEndpoint {
+  std::string id;                // "svc-<16 hex>"
+  std::string account;           // 12 digits
+  std::string name;              // "<service>.<cluster>.berth"
+  std::string vip;               // "" on the first call: allocate
+  uint16_t container_port = 0;   // the VIP's port
+  uint16_t listener_port = 0;    // 0: no host listener
+  std::string protocol = "tcp";  // tcp | udp
+  std::vector<ServiceBackend> backends;
+  bool operator==(const ServiceEndpoint&) const = default;
+};
+
 class Agent {
  public:
   virtual ~Agent() = default;
@@ -138,6 +185,12 @@ class Agent {
 
   virtual Result<ShimLogChunk> logs(const std::string& task_id, const std::string& container,
                                     uint64_t offset, uint64_t max_bytes) = 0;
+
+  // Sets (creates or updates) a service endpoint (see ServiceEndpoint);
+  // returns its VIP.
+  virtual Result<std::string> set_service_endpoint(const ServiceEndpoint& ep) = 0;
+  // Removes the endpoint's rules, hosts entries and VIP. Idempotent.
+  virtual Result<void> remove_service_endpoint(const std::string& id) = 0;
 
   // Warm pool: how many ready microhosts to keep (refilled in the
   // background), and how many there are now.

@@ -629,6 +629,15 @@ Result<void> NodeAgent::release(const std::string& task_id) {
   return release_resources(task_id);
 }
 
+// PLACEHOLDER (issue 13): the svc-net helper implements service endpoints.
+Result<std::string> NodeAgent::set_service_endpoint(const ServiceEndpoint& ep) {
+  return kind_error(ErrorKind::unsupported, "service endpoint", "{}: not implemented yet", ep.id);
+}
+
+Result<void> NodeAgent::remove_service_endpoint(const std::string& id) {
+  return kind_error(ErrorKind::unsupported, "service endpoint", "{}: not implemented yet", id);
+}
+
 Result<void> NodeAgent::purge(const std::string& task_id) {
   BERTH_TRY(release(task_id));
   BERTH_TRY(fs::remove_all(task_dir(task_id)));

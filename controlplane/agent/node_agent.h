@@ -116,6 +116,8 @@ class NodeAgent : public Agent {
   Result<std::vector<Adopted>> adopt(const std::vector<LiveTask>& live) override;
   Result<ShimLogChunk> logs(const std::string& task_id, const std::string& container,
                             uint64_t offset, uint64_t max_bytes) override;
+  Result<std::string> set_service_endpoint(const ServiceEndpoint& ep) override;
+  Result<void> remove_service_endpoint(const std::string& id) override;
   void set_warm_pool_target(int n) override;
   int warm_pool_size() const override;
   void shutdown() override;

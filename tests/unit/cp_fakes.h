@@ -166,6 +166,29 @@ class FakeAgent : public Agent {
     usage_.erase(task_id);
   }
 
+  // Service endpoints: recorded by id (VIPs 10.88.255.N handed out in
+  // order); endpoint_calls counts set/remove calls.
+  Result<std::string> set_service_endpoint(const ServiceEndpoint& ep) override {
+    std::lock_guard lock(mu_);
+    ++endpoint_calls;
+    ServiceEndpoint e = ep;
+    if (e.vip.empty()) e.vip = "10.88.255." + std::to_string(++next_vip_);
+    endpoints[e.id] = e;
+    return e.vip;
+  }
+  Result<void> remove_service_endpoint(const std::string& id) override {
+    std::lock_guard lock(mu_);
+    ++endpoint_calls;
+    endpoints.erase(id);
+    return {};
+  }
+  std::optional<ServiceEndpoint> endpoint(const std::string& id) {
+    std::lock_guard lock(mu_);
+    auto it = endpoints.find(id);
+    if (it == endpoints.end()) return std::nullopt;
+    return it->second;
+  }
+
   Result<std::vector<Adopted>> adopt(const std::vector<LiveTask>& live) override {
     std::lock_guard lock(mu_);
     adopt_calls.push_back(live);
@@ -217,6 +240,9 @@ class FakeAgent : public Agent {
   std::map<std::string, Adopted> adopt_results;
   std::vector<std::string> launches, stops, releases, purges;
   std::vector<std::vector<LiveTask>> adopt_calls;
+  std::map<std::string, ServiceEndpoint> endpoints;
+  int endpoint_calls = 0;
+  int next_vip_ = 0;
   std::mutex mu_;
 
   std::vector<std::string> recorded(const std::vector<std::string>& v) {
