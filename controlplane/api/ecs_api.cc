@@ -1,5 +1,7 @@
 #include "controlplane/api/ecs_api.h"
 
+#include "controlplane/api/service_api.h"
+
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -43,6 +45,12 @@ constexpr std::array kOperations = {
     "TagResource",
     "UntagResource",
     "ListTagsForResource",
+    // controlplane/api/service_api.h
+    "CreateService",
+    "UpdateService",
+    "DeleteService",
+    "DescribeServices",
+    "ListServices",
 };
 
 bool valid_cluster_name(const std::string& n) {
@@ -222,6 +230,7 @@ Result<json> EcsApi::call(const std::string& account, std::string_view op,
   }
   if (!j.is_object())
     return ecs_error("SerializationException", "request body: expected a JSON object");
+  if (services_ && ServiceApi::known_operation(op)) return services_->call(account, op, body);
   jr::Node b = jr::Node::root(j, kRequest);
   if (op == "CreateCluster") return create_cluster(account, b);
   if (op == "DescribeClusters") return describe_clusters(account, b);
@@ -285,7 +294,24 @@ Result<json> EcsApi::cluster_out(const Cluster& c, bool tags) {
     copy.tags.clear();
   }
   TaskCounts n = tasks_.counts(c.account, c.name);
-  return cluster_json(copy, region(), ClusterCounts{n.running, n.pending, 0});
+  BERTH_ASSIGN(int active, active_services(c));
+  return cluster_json(copy, region(), ClusterCounts{n.running, n.pending, active});
+}
+
+Result<int> EcsApi::active_services(const Cluster& c) {
+  ServiceQuery q;
+  q.account = c.account;
+  q.cluster = c.name;
+  q.limit = 1000;
+  int n = 0;
+  for (;;) {
+    bool more = false;
+    BERTH_ASSIGN(auto recs, store_.list_services(q, &more));
+    for (const auto& r : recs) n += r.status == "ACTIVE";
+    if (!more || recs.empty()) return n;
+    q.after_cluster = recs.back().cluster;
+    q.after_name = recs.back().name;
+  }
 }
 
 Result<json> EcsApi::create_cluster(const std::string& a, const jr::Node& b) {
@@ -717,8 +743,12 @@ Result<json> EcsApi::list_tasks(const std::string& a, const jr::Node& b) {
   BERTH_ASSIGN(Cluster c, cluster(a, cluster_ref, false));
   q.cluster = c.name;
   json out = {{"taskArns", json::array()}};
-  // Services are not run by berth yet: a service has no tasks.
-  if (!service.empty()) return out;
+  if (!service.empty()) {
+    // A service's tasks are its group (the supervisor launches them so).
+    if (!services_) return ecs_error(kServiceNotFound, "Service not found.");
+    BERTH_ASSIGN(Service svc, services_->find(a, c, service));
+    q.group = "service:" + svc.name;
+  }
   // PENDING: desired RUNNING, not yet running (filtered below).
   q.desired_status = desired == "STOPPED" ? "STOPPED" : "RUNNING";
   std::string last;

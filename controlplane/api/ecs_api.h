@@ -51,6 +51,7 @@ struct EcsApiOptions {
 };
 
 class Meter;
+class ServiceApi;
 
 class EcsApi {
  public:
@@ -58,6 +59,9 @@ class EcsApi {
   EcsApi(Store& store, TaskManager& tasks, EcsApiOptions opts = {}, Meter* meter = nullptr);
 
   static bool known_operation(std::string_view op);
+  // The service operations (CreateService .. ListServices) and ListTasks'
+  // serviceName go to `services` (api/service_api.h); without it they fail.
+  void set_services(ServiceApi* services) { services_ = services; }
   // Runs `op` for `account` on the raw request body. Blocks.
   Result<nlohmann::json> call(const std::string& account, std::string_view op,
                               const std::string& body);
@@ -76,6 +80,8 @@ class EcsApi {
   // definition requires FARGATE).
   Result<void> check_definition(const TaskDefinition& d) const;
   // Registers `d` (no revision yet): the next revision, stored and tagged.
+  // ACTIVE services of the cluster (its activeServicesCount).
+  Result<int> active_services(const Cluster& c);
   Result<TaskDefinition> register_definition(const std::string& account, TaskDefinition d);
   // Task id (32 hex) or task ARN of this account; nullopt when not found or
   // not in `cluster` (when given).
@@ -120,6 +126,7 @@ class EcsApi {
   TaskManager& tasks_;
   EcsApiOptions opts_;
   Meter* meter_ = nullptr;
+  ServiceApi* services_ = nullptr;
 };
 
 // The ECS error shape for `e` (errors.h: 400, ServerException and internal

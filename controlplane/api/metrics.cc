@@ -1,5 +1,7 @@
 #include "controlplane/api/metrics.h"
 
+#include <tuple>
+
 #include <fmt/format.h>
 
 namespace berth::cp {
@@ -89,6 +91,25 @@ std::string Metrics::render() const {
     for (const auto& [account, micro_usd] : billed_by_account()) {
       out += fmt::format("berth_billed_micro_usd_total{{account=\"{}\"}} {}\n",
                          label_escape(account), micro_usd);
+    }
+  }
+  if (services) {
+    auto gauges = services();
+    for (auto [metric, help, field] :
+         {std::tuple{"berth_service_desired_tasks", "Desired tasks of a service.",
+                     &ServiceGauge::desired},
+          std::tuple{"berth_service_running_tasks", "RUNNING tasks of a service.",
+                     &ServiceGauge::running},
+          std::tuple{"berth_service_pending_tasks",
+                     "Tasks of a service on their way to RUNNING (PROVISIONING, PENDING, "
+                     "ACTIVATING).",
+                     &ServiceGauge::pending}}) {
+      out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", metric, help, metric);
+      for (const auto& g : gauges) {
+        out += fmt::format("{}{{account=\"{}\",cluster=\"{}\",service=\"{}\"}} {}\n", metric,
+                           label_escape(g.account), label_escape(g.cluster), label_escape(g.name),
+                           g.*field);
+      }
     }
   }
   std::lock_guard lock(mu_);

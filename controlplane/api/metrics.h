@@ -38,6 +38,16 @@ class Histogram {
   double sum_ = 0;
 };
 
+// The Prometheus gauges of one service (the supervisor's, api/supervisor.h).
+struct ServiceGauge {
+  std::string account;
+  std::string cluster;
+  std::string name;
+  int desired = 0;
+  int running = 0;
+  int pending = 0;
+};
+
 class Metrics {
  public:
   Metrics();
@@ -49,6 +59,8 @@ class Metrics {
   std::function<int()> pool_size;
   // Counter read at scrape time: billed micro-dollars by account.
   std::function<std::map<std::string, int64_t>()> billed_by_account;
+  // berth_service_{desired,running,pending}_tasks{account,cluster,service}.
+  std::function<std::vector<ServiceGauge>()> services;
 
   std::string render() const;
 

@@ -375,7 +375,11 @@ HttpResponse NativeApi::events(const HttpRequest& req) {
       auto idle_since = std::chrono::steady_clock::now();
       while (!st.stop_requested() && !gone->load() && !sub->closed()) {
         auto c = sub->next(std::chrono::milliseconds(500));
-        if (c) {
+        if (c && c->service_event) {
+          if (!w->write("event: ServiceEvent\ndata: " + dump_json(*c->service_event) + "\n\n"))
+            break;
+          idle_since = std::chrono::steady_clock::now();
+        } else if (c) {
           json data = {{"task", task_json(c->task, region)}};
           if (!w->write("event: TaskStateChange\ndata: " + dump_json(data) + "\n\n")) break;
           idle_since = std::chrono::steady_clock::now();

@@ -111,6 +111,7 @@ ControlPlane::ControlPlane(Store& store, Agent& agent, ControlPlaneOptions opts)
             auto user_change = t.on_change;
             t.on_change = [this, user_change](const Task& task) {
               meter_.on_change(task);
+              if (task.group.starts_with("service:")) supervisor_.wake();
               if (user_change) user_change(task);
             };
             auto user_admit = t.admit;
@@ -127,6 +128,8 @@ ControlPlane::ControlPlane(Store& store, Agent& agent, ControlPlaneOptions opts)
             return t;
           }()),
       ecs_(store, tasks_, opts.ecs, &meter_),
+      services_(ecs_, tasks_),
+      supervisor_(ecs_, services_, tasks_, agent, opts.supervisor),
       native_(
           ecs_, tasks_, agent,
           [&] {
@@ -137,6 +140,9 @@ ControlPlane::ControlPlane(Store& store, Agent& agent, ControlPlaneOptions opts)
           &meter_),
       pool_(opts.api_threads) {
   meter_.attach(tasks_);
+  ecs_.set_services(&services_);
+  services_.on_put = [this] { supervisor_.wake(); };
+  metrics_.services = [this] { return supervisor_.gauges(); };
   metrics_.tasks_by_state = [this] { return tasks_.count_by_state(); };
   metrics_.pool_size = [&agent] { return agent.warm_pool_size(); };
   metrics_.billed_by_account = [this] { return meter_.billed_by_account(); };
@@ -157,11 +163,13 @@ Result<void> ControlPlane::recover() {
 void ControlPlane::start() {
   tasks_.start();
   meter_.start();
+  supervisor_.start();
 }
 
 void ControlPlane::shutdown() {
   native_.shutdown();
   pool_.shutdown();
+  supervisor_.shutdown();
   meter_.shutdown();
   tasks_.shutdown();
 }

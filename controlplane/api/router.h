@@ -33,6 +33,8 @@
 #include "controlplane/api/http.h"
 #include "controlplane/api/metrics.h"
 #include "controlplane/api/native_api.h"
+#include "controlplane/api/service_api.h"
+#include "controlplane/api/supervisor.h"
 #include "controlplane/billing/meter.h"
 #include "controlplane/scheduler/task_manager.h"
 #include "controlplane/scheduler/worker_pool.h"
@@ -46,8 +48,9 @@ struct ControlPlaneOptions {
   TaskManagerOptions tasks;  // region, capacity, retention, clock
   EcsApiOptions ecs;         // account settings
   NativeApiOptions native;
-  MeterOptions meter;   // prices, accounts' quotas and caps, clock
-  int api_threads = 4;  // workers that answer API requests
+  MeterOptions meter;            // prices, accounts' quotas and caps, clock
+  SupervisorOptions supervisor;  // backoff, resync
+  int api_threads = 4;           // workers that answer API requests
 };
 
 class ControlPlane {
@@ -69,6 +72,7 @@ class ControlPlane {
   TaskManager& tasks() { return tasks_; }
   Meter& meter() { return meter_; }
   Metrics& metrics() { return metrics_; }
+  Supervisor& supervisor() { return supervisor_; }
   // Waits until queued API requests have been answered (tests).
   void drain() { pool_.drain(); }
 
@@ -77,6 +81,8 @@ class ControlPlane {
   Meter meter_;  // before tasks_: the task manager's hooks call it
   TaskManager tasks_;
   EcsApi ecs_;
+  ServiceApi services_;
+  Supervisor supervisor_;
   NativeApi native_;
   WorkerPool pool_;
 };

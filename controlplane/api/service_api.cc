@@ -39,6 +39,14 @@ Result<Service> from_record(const ServiceRecord& r) {
   return s;
 }
 
+}  // namespace
+
+Result<Service> ServiceApi::decode(const ServiceRecord& r) {
+  return from_record(r);
+}
+
+namespace {
+
 // Every load balancer names a container of `d` and one of its ports.
 Result<void> check_load_balancers(const std::vector<ServiceLoadBalancer>& lbs,
                                   const TaskDefinition& d) {
@@ -98,7 +106,11 @@ Result<void> ServiceApi::put(Service& s) {
   int64_t expected = s.version;
   s.version = expected + 1;
   auto r = ecs_.store().put_service(to_record(s, ecs_.region()), expected);
-  if (!r) s.version = expected;
+  if (!r) {
+    s.version = expected;
+    return r;
+  }
+  if (on_put) on_put();
   return r;
 }
 

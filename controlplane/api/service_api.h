@@ -3,12 +3,9 @@
 // store, for the caller's account only, answering the service object of
 // model/service.h.
 //
-// NOT WIRED YET (issue 13, first slice): the router does not route these
-// operations. They plug in where EcsApi::call dispatches by operation name
-// (controlplane/api/ecs_api.cc, kOperations and the dispatch in call()):
-// EcsApi::known_operation(op) || ServiceApi::known_operation(op), then
-// ServiceApi::call(account, op, body) for these five. ListTasks'
-// serviceName filter becomes TaskQuery::group = "service:<name>".
+// EcsApi::call hands these five to the ServiceApi set with
+// EcsApi::set_services(); ListTasks' serviceName filter is the task group
+// "service:<name>".
 //
 // What the operations do (the supervisor, a later slice, does the rest):
 // - CreateService: the cluster ("default" is created on first use, as for
@@ -64,8 +61,15 @@ class ServiceApi {
   // The stored service `name` of `cluster` (nullopt when there is none).
   Result<std::optional<Service>> get(const std::string& account, const std::string& cluster,
                                      const std::string& name);
-  // Writes `s` with compare-and-swap on its version (bumps it).
+  // Writes `s` with compare-and-swap on its version (bumps it); then calls
+  // on_put (the supervisor's wake-up).
   Result<void> put(Service& s);
+  // A stored service record read back (its version the record's).
+  static Result<Service> decode(const ServiceRecord& r);
+  std::function<void()> on_put;
+  // The service `ref` (name or ARN) in `cluster`: ServiceNotFoundException
+  // when there is none.
+  Result<Service> find(const std::string& account, const Cluster& cluster, const std::string& ref);
 
  private:
   Result<nlohmann::json> create_service(const std::string& a, const nlohmann::json& b);
@@ -74,9 +78,6 @@ class ServiceApi {
   Result<nlohmann::json> describe_services(const std::string& a, const nlohmann::json& b);
   Result<nlohmann::json> list_services(const std::string& a, const nlohmann::json& b);
 
-  // The service `ref` (name or ARN) in `cluster`: ServiceNotFoundException
-  // when there is none.
-  Result<Service> find(const std::string& account, const Cluster& cluster, const std::string& ref);
   // Reads, changes and writes a service until the compare-and-swap holds.
   Result<Service> modify(const std::string& account, const Cluster& cluster, const std::string& ref,
                          const std::function<Result<void>(Service&)>& change);

@@ -230,6 +230,15 @@ bool valid_service_name(std::string_view n) {
   });
 }
 
+std::string service_dns_name(const Service& s) {
+  std::string out = s.name + "." + s.cluster + ".berth";
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c == '_') c = '-';
+  }
+  return out;
+}
+
 json service_json(const Service& s, std::string_view region, bool stored) {
   json lbs = json::array(), deployments = json::array(), events = json::array();
   for (const auto& lb : s.load_balancers) lbs.push_back(load_balancer_json(lb));
@@ -268,8 +277,19 @@ json service_json(const Service& s, std::string_view region, bool stored) {
   }
   if (s.network_configuration) out["networkConfiguration"] = *s.network_configuration;
   put_time(out, "createdAt", s.created_at);
+  if (!s.vip.empty()) {
+    uint16_t listener = s.load_balancers.empty() ? 0 : s.load_balancers.front().listener_port;
+    out["berthEndpoint"] = {{"name", service_dns_name(s)},
+                            {"address", s.vip},
+                            {"containerPort", s.endpoint_port},
+                            {"listenerPort", listener}};
+  }
   if (stored) {
     json b = {{"version", s.version}, {"steady", s.steady}};
+    if (!s.vip.empty()) {
+      b["vip"] = s.vip;
+      b["endpointPort"] = s.endpoint_port;
+    }
     put_time(b, "deletedAt", s.deleted_at);
     out["berth"] = std::move(b);
   }
@@ -357,6 +377,8 @@ Result<Service> service_from_json(const json& j, std::string_view account) {
   if (auto b = n.member("berth"); b.present()) {
     BERTH_TRY(jr::read(b.member("version"), s.version));
     BERTH_TRY(jr::read(b.member("steady"), s.steady));
+    BERTH_TRY(jr::read(b.member("vip"), s.vip));
+    BERTH_TRY(jr::read(b.member("endpointPort"), s.endpoint_port));
     BERTH_ASSIGN(s.deleted_at, read_time(b.member("deletedAt")));
   }
   return s;

@@ -144,6 +144,13 @@ struct Service {
   // Whether the last plan found it steady (the steady-state event is
   // written once per steady period).
   bool steady = false;
+  // The service's endpoint (agent.h ServiceEndpoint), set by the
+  // supervisor: its stable virtual address ("" until assigned) and the
+  // port it balances (0: the service has no port, so no endpoint). Shown in
+  // answers as the berth member "berthEndpoint" {name, address,
+  // containerPort, listenerPort}.
+  std::string vip;
+  uint16_t endpoint_port = 0;
   int64_t version = 1;  // compare-and-swap in the store, bumped per change
 
   Deployment* primary();
@@ -160,6 +167,10 @@ struct Service {
 
   bool operator==(const Service&) const = default;
 };
+
+// The name tasks of the account reach the service by:
+// "<service>.<cluster>.berth", lower-cased ('_' becomes '-').
+std::string service_dns_name(const Service& s);
 
 // "ecs-svc/" + 19 random digits (the first not 0).
 std::string new_deployment_id();

@@ -15,13 +15,19 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "controlplane/model/model.h"
 
 namespace berth::cp {
 
+// A task's change, or (service_event set) a service's event: the object
+// /v1/events sends as "event: ServiceEvent" ({serviceArn, serviceName,
+// clusterArn, id, createdAt, message}).
 struct TaskStateChange {
   std::string account;
   Task task;  // the task after the change
+  std::optional<nlohmann::json> service_event;
 };
 
 class EventBus;

@@ -356,7 +356,7 @@ Result<Task> TaskManager::update(const std::string& account, const std::string& 
       opts_.on_running(std::chrono::duration<double>(t.started_at - t.created_at).count());
     }
     track(t);
-    bus_.publish({account, t});
+    bus_.publish({account, t, std::nullopt});
     if (opts_.on_change) opts_.on_change(t);
     return t;
   }
@@ -460,7 +460,7 @@ Result<RunTaskResult> TaskManager::run_task(const std::string& account, const st
       release_capacity(t.id);
       return std::unexpected(put.error());
     }
-    bus_.publish({account, t});
+    bus_.publish({account, t, std::nullopt});
     if (opts_.on_change) opts_.on_change(t);
     out.tasks.push_back(t);
     std::string id = t.id;
@@ -553,7 +553,8 @@ void TaskManager::fail_start(const std::string& account, const std::string& id,
 
 Result<Task> TaskManager::stop_task(const std::string& account,
                                     const std::optional<std::string>& cluster,
-                                    const std::string& task_id, const std::string& reason) {
+                                    const std::string& task_id, const std::string& reason,
+                                    std::string_view stop_code) {
   BERTH_ASSIGN(auto current, get_task(account, task_id));
   if (!current || (cluster && current->cluster != *cluster)) {
     return ecs_error(kInvalidParameter, "The referenced task was not found.");
@@ -564,7 +565,7 @@ Result<Task> TaskManager::stop_task(const std::string& account,
                  if (t.desired_status == TaskStatus::stopped) return false;
                  t.desired_status = TaskStatus::stopped;
                  t.stopping_at = opts_.clock();
-                 t.stop_code = "UserInitiated";
+                 t.stop_code = std::string(stop_code);
                  t.stopped_reason = reason.empty() ? std::string(kUserStopReason) : reason;
                  if (!t.node_ref.empty()) advance(t, TaskStatus::deactivating);
                  changed = true;

@@ -126,8 +126,11 @@ class TaskManager {
   Result<RunTaskResult> run_task(const std::string& account, const std::string& cluster,
                                  const TaskDefinition& def, const RunTaskRequest& req);
   // `cluster`, when given, must be the task's (another: not found).
+  // `stop_code`: UserInitiated (StopTask) or ServiceSchedulerInitiated (the
+  // supervisor).
   Result<Task> stop_task(const std::string& account, const std::optional<std::string>& cluster,
-                         const std::string& task_id, const std::string& reason);
+                         const std::string& task_id, const std::string& reason,
+                         std::string_view stop_code = "UserInitiated");
   Result<std::optional<Task>> get_task(const std::string& account, const std::string& task_id);
 
   // Stopped tasks older than the retention: purged from the agent and

@@ -737,6 +737,14 @@ Result<std::vector<ServiceRecord>> SqliteStore::list_services(const ServiceQuery
   return read_rows(st, read_service, q.limit, more);
 }
 
+Result<std::vector<ServiceRecord>> SqliteStore::live_services() {
+  std::lock_guard lock(mu_);
+  BERTH_ASSIGN(auto st, conn_->prepare("SELECT " SERVICE_COLUMNS " FROM services "
+                                       "WHERE status != 'INACTIVE' ORDER BY account, cluster, name",
+                                       "live_services"));
+  return read_rows(st, read_service);
+}
+
 Result<int> SqliteStore::expire_services(double cutoff) {
   std::lock_guard lock(mu_);
   // The WHERE terms are the services_inactive index's.

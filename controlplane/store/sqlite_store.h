@@ -83,6 +83,7 @@ class SqliteStore : public Store {
                                                    const std::string& name) override;
   Result<std::vector<ServiceRecord>> list_services(const ServiceQuery& q, bool* more) override;
   Result<int> expire_services(double cutoff) override;
+  Result<std::vector<ServiceRecord>> live_services() override;
 
   Result<void> tag(const std::string& account, const std::string& arn,
                    const std::vector<std::pair<std::string, std::string>>& tags) override;

@@ -211,6 +211,10 @@ class Store {
   // Removes INACTIVE services whose deleted_at is before `cutoff` (epoch
   // seconds; every account); returns how many.
   virtual Result<int> expire_services(double cutoff) = 0;
+  // Every service of every account that is not INACTIVE, by (account,
+  // cluster, name): what the supervisor reconciles (scheduler-wide on
+  // purpose, like live_tasks).
+  virtual Result<std::vector<ServiceRecord>> live_services() = 0;
 
   // Tags by resource ARN.
   virtual Result<void> tag(const std::string& account, const std::string& arn,

@@ -515,7 +515,9 @@ TEST_CASE("ListTasks filters by desiredStatus, family, startedBy and pages with 
   CHECK(stopped["taskArns"] == json({other}));
   CHECK(env.ecs("ListTasks", {{"family", "other"}})["taskArns"].empty());
   CHECK(env.ecs("ListTasks", {{"startedBy", "me"}})["taskArns"].size() == 3);
-  CHECK(env.ecs("ListTasks", {{"serviceName", "svc"}})["taskArns"].empty());
+  // No such service: ECS's error, not an empty list.
+  CHECK(env.ecs_error("ListTasks", R"({"serviceName": "svc"})") ==
+        std::pair<int, std::string>{400, "ServiceNotFoundException"});
 
   std::set<std::string> seen;
   json body = {{"maxResults", 2}};
@@ -599,7 +601,8 @@ TEST_CASE("Bad input gets the right ECS error type and status", "[cp-ops]") {
   using P = std::pair<int, std::string>;
   CHECK(env.ecs_error("RegisterTaskDefinition", "{not json") == P{400, "SerializationException"});
   CHECK(env.ecs_error("RegisterTaskDefinition", "[1]") == P{400, "SerializationException"});
-  CHECK(env.ecs_error("CreateService", "{}") == P{400, "UnknownOperationException"});
+  CHECK(env.ecs_error("CreateCapacityProvider", "{}") == P{400, "UnknownOperationException"});
+  CHECK(env.ecs_error("CreateService", "{}") == P{400, "InvalidParameterException"});
   CHECK(env.ecs_error("RunTask", "{}") == P{400, "InvalidParameterException"});
   CHECK(env.ecs_error("RunTask", R"({"taskDefinition": 5})") ==
         P{400, "InvalidParameterException"});
@@ -743,7 +746,7 @@ TEST_CASE("Event bus: per-account delivery and bounded queues", "[cp-ops]") {
   for (int i = 0; i < 3; ++i) {
     Task t;
     t.id = std::to_string(i);
-    bus.publish({kAccountA, t});
+    bus.publish({kAccountA, t, std::nullopt});
   }
   CHECK(!b->next(0ms));
   CHECK(a->dropped() == 1);
