@@ -260,6 +260,17 @@ Result<void> read_pricing(const Reader& r, const toml::node& n, std::string_view
   return apply_table(r, *t, key, s);
 }
 
+Result<void> read_services(const Reader& r, const toml::node& n, std::string_view key,
+                           Config::Services& v) {
+  BERTH_ASSIGN(const toml::table* t, r.table(n, key));
+  std::map<std::string, Setter, std::less<>> s{
+      {"backoff_base_seconds", int_to(v.backoff_base_seconds)},
+      {"backoff_cap_seconds", int_to(v.backoff_cap_seconds)},
+      {"resync_ms", int_to(v.resync_ms)},
+  };
+  return apply_table(r, *t, key, s);
+}
+
 bool is_name(const std::string& s, size_t max) {
   return !s.empty() && s.size() <= max && std::all_of(s.begin(), s.end(), [](unsigned char c) {
     return std::isalnum(c) || c == '-' || c == '_';
@@ -334,6 +345,8 @@ Result<Config> parse_config(std::string_view text, std::string_view origin, Conf
       {"credentials", table_array_to<RegistryCredential>(c.credentials, read_credential)},
       {"pricing", [&c](const Reader& rr, const toml::node& n,
                        std::string_view k) { return read_pricing(rr, n, k, c.pricing); }},
+      {"services", [&c](const Reader& rr, const toml::node& n,
+                        std::string_view k) { return read_services(rr, n, k, c.services); }},
   };
   BERTH_TRY(apply_table(r, parsed.table(), "", s));
   return c;
@@ -385,6 +398,19 @@ Result<Config> finish_config(Config c) {
   if (c.pricing.minimum_seconds < 0 || c.pricing.minimum_seconds > 86400) {
     return bad("config", "pricing.minimum_seconds", "{} is out of range 0..86400",
                c.pricing.minimum_seconds);
+  }
+  if (c.services.backoff_base_seconds < 1 || c.services.backoff_base_seconds > 3600) {
+    return bad("config", "services.backoff_base_seconds", "{} is out of range 1..3600",
+               c.services.backoff_base_seconds);
+  }
+  if (c.services.backoff_cap_seconds < c.services.backoff_base_seconds ||
+      c.services.backoff_cap_seconds > 86400) {
+    return bad("config", "services.backoff_cap_seconds",
+               "{} is out of range backoff_base_seconds..86400", c.services.backoff_cap_seconds);
+  }
+  if (c.services.resync_ms < 100 || c.services.resync_ms > 600000) {
+    return bad("config", "services.resync_ms", "{} is out of range 100..600000",
+               c.services.resync_ms);
   }
   if (c.pricing.checkpoint_seconds < 1 || c.pricing.checkpoint_seconds > 3600) {
     return bad("config", "pricing.checkpoint_seconds", "{} is out of range 1..3600",

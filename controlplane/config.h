@@ -64,6 +64,12 @@ struct Config {
   std::vector<RegistryCredential> credentials;
   std::vector<Account> accounts;  // empty: the default account (uid 0)
   PricingConfig pricing;
+  // [services]: the supervisor (api/supervisor.h, scheduler/service_plan.h).
+  struct Services {
+    int backoff_base_seconds = 10;  // the second consecutive failure waits this; doubling
+    int backoff_cap_seconds = 900;  // ... up to this
+    int resync_ms = 5000;           // a full reconcile pass at least this often
+  } services;
 
   std::string socket_path() const { return run_dir + "/berthd.sock"; }
   std::string database_path() const { return state_dir + "/berthd.db"; }

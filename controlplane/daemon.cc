@@ -135,6 +135,9 @@ ControlPlaneOptions control_plane_options(const Config& c) {
   };
   o.meter.pricing = c.pricing;
   o.meter.account = o.ecs.account;
+  o.supervisor.plan.backoff_base = std::chrono::seconds(c.services.backoff_base_seconds);
+  o.supervisor.plan.backoff_cap = std::chrono::seconds(c.services.backoff_cap_seconds);
+  o.supervisor.resync = std::chrono::milliseconds(c.services.resync_ms);
   return o;
 }
 
