@@ -58,9 +58,11 @@ class FakeAgent : public Agent {
 
   Result<Launched> launch(const TaskLaunch& t) override {
     Script s;
+    size_t n = 0;
     {
       std::lock_guard lock(mu_);
       launches.push_back(t.task.id);
+      n = launches.size();
       if (!t.definition.containers.empty()) {
         if (auto it = scripts.find(t.definition.containers.front().image); it != scripts.end()) {
           s = it->second;
@@ -72,7 +74,8 @@ class FakeAgent : public Agent {
     }
     Launched l;
     l.node_ref = "/fake/tasks/" + t.task.id;
-    l.private_ipv4 = "10.77.0.2";
+    // A distinct address per launch (10.77.0.2, 10.77.0.3, ...).
+    l.private_ipv4 = "10.77." + std::to_string(n / 250) + "." + std::to_string(1 + n % 250);
     l.mac_address = "02:00:0a:4d:00:02";
     for (const auto& c : t.task.containers) {
       LaunchedContainer lc;
