@@ -444,6 +444,8 @@ TEST_CASE("svc supervisor: desired count kept, its endpoint follows the healthy 
     }
     return scheduler_stops == 2;
   }));
+  // Drained first: no task was stopped while still a backend.
+  CHECK(w.agent.recorded(w.agent.stopped_while_backend).empty());
 
   // Deleted: the endpoint goes once the service is INACTIVE.
   w.call("DeleteService", {{"service", "web"}, {"force", true}});
