@@ -184,6 +184,24 @@ TEST_CASE("svc api: CreateService answers the service object and stores it", "[s
   json with_lb = w.call("CreateService", lb)["service"];
   CHECK(with_lb["loadBalancers"][0]["berthListenerPort"] == 8080);
   CHECK(w.error("CreateService", json::parse("{}")).first == "InvalidParameterException");
+  // One balancer per service; a listener port is one service's (across
+  // accounts, without naming the other).
+  json two = create("two", 1);
+  two["loadBalancers"] = {{{"containerName", "app"}, {"containerPort", 80}},
+                          {{"containerName", "app"}, {"containerPort", 80}}};
+  CHECK(w.error("CreateService", two).second ==
+        "loadBalancers: berth balances one load balancer per service, got 2");
+  w.ecs_call("RegisterTaskDefinition", json::parse(R"({"family": "web",
+        "containerDefinitions": [{"name": "app", "image": "web:1", "memory": 64,
+                                  "portMappings": [{"containerPort": 80}]}]})"),
+             kB);
+  json steal = create("steal", 1);
+  steal["loadBalancers"] = {
+      {{"containerName", "app"}, {"containerPort", 80}, {"berthListenerPort", 8080}}};
+  CHECK(w.error("CreateService", steal, kB) ==
+        std::pair<std::string, std::string>{
+            "InvalidParameterException",
+            "loadBalancers: listener port 8080 is in use by another service"});
   auto bad = w.svc->call(kA, "CreateService", "{not json");
   REQUIRE_FALSE(bad);
   CHECK(bad.error().step == "InvalidParameterException");
