@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "cmd/berth/answer.h"
 #include "cmd/berth/table.h"
 #include "common/json_reader.h"
 
@@ -11,8 +12,6 @@ namespace berth::cli {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr jr::Document kAnswer{"berthd answer", "answer"};
 
 Result<PortBinding> read_binding(const jr::Node& n) {
   BERTH_TRY(jr::expect_object(n));
@@ -83,10 +82,6 @@ Result<void> read_times(const jr::Node& n, TaskView& t) {
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
-}
-
-std::string or_dash(const std::string& s) {
-  return s.empty() ? "-" : s;
 }
 
 std::string ports_text(const std::vector<PortBinding>& ports) {
