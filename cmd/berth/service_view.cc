@@ -176,8 +176,9 @@ std::string services_table(std::vector<ServiceView> services) {
 
 std::string service_describe_text(const ServiceView& s, double now, size_t max_events) {
   std::string out;
+  constexpr size_t kWidth = 17;
   auto line = [&out](const char* label, const std::string& value) {
-    out += fmt::format("{:<17}{}\n", label, or_dash(value));
+    out += page_line(label, value, kWidth);
   };
   line("Service:", s.name);
   line("ARN:", s.arn);
@@ -193,8 +194,7 @@ std::string service_describe_text(const ServiceView& s, double now, size_t max_e
                                   : s.rollback       ? "on (rollback)"
                                                      : "on"));
   if (s.grace_period_s) line("Grace period:", fmt::format("{} s", *s.grace_period_s));
-  out += fmt::format("{:<17}{} ({})\n", "Created:", rfc3339(s.created_at),
-                     human_ago(s.created_at, now));
+  out += page_time_line("Created:", s.created_at, now, kWidth);
   if (!s.tags.empty()) {
     std::string tags;
     for (const auto& [k, v] : s.tags)
@@ -222,12 +222,7 @@ std::string service_describe_text(const ServiceView& s, double now, size_t max_e
       t.add({d.id, d.status, or_dash(d.definition), or_dash(d.rollout_state),
              std::to_string(d.desired), std::to_string(d.running), std::to_string(d.pending),
              std::to_string(d.failed), human_ago(d.updated_at, now)});
-    std::string rendered = t.render();
-    for (size_t at = 0; at < rendered.size();) {
-      size_t eol = rendered.find('\n', at);
-      out += "  " + rendered.substr(at, eol - at + 1);
-      at = eol + 1;
-    }
+    out += indent(t.render(), "  ");
     for (const auto& d : s.deployments)
       if (!d.rollout_state_reason.empty())
         out += fmt::format("  {}: {}\n", d.id, d.rollout_state_reason);
