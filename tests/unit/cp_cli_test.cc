@@ -996,6 +996,24 @@ TEST_CASE("cli services: create, ls, describe, scale, update, rm against berthd"
   CHECK(svc["deploymentConfiguration"]["maximumPercent"] == 300);
   CHECK(svc["deploymentConfiguration"]["minimumHealthyPercent"] == 100);  // kept
 
+  // A new revision rolls out; `berth clusters` counts the service.
+  std::string file = d.dir / "web2.json";
+  std::ofstream(file) << json{{"family", "web"},
+                              {"containerDefinitions",
+                               {{{"name", "app"},
+                                 {"image", "web:2"},
+                                 {"memory", 64},
+                                 {"portMappings", {{{"containerPort", 80}}}}}}}}
+                             .dump();
+  CHECK(d.ok({"register", file}) == "web:2\n");
+  CHECK(d.ok({"services", "update", "web", "-t", "web:2", "-n", "2", "--wait", "--timeout", "60"})
+            .ends_with("web: ACTIVE, 2/2 running, 0 pending, rollout COMPLETED\n"));
+  CHECK(
+      contains(d.ok({"services", "ls"}), "web    ACTIVE   2         2         0         web:2   "));
+  CHECK(d.ok({"clusters"}) ==
+        "NAME      STATUS   RUNNING   PENDING   SERVICES\n"
+        "default   ACTIVE   2         0         1\n");
+
   // rm: refused while scaled above 0, with the way out named.
   auto refused = d.run({"services", "rm", "web"});
   CHECK(refused.code == 1);
