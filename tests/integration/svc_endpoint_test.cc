@@ -328,6 +328,23 @@ TEST_CASE(
   INFO(describe(after));
   CHECK(after["backend-1"] == 4);
   CHECK(outside.curl(listener_url).out.find("backend-1") != std::string::npos);
+  // A released task's address leaves every endpoint before it is freed.
+  NodeAgent& second_ref = second;
+  ep.vip = vip;
+  ep.backends = {{l1.private_ipv4, 8080}, {l2.private_ipv4, 8080}};
+  REQUIRE(second_ref.set_service_endpoint(ep).has_value());
+  // (No event sink on the second agent: an EventLog of this scope would go
+  // before the fixture's cleanup, whose shim kills still send events.)
+  REQUIRE(second_ref.stop(b2.task.id, "test", 5).has_value());
+  CHECK(wait_until([&] { return !pid_alive(pid2); }, 60s));
+  auto released = second_ref.release(b2.task.id);
+  INFO((released ? "" : released.error().str()));
+  CHECK(released.has_value());
+  auto stored = berth::test::read_file(env.cfg.state_dir + "/services/" + ep.id + ".json");
+  CHECK(stored.find(l1.private_ipv4) != std::string::npos);
+  CHECK(stored.find(l2.private_ipv4) == std::string::npos);
+  CHECK(table_rules(env).find(l2.private_ipv4) == std::string::npos);
+
   // The second agent knows the endpoint: the VIP is kept without being
   // passed back.
   ep.vip = "";
