@@ -187,13 +187,19 @@ TEST_CASE("service endpoint checks name the field that is wrong", "[svc-net]") {
         }).starts_with("svc-0123456789abcdef: name \"Web.default\" is not a host name"));
   CHECK(with([](ServiceEndpoint& e) { e.name = "a..b"; }).find("is not a host name") !=
         std::string::npos);
-  CHECK(with([](ServiceEndpoint& e) { e.name = "-a.b"; }).find("is not a host name") !=
+  CHECK(with([](ServiceEndpoint& e) { e.name = ".a.b"; }).find("is not a host name") !=
         std::string::npos);
   CHECK(with([](ServiceEndpoint& e) {
           e.name = std::string(254, 'a');
         }).find("is not a host name") != std::string::npos);
   CHECK(with([](ServiceEndpoint& e) { e.name = "a\nb"; }).find("is not a host name") !=
         std::string::npos);
+  CHECK(with([](ServiceEndpoint& e) { e.name = "a."; }).find("is not a host name") !=
+        std::string::npos);
+  // What the supervisor makes of any ECS service name (lower-cased, '_' to '-').
+  CHECK(with([](ServiceEndpoint& e) {
+          e.name = "-my-svc--" + std::string(70, 'x') + ".c.berth";
+        }) == "ok");
   CHECK(with([](ServiceEndpoint& e) { e.container_port = 0; }) ==
         "svc-0123456789abcdef: containerPort 0: want the VIP's port");
   CHECK(with([](ServiceEndpoint& e) { e.protocol = "sctp"; }) ==
