@@ -25,6 +25,7 @@
 #include <catch2/catch.hpp>
 
 #include "controlplane/agent/node_agent.h"
+#include "netns/firewall.h"
 #include "netns/network.h"
 #include "tests/integration/agent_fixture.h"
 #include "tests/integration/harness.h"
@@ -421,4 +422,39 @@ TEST_CASE("service endpoint: invalid input is refused, naming what is wrong", "[
   CHECK(clash.error().str().find(std::to_string(a.listener_port)) != std::string::npos);
   CHECK_FALSE(stdfs::exists(env.cfg.state_dir + "/services/" + b.id + ".json"));
   CHECK(agent.remove_service_endpoint(a.id).has_value());
+}
+
+TEST_CASE(
+    "service endpoint: the teardown path (adopt nothing, delete tables and bridge) leaves "
+    "no VIP or rule",
+    "[svc-endpoint]") {
+  REQUIRE_PRIVILEGED();
+  AgentEnv env;
+  NodeAgent& agent = env.start();
+  ServiceEndpoint ep;
+  ep.id = "svc-00000000000000c4";
+  ep.account = kAccountA;
+  ep.name = kName;
+  ep.container_port = 80;
+  ep.listener_port = static_cast<uint16_t>(29000 + (::getpid() % 2000) * 3);
+  auto vip = agent.set_service_endpoint(ep);
+  INFO((vip ? "" : vip.error().str()));
+  REQUIRE(vip.has_value());
+  CHECK(bridge_addresses(env).find(*vip + "/32") != std::string::npos);
+  CHECK(table_rules(env).find("berth:" + ep.id) != std::string::npos);
+  // As berthd --teardown: a new agent adopts nothing (the endpoint is kept:
+  // it is not a task), then the tables and the bridge go.
+  agent.shutdown();
+  env.agent.reset();
+  NodeAgent& again = env.start();
+  REQUIRE(again.adopt({}).has_value());
+  CHECK(bridge_addresses(env).find(*vip + "/32") != std::string::npos);
+  again.shutdown();
+  env.agent.reset();
+  REQUIRE(berth::netns::Firewall(env.cfg.firewall).teardown().has_value());
+  REQUIRE(berth::netns::Network(env.cfg.network).teardown().has_value());
+  CHECK(exec_command({"ip", "link", "show", env.cfg.network.bridge}).exit_code != 0);
+  CHECK(exec_command({"nft", "list", "table", "ip", env.cfg.firewall.table}).exit_code != 0);
+  CHECK(exec_command({"ip", "-4", "-o", "addr"}).out.find(*vip + "/32") == std::string::npos);
+  CHECK_FALSE(stdfs::exists(env.cfg.state_dir + "/ipam/" + *vip));
 }
