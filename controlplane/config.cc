@@ -267,6 +267,7 @@ Result<void> read_services(const Reader& r, const toml::node& n, std::string_vie
       {"backoff_base_seconds", int_to(v.backoff_base_seconds)},
       {"backoff_cap_seconds", int_to(v.backoff_cap_seconds)},
       {"resync_ms", int_to(v.resync_ms)},
+      {"stable_seconds", int_to(v.stable_seconds)},
   };
   return apply_table(r, *t, key, s);
 }
@@ -407,6 +408,10 @@ Result<Config> finish_config(Config c) {
       c.services.backoff_cap_seconds > 86400) {
     return bad("config", "services.backoff_cap_seconds",
                "{} is out of range backoff_base_seconds..86400", c.services.backoff_cap_seconds);
+  }
+  if (c.services.stable_seconds < 0 || c.services.stable_seconds > 3600) {
+    return bad("config", "services.stable_seconds", "{} is out of range 0..3600",
+               c.services.stable_seconds);
   }
   if (c.services.resync_ms < 100 || c.services.resync_ms > 600000) {
     return bad("config", "services.resync_ms", "{} is out of range 100..600000",

@@ -69,6 +69,7 @@ struct Config {
     int backoff_base_seconds = 10;  // the second consecutive failure waits this; doubling
     int backoff_cap_seconds = 900;  // ... up to this
     int resync_ms = 5000;           // a full reconcile pass at least this often
+    int stable_seconds = 5;         // healthy this long: rollout COMPLETED, failure streak reset
   } services;
 
   std::string socket_path() const { return run_dir + "/berthd.sock"; }

@@ -138,6 +138,7 @@ ControlPlaneOptions control_plane_options(const Config& c) {
   o.supervisor.plan.backoff_base = std::chrono::seconds(c.services.backoff_base_seconds);
   o.supervisor.plan.backoff_cap = std::chrono::seconds(c.services.backoff_cap_seconds);
   o.supervisor.resync = std::chrono::milliseconds(c.services.resync_ms);
+  o.supervisor.plan.stable_after = std::chrono::seconds(c.services.stable_seconds);
   return o;
 }
 

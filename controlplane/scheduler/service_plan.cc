@@ -333,9 +333,19 @@ class Planner {
     Deployment* p = sv.primary();
     if (p == nullptr) return;
     auto active = active_of(p->id);
-    int healthy = static_cast<int>(std::count_if(active.begin(), active.end(),
-                                                 [](const PlanTask* t) { return is_healthy(*t); }));
-    bool full = healthy == desired && static_cast<int>(active.size()) == desired;
+    // Full: every desired task healthy for at least stable_after (a task
+    // that dies right after it started must not reset the failure streak
+    // nor complete the rollout); the plan wakes when the last one will be.
+    int settled = 0;
+    for (const PlanTask* t : active) {
+      if (!is_healthy(*t)) continue;
+      if (t->started_at + o_.stable_after <= now_) {
+        ++settled;
+      } else {
+        wake(t->started_at + o_.stable_after);
+      }
+    }
+    bool full = settled == desired && static_cast<int>(active.size()) == desired;
     if (full) p->consecutive_failures = 0;
     bool older_left = false;
     for (const auto& d : sv.deployments) {

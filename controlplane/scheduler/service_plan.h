@@ -34,7 +34,8 @@
 //   doubling, up to 15 min). At the second
 //   consecutive failure the event ECS writes for a throttled service is
 //   added once. n returns to 0 when the deployment has all its desired
-//   tasks healthy.
+//   tasks healthy, each for PlanOptions::stable_after (5 s) since it
+//   started (a task that exits right after starting does not reset it).
 // - Circuit breaker (deploymentCircuitBreaker.enable): while the PRIMARY
 //   deployment's rollout is IN_PROGRESS and its failed tasks reach
 //   max(3, min(200, ceil(desiredCount / 2))), its rolloutState becomes
@@ -54,7 +55,8 @@
 //   ones (oldest first) within the minimum. Surplus tasks of the PRIMARY
 //   (scale-in) are stopped at once, pending ones first, then the newest.
 //   Stop reason: "Scaling activity initiated by (deployment <id>)".
-// - The rollout is COMPLETED when the PRIMARY has D healthy tasks and no
+// - The rollout is COMPLETED when the PRIMARY has D healthy tasks (each
+//   for stable_after) and no
 //   older deployment has a task left; older deployments without tasks are
 //   then dropped. (While the rollout is IN_PROGRESS they are kept as
 //   rollback targets.)
@@ -99,6 +101,9 @@ struct PlanTask {
 struct PlanOptions {
   std::chrono::seconds backoff_base{10};
   std::chrono::seconds backoff_cap{900};
+  // A task counts towards a COMPLETED rollout, and resets its deployment's
+  // failure streak, once it has been healthy this long since it started.
+  std::chrono::seconds stable_after{5};
   // Event ids; default: new_uuid().
   std::function<std::string()> new_id;
 };

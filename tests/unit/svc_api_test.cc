@@ -56,7 +56,7 @@ struct World {
     ecs = std::make_unique<EcsApi>(*store, *tasks);
     svc = std::make_unique<ServiceApi>(*ecs, *tasks);
     ecs->set_services(svc.get());
-    sup = std::make_unique<Supervisor>(*ecs, *svc, *tasks, agent);
+    sup = std::make_unique<Supervisor>(*ecs, *svc, *tasks, agent, supervisor_options());
     ecs_call("RegisterTaskDefinition", json::parse(R"({"family": "web",
         "containerDefinitions": [{"name": "app", "image": "web:1", "memory": 64,
                                   "portMappings": [{"containerPort": 80}]}]})"));
@@ -68,6 +68,14 @@ struct World {
     tasks->drain();
     agent.flush();
     tasks->shutdown();
+  }
+
+  // Healthy counts at once (the planner's stability delay is tested in
+  // svc_plan_test; real time would make these tests wait for it).
+  static SupervisorOptions supervisor_options() {
+    SupervisorOptions o;
+    o.plan.stable_after = std::chrono::seconds(0);
+    return o;
   }
 
   json ecs_call(const std::string& op, const json& body, const std::string& account = kA) {
@@ -570,7 +578,8 @@ TEST_CASE("svc supervisor: a new supervisor adopts the live tasks and starts non
   req.started_by = dep;
   req.group = "service:web";
   REQUIRE(w.tasks->run_task(kA, "default", *def, req));
-  w.sup = std::make_unique<Supervisor>(*w.ecs, *w.svc, *w.tasks, w.agent);
+  w.sup =
+      std::make_unique<Supervisor>(*w.ecs, *w.svc, *w.tasks, w.agent, World::supervisor_options());
   REQUIRE(w.settle("web"));
   CHECK(w.agent.recorded(w.agent.launches).size() == 2);
   CHECK(w.describe("web")["services"][0]["runningCount"] == 2);

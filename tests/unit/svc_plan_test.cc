@@ -48,6 +48,8 @@ struct Sim {
 
   explicit Sim(int desired, int max = 200, int min = 100, CircuitBreaker cb = {}) {
     o.new_id = [this] { return "ev-" + std::to_string(next_event++); };
+    // Healthy counts at once here; the stability delay has its own test.
+    o.stable_after = 0s;
     s.account = "111111111111";
     s.cluster = "default";
     s.name = "web";
@@ -617,4 +619,58 @@ TEST_CASE("svc plan: event texts as ECS writes them", "[svc-plan]") {
   CHECK(stopped_message("x", {"a", "b"}) ==
         "(service x) has stopped 2 running tasks: (task a) (task b).");
   CHECK(scaling_reason("ecs-svc/1") == "Scaling activity initiated by (deployment ecs-svc/1)");
+}
+
+TEST_CASE(
+    "svc plan: a task must stay healthy for stable_after before the streak resets and the "
+    "rollout completes",
+    "[svc-plan]") {
+  Sim sim(1);
+  sim.o.stable_after = 5s;
+  sim.fails_to_start[kTdA] = false;
+  sim.plan();
+  sim.step();  // t0 RUNNING at now
+  TimePoint started = sim.now;
+  auto& early = sim.plan();
+  CHECK(sim.s.running_count == 1);
+  CHECK(sim.s.primary()->rollout_state == "IN_PROGRESS");
+  CHECK_FALSE(sim.s.steady);
+  REQUIRE(early.wake_at);
+  CHECK(*early.wake_at == started + 5s);
+
+  // It exits 1 s after it started: a failure, and the streak goes on.
+  sim.now += 1s;
+  PlanTask* t0 = sim.task("t0");
+  REQUIRE(t0 != nullptr);
+  t0->last_status = TaskStatus::stopped;
+  t0->stop_code = "EssentialContainerExited";
+  t0->stopped_at = sim.now;
+  sim.plan();  // replaced at once (first failure)
+  sim.step();  // t1 RUNNING
+  sim.plan();
+  sim.now += 1s;
+  PlanTask* t1 = sim.task("t1");
+  REQUIRE(t1 != nullptr);
+  t1->last_status = TaskStatus::stopped;
+  t1->stop_code = "EssentialContainerExited";
+  t1->stopped_at = sim.now;
+  auto& second = sim.plan();
+  CHECK(sim.s.primary()->consecutive_failures == 2);
+  CHECK(second.launch.empty());  // backoff: 10 s
+  REQUIRE(second.wake_at);
+  CHECK(*second.wake_at == sim.now + 10s);
+
+  // After the backoff a task that stays up 5 s completes the rollout and
+  // forgives the streak.
+  sim.now += 10s;
+  sim.plan();
+  sim.step();
+  sim.plan();
+  CHECK(sim.s.primary()->consecutive_failures == 2);
+  sim.now += 5s;
+  sim.plan();
+  CHECK(sim.s.primary()->consecutive_failures == 0);
+  CHECK(sim.s.primary()->rollout_state == "COMPLETED");
+  CHECK(sim.s.primary()->failed_tasks == 2);
+  CHECK(sim.s.steady);
 }
