@@ -20,23 +20,8 @@ export FLOW=aws_services_flow
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-: "${BERTH_ENDPOINT:?set BERTH_ENDPOINT=http://127.0.0.1:PORT}"
-: "${AWS_ACCESS_KEY_ID:?set AWS_ACCESS_KEY_ID}"
-: "${AWS_SECRET_ACCESS_KEY:?set AWS_SECRET_ACCESS_KEY}"
-REGION=${AWS_DEFAULT_REGION:-us-east-1}
-IMAGE=${BERTH_TEST_IMAGE:-busybox:latest}
-AWS=${AWS:-/usr/bin/aws}
+aws_flow_setup
 LISTENER=${BERTH_LISTENER_PORT:-}
-[[ -x $AWS ]] || fail "$AWS not found (Debian package awscli)"
-
-HOME=$(mktemp -d)
-export HOME AWS_EC2_METADATA_DISABLED=true AWS_PAGER="" AWS_RETRY_MODE=standard AWS_MAX_ATTEMPTS=2
-unset AWS_PROFILE AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE
-
-ecs() {
-  "$AWS" --endpoint-url "$BERTH_ENDPOINT" --region "$REGION" --output json \
-    --cli-read-timeout 120 ecs "$@"
-}
 
 SUFFIX=$(unique_suffix)
 CLUSTER=awssvc-$SUFFIX
@@ -59,24 +44,9 @@ step "create-cluster $CLUSTER"
 ecs create-cluster --cluster-name "$CLUSTER" >/dev/null || fail "create-cluster failed"
 
 step "register-task-definition $FAMILY (a web server on 8080)"
-def=$(python3 -c '
-import json, sys
-family, image = sys.argv[1:3]
-print(json.dumps({
-    "family": family,
-    "requiresCompatibilities": ["FARGATE"],
-    "networkMode": "awsvpc",
-    "cpu": "256",
-    "memory": "512",
-    "containerDefinitions": [{
-        "name": "web", "image": image, "essential": True,
-        "command": ["sh", "-c", "mkdir -p /tmp/www && echo aws-cli-service > /tmp/www/index.html"
-                    " && httpd -p 8080 -h /tmp/www && trap \"exit 143\" TERM;"
-                    " while true; do sleep 3600 & wait; done"],
-        "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
-        "stopTimeout": 2,
-    }],
-}))' "$FAMILY" "$IMAGE")
+def=$(definition_json "$FAMILY" "$IMAGE" "mkdir -p /tmp/www && echo aws-cli-service \
+> /tmp/www/index.html && httpd -p 8080 -h /tmp/www && trap 'exit 143' TERM; \
+while true; do sleep 3600 & wait; done" web 8080)
 out=$(ecs register-task-definition --cli-input-json "$def") || fail "register-task-definition failed"
 DEF_ARN=$(pyq 'd["taskDefinition"]["taskDefinitionArn"]' <<<"$out")
 

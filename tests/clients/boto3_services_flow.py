@@ -18,58 +18,15 @@ import os
 import sys
 import uuid
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError, WaiterError
 
-FLOW = "boto3_services_flow"
+# The shared helpers next to this file (no __pycache__ left in the tree).
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from boto3_lib import (WAIT, clean_up, client, definition, expect_eq, fail,  # noqa: E402
+                       set_flow, step)
 
-
-def fail(msg):
-    print(f"{FLOW}: FAIL: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
-def step(msg):
-    print(f"{FLOW}: {msg}", file=sys.stderr)
-
-
-def expect_eq(name, actual, expected):
-    if actual != expected:
-        fail(f"{name}: expected {expected!r}, got {actual!r}")
-
-
-def client():
-    endpoint = os.environ.get("BERTH_ENDPOINT") or fail("set BERTH_ENDPOINT=http://127.0.0.1:PORT")
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        if not os.environ.get(name):
-            fail(f"set {name}")
-    return boto3.client(
-        "ecs",
-        endpoint_url=endpoint,
-        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=120),
-    )
-
-
-WAIT = {"Delay": 1, "MaxAttempts": 180}
-
-
-def definition(family, image):
-    return dict(
-        family=family,
-        requiresCompatibilities=["FARGATE"],
-        networkMode="awsvpc",
-        cpu="256",
-        memory="512",
-        containerDefinitions=[
-            dict(name="main", image=image, essential=True,
-                 command=["sh", "-c", "trap 'exit 143' TERM; sleep 3600 & wait"],
-                 stopTimeout=2)
-        ],
-    )
+SLEEPER = "trap 'exit 143' TERM; sleep 3600 & wait"
 
 
 def wait(ecs, name, cluster, service):
@@ -81,6 +38,7 @@ def wait(ecs, name, cluster, service):
 
 
 def main():
+    set_flow("boto3_services_flow")
     ecs = client()
     image = os.environ.get("BERTH_TEST_IMAGE", "busybox:latest")
     suffix = uuid.uuid4().hex[:10]
@@ -90,7 +48,7 @@ def main():
 
     step(f"create_cluster {cluster}, register_task_definition {family}")
     ecs.create_cluster(clusterName=cluster)
-    ecs.register_task_definition(**definition(family, image))
+    ecs.register_task_definition(**definition(family, image, SLEEPER))
 
     created = False
     try:
@@ -160,13 +118,7 @@ def main():
             except (ClientError, WaiterError) as e:
                 step(f"warning: clean-up of {service}: {e}")
 
-    step("clean up")
-    ecs.deregister_task_definition(taskDefinition=f"{family}:1")
-    try:
-        ecs.delete_cluster(cluster=cluster)
-    except ClientError as e:
-        step(f"warning: delete_cluster: {e}")
-    step("PASS")
+    clean_up(ecs, cluster, family)
 
 
 if __name__ == "__main__":
