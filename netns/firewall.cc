@@ -119,6 +119,22 @@ Result<std::optional<std::vector<nft::Rule>>> list_rules(const FirewallConfig& c
   return std::optional(std::move(*rules));
 }
 
+// The ip table: its rules and the elements of its sets.
+struct IpTable {
+  std::vector<nft::Rule> rules;
+  std::vector<nft::SetElement> elements;
+};
+
+Result<std::optional<IpTable>> list_ip_table(const FirewallConfig& cfg, std::string_view what) {
+  BERTH_ASSIGN(auto listing, list_table(cfg, "ip", what));
+  if (!listing) return std::optional<IpTable>();
+  auto rules = nft::parse_rules(*listing);
+  if (!rules) return failed(what, rules.error());
+  auto elements = nft::parse_set_elements(*listing);
+  if (!elements) return failed(what, elements.error());
+  return std::optional(IpTable{std::move(*rules), std::move(*elements)});
+}
+
 // The bridge table: its rules and chains.
 struct BridgeTable {
   std::vector<nft::Rule> rules;
@@ -166,8 +182,26 @@ bool has_owner(const nft::Rule& rule, const std::string& owner) {
   return o && *o == owner;
 }
 
+// The account-set elements whose owner `pred` picks.
+template <class Pred>
+std::vector<SetElementRef> account_elements(const std::vector<nft::SetElement>& elements,
+                                            Pred pred) {
+  std::vector<SetElementRef> out;
+  for (const auto& e : elements) {
+    auto o = comment_owner(e.comment);
+    if (e.set.starts_with(kAccountChainPrefix) && o && pred(*o)) out.push_back({e.set, e.value});
+  }
+  return out;
+}
+
 std::string comment(const std::string& owner) {
   return fmt::format("comment \"{}{}\"", kCommentPrefix, owner);
+}
+
+// The chains whose rules take host ports (the service chains match VIP
+// ports, which are not the host's).
+bool host_port_chain(const std::string& chain) {
+  return chain == kPrerouting || chain == kOutput;
 }
 
 // Who maps each (protocol, host port) already.
@@ -176,7 +210,7 @@ using PortOwners = std::map<std::pair<std::string, uint16_t>, std::string>;
 PortOwners port_owners(const std::vector<nft::Rule>& rules) {
   PortOwners owners;
   for (const auto& r : rules) {
-    if (r.l4proto.empty()) continue;
+    if (r.l4proto.empty() || !host_port_chain(r.chain)) continue;
     owners[{r.l4proto, r.dport}] = comment_owner(r.comment).value_or(r.comment);
   }
   return owners;
@@ -306,26 +340,134 @@ std::string build_port_mapping_script(const FirewallConfig& cfg, const std::stri
   return s;
 }
 
+namespace {
+
+// "dnat ip to numgen random mod N map { 0 : a . p, ... }". numgen picks per
+// new connection (NAT rules see only a connection's first packet);
+// established ones stay on their backend through conntrack.
+std::string balanced_dnat(const std::vector<Backend>& backends) {
+  std::string map;
+  for (size_t i = 0; i < backends.size(); ++i) {
+    if (i > 0) map += ", ";
+    map += fmt::format("{} : {} . {}", i, ipv4(backends[i].ip), backends[i].port);
+  }
+  return fmt::format("dnat ip to numgen random mod {} map {{ {} }}", backends.size(), map);
+}
+
+}  // namespace
+
 std::string build_load_balancer_script(const FirewallConfig& cfg, const std::string& owner,
                                        Protocol proto, uint16_t host_port,
                                        const std::vector<Backend>& backends,
                                        const std::vector<RuleRef>& replaced) {
   std::string s = build_delete_script(cfg, replaced);
   if (backends.empty()) return s;
-  std::string map;
-  for (size_t i = 0; i < backends.size(); ++i) {
-    if (i > 0) map += ", ";
-    map += fmt::format("{} : {} . {}", i, ipv4(backends[i].ip), backends[i].port);
-  }
-  // numgen picks per new connection (NAT rules see only a connection's first
-  // packet); established ones stay on their backend through conntrack.
   for (auto chain : {kPrerouting, kOutput}) {
-    s += fmt::format(
-        "add rule ip {} {} fib daddr type local {} dport {} dnat ip to numgen random mod {} map "
-        "{{ {} }} {}\n",
-        cfg.table, chain, protocol_name(proto), host_port, backends.size(), map, comment(owner));
+    s += fmt::format("add rule ip {} {} fib daddr type local {} dport {} {} {}\n", cfg.table, chain,
+                     protocol_name(proto), host_port, balanced_dnat(backends), comment(owner));
   }
   return s;
+}
+
+std::string account_set(const std::string& account) {
+  return std::string(kAccountChainPrefix) + account;
+}
+
+std::string build_service_ensure_script(const FirewallConfig& cfg) {
+  const std::string t = "ip " + cfg.table;
+  std::string s;
+  // Before conntrack's NAT (-100): every packet, with its original address.
+  s += fmt::format(
+      "add chain {} vip_filter {{ type filter hook prerouting priority -150; policy accept; }}\n",
+      t);
+  // Before the port mappings' chain: the first chain that NATs a connection
+  // wins, the later ones are skipped for it.
+  s += fmt::format(
+      "add chain {} vip_nat {{ type nat hook prerouting priority -101; policy accept; }}\n", t);
+  s += fmt::format(
+      "add chain {} vip_local {{ type filter hook input priority 0; policy accept; }}\n", t);
+  s += fmt::format(
+      "add chain {} vip_host {{ type filter hook output priority 0; policy accept; }}\n", t);
+  return s;
+}
+
+std::string build_set_delete_script(const FirewallConfig& cfg,
+                                    const std::vector<SetElementRef>& elements) {
+  std::string s;
+  for (const auto& e : elements)
+    s += fmt::format("delete element ip {} {} {{ {} }}\n", cfg.table, e.set, e.value);
+  return s;
+}
+
+std::string build_tenant_set_script(const FirewallConfig& cfg, const std::string& owner,
+                                    const TenantPort& port,
+                                    const std::vector<SetElementRef>& replaced) {
+  const std::string t = "ip " + cfg.table;
+  const std::string set = account_set(port.account);
+  const std::string addr = ipv4(port.ip);
+  std::string s = fmt::format("add set {} {} {{ type ipv4_addr; }}\n", t, set);
+  std::vector<SetElementRef> others;
+  for (const auto& e : replaced) {
+    if (!(e.set == set && e.value == addr)) others.push_back(e);
+  }
+  s += build_set_delete_script(cfg, others);
+  // add (a no-op if it is there), delete, add: the element ends up with this
+  // owner's comment whoever held it before (a stale owner's, after a crash).
+  s += fmt::format("add element {} {} {{ {} }}\n", t, set, addr);
+  s += fmt::format("delete element {} {} {{ {} }}\n", t, set, addr);
+  s += fmt::format("add element {} {} {{ {} {} }}\n", t, set, addr, comment(owner));
+  return s;
+}
+
+std::string build_service_script(const FirewallConfig& cfg, const std::string& owner,
+                                 const ServiceRules& r, const std::vector<RuleRef>& replaced) {
+  std::string s = build_delete_script(cfg, replaced);
+  const std::string t = "ip " + cfg.table;
+  const std::string c = comment(owner);
+  const std::string_view proto = protocol_name(r.protocol);
+  if (r.vip != 0) {
+    const std::string vip = ipv4(r.vip);
+    const std::string set = account_set(r.account);
+    s += fmt::format("add set {} {} {{ type ipv4_addr; }}\n", t, set);
+    s += fmt::format("add rule {} vip_filter ip daddr {} ip saddr @{} {} dport {} accept {}\n", t,
+                     vip, set, proto, r.vip_port, c);
+    s += fmt::format("add rule {} vip_filter ip daddr {} drop {}\n", t, vip, c);
+    if (!r.backends.empty()) {
+      s += fmt::format("add rule {} vip_nat ip daddr {} {} dport {} {} {}\n", t, vip, proto,
+                       r.vip_port, balanced_dnat(r.backends), c);
+    }
+    s += fmt::format(
+        "add rule {} vip_local ip daddr {} meta l4proto tcp reject with tcp reset {}\n", t, vip, c);
+    s += fmt::format("add rule {} vip_local ip daddr {} reject {}\n", t, vip, c);
+    s += fmt::format("add rule {} vip_host ip daddr {} drop {}\n", t, vip, c);
+  }
+  if (r.listener_port != 0) {
+    if (!r.backends.empty()) {
+      s += build_load_balancer_script(cfg, owner, r.protocol, r.listener_port, r.backends, {});
+    } else {
+      // Reserved for the owner (no other mapping takes it), refused at once.
+      for (auto chain : {kPrerouting, kOutput}) {
+        s += fmt::format("add rule {} {} fib daddr type local {} dport {} accept {}\n", t, chain,
+                         proto, r.listener_port, c);
+      }
+      s += fmt::format("add rule {} vip_local fib daddr type local {} dport {} {} {}\n", t, proto,
+                       r.listener_port,
+                       r.protocol == Protocol::tcp ? "reject with tcp reset" : "reject", c);
+    }
+  }
+  return s;
+}
+
+Result<void> validate_service_rules(const ServiceRules& r) {
+  if (r.account.empty() || r.account.size() > 32 || !all_of_chars(r.account, "_"))
+    return error("firewall", "invalid account \"{}\": 1-32 letters, digits and _", r.account);
+  if (r.vip != 0 && r.vip_port == 0)
+    return error("firewall", "service address {} without a port", ipv4(r.vip));
+  for (const auto& b : r.backends) {
+    if (b.ip == 0 || b.port == 0)
+      return error("firewall", "invalid backend {}:{}", ipv4(b.ip), b.port);
+  }
+  return {};
 }
 
 std::string build_delete_script(const FirewallConfig& cfg, const std::vector<RuleRef>& rules) {
@@ -495,7 +637,9 @@ Result<void> Firewall::ensure() {
   if (!fs::exists(fs::join(cfg_.proc_sys, bridge_conf)))
     return error("firewall", "{}: bridge {} does not exist (no {})", what, cfg_.bridge,
                  fs::join(cfg_.proc_sys, bridge_conf));
-  BERTH_TRY(run_nft(build_ensure_script(cfg_) + build_tenant_ensure_script(cfg_), what));
+  BERTH_TRY(run_nft(build_ensure_script(cfg_) + build_tenant_ensure_script(cfg_) +
+                        build_service_ensure_script(cfg_),
+                    what));
   // Forwarding carries everything between the bridge and the rest of the
   // host; route_localnet lets DNAT send 127.0.0.1-sourced packets (a host
   // process connecting to 127.0.0.1:hostPort) out of the bridge instead of
@@ -591,7 +735,8 @@ Result<void> Firewall::set_load_balancer(const std::string& owner, Protocol prot
   }
   std::vector<RuleRef> replaced;
   for (const auto& r : *rules) {
-    if (r.l4proto != protocol_name(proto) || r.dport != host_port) continue;
+    if (r.l4proto != protocol_name(proto) || r.dport != host_port || !host_port_chain(r.chain))
+      continue;
     if (!has_owner(r, owner) || !r.numgen)
       return port_taken(what, proto, host_port, comment_owner(r.comment).value_or(r.comment));
     replaced.push_back({r.chain, r.handle});
@@ -599,6 +744,45 @@ Result<void> Firewall::set_load_balancer(const std::string& owner, Protocol prot
   if (replaced.empty() && backends.empty()) return {};
   BERTH_TRY(
       run_nft(build_load_balancer_script(cfg_, owner, proto, host_port, backends, replaced), what));
+  return {};
+}
+
+Result<void> Firewall::set_service(const std::string& owner, const ServiceRules& rules) {
+  std::lock_guard lock(mu_);
+  const std::string what = fmt::format("set service rules of owner {}", owner);
+  BERTH_TRY(validate_config(cfg_));
+  BERTH_TRY(validate_owner(owner));
+  if (auto v = validate_service_rules(rules); !v) return failed(what, v.error());
+  BERTH_ASSIGN(auto current, list_rules(cfg_, what));
+  if (!current)
+    return error("firewall", "{}: table ip {} does not exist (ensure() first)", what, cfg_.table);
+  std::vector<RuleRef> replaced;
+  for (const auto& r : *current) {
+    if (has_owner(r, owner)) {
+      replaced.push_back({r.chain, r.handle});
+    } else if (rules.listener_port != 0 && host_port_chain(r.chain) &&
+               r.l4proto == protocol_name(rules.protocol) && r.dport == rules.listener_port) {
+      return port_taken(what, rules.protocol, rules.listener_port,
+                        comment_owner(r.comment).value_or(r.comment));
+    }
+  }
+  BERTH_TRY(run_nft(build_service_script(cfg_, owner, rules, replaced), what));
+  return {};
+}
+
+Result<void> Firewall::remove_service(const std::string& owner) {
+  std::lock_guard lock(mu_);
+  const std::string what = fmt::format("remove service rules of owner {}", owner);
+  BERTH_TRY(validate_config(cfg_));
+  BERTH_TRY(validate_owner(owner));
+  BERTH_ASSIGN(auto rules, list_rules(cfg_, what));
+  if (!rules) return {};
+  std::vector<RuleRef> refs;
+  for (const auto& r : *rules) {
+    if (has_owner(r, owner)) refs.push_back({r.chain, r.handle});
+  }
+  if (refs.empty()) return {};
+  BERTH_TRY(run_nft(build_delete_script(cfg_, refs), what));
   return {};
 }
 
@@ -618,7 +802,14 @@ Result<void> Firewall::add_tenant_port(const std::string& owner, const TenantPor
     if (has_owner(r, owner)) replaced.push_back({r.chain, r.handle});
   }
   auto empty = emptied_account_chains(*table, replaced, account_chain(port.account));
-  BERTH_TRY(run_nft(build_tenant_port_script(cfg_, owner, port, replaced, empty), what));
+  BERTH_ASSIGN(auto ip, list_ip_table(cfg_, what));
+  if (!ip)
+    return error("firewall", "{}: table ip {} does not exist (ensure() first)", what, cfg_.table);
+  auto elements = account_elements(ip->elements, [&](const std::string& o) { return o == owner; });
+  // One transaction: the bridge rules and the account set's element.
+  BERTH_TRY(run_nft(build_tenant_port_script(cfg_, owner, port, replaced, empty) +
+                        build_tenant_set_script(cfg_, owner, port, elements),
+                    what));
   return {};
 }
 
@@ -628,14 +819,22 @@ Result<void> Firewall::remove_tenant_port(const std::string& owner) {
   BERTH_TRY(validate_config(cfg_));
   BERTH_TRY(validate_owner(owner));
   BERTH_ASSIGN(auto table, list_bridge_table(cfg_, what));
-  if (!table) return {};
-  std::vector<RuleRef> refs;
-  for (const auto& r : table->rules) {
-    if (has_owner(r, owner)) refs.push_back({r.chain, r.handle});
+  BERTH_ASSIGN(auto ip, list_ip_table(cfg_, what));
+  std::string script;
+  if (table) {
+    std::vector<RuleRef> refs;
+    for (const auto& r : table->rules) {
+      if (has_owner(r, owner)) refs.push_back({r.chain, r.handle});
+    }
+    if (!refs.empty())
+      script += build_tenant_delete_script(cfg_, refs, emptied_account_chains(*table, refs));
   }
-  if (refs.empty()) return {};
-  BERTH_TRY(
-      run_nft(build_tenant_delete_script(cfg_, refs, emptied_account_chains(*table, refs)), what));
+  if (ip) {
+    script += build_set_delete_script(
+        cfg_, account_elements(ip->elements, [&](const std::string& o) { return o == owner; }));
+  }
+  if (script.empty()) return {};
+  BERTH_TRY(run_nft(script, what));
   return {};
 }
 
@@ -663,10 +862,18 @@ Result<std::vector<std::string>> Firewall::gc(const std::vector<std::string>& li
   BERTH_TRY(validate_config(cfg_));
   std::set<std::string> alive(live.begin(), live.end());
   std::set<std::string> dead;
-  BERTH_ASSIGN(auto rules, list_rules(cfg_, what));
+  BERTH_ASSIGN(auto ip, list_ip_table(cfg_, what));
   BERTH_ASSIGN(auto bridge, list_bridge_table(cfg_, what));
   std::string script;
-  if (rules) script += build_delete_script(cfg_, dead_rules(*rules, alive, dead));
+  if (ip) {
+    script += build_delete_script(cfg_, dead_rules(ip->rules, alive, dead));
+    auto elements = account_elements(ip->elements, [&](const std::string& o) {
+      bool gone = o.front() != '@' && !alive.contains(o);
+      if (gone) dead.insert(o);
+      return gone;
+    });
+    script += build_set_delete_script(cfg_, elements);
+  }
   if (bridge) {
     auto refs = dead_rules(bridge->rules, alive, dead);
     script += build_tenant_delete_script(cfg_, refs, emptied_account_chains(*bridge, refs));

@@ -48,6 +48,7 @@ struct PortMapping {
 struct Backend {
   uint32_t ip = 0;  // host byte order
   uint16_t port = 0;
+  bool operator==(const Backend&) const = default;
 };
 
 // One microhost's port on the bridge, as add_tenant_port registers it.
@@ -118,6 +119,50 @@ struct TenantPort {
 // The per-port rules are linear lists (one match per registered port per
 // frame); a verdict map keyed by iifname would make the lookup constant
 // once hundreds of ports per node matter.
+// Services (issue 13): a service's stable virtual address on the bridge
+// (VIP) and its listener on a host port, both balancing new connections over
+// the service's backends (numgen random mod N), set and replaced as one
+// transaction per change by set_service(), all under the service's owner.
+//
+//   Who may use the VIP: the ip table keeps a named set per account,
+//   "acct_<account>" (type ipv4_addr), of the addresses of the account's
+//   registered ports; add_tenant_port / remove_tenant_port / gc update it in
+//   the same transaction as the bridge rules (each element carries the
+//   port owner's comment). The bridge's anti-spoofing rules guarantee a
+//   port sends from its own address only, so `ip saddr @acct_A` is "a task
+//   of account A".
+//
+//   chain vip_filter (filter, prerouting -150: before any NAT, every packet):
+//     ip daddr VIP ip saddr @acct_A <proto> dport P accept
+//     ip daddr VIP drop          (another account, the host's other
+//                                 sources, any other port or protocol)
+//   chain vip_nat (nat, prerouting -101: before the port mappings' chain, so
+//   that a host port equal to P never takes VIP traffic):
+//     ip daddr VIP <proto> dport P dnat to numgen random mod N map {...}
+//   chain vip_local (filter, input): what reaches the VIP itself was not
+//     DNAT'd (no backends): refused at once (tcp reset / icmp
+//     port-unreachable), so no socket of the host on that address or on
+//     0.0.0.0 is ever reached through the VIP; a listener port without
+//     backends is refused here too.
+//   chain vip_host (filter, output): the host's own sockets never reach the
+//     VIP (ip daddr VIP drop).
+// The answers come back through the host: the DNAT'd connection leaves on
+// the bridge from a subnet address, which the table's @hairpin masquerade
+// rewrites to the gateway's.
+//
+// The listener: as set_load_balancer (prerouting and output, fib daddr type
+// local), or, without backends, "accept" rules that keep the host port
+// reserved for the owner (no NAT: the vip_local rule refuses it).
+struct ServiceRules {
+  std::string account;  // 1-32 of [A-Za-z0-9_], as TenantPort::account
+  uint32_t vip = 0;     // host byte order; 0: no VIP
+  Protocol protocol = Protocol::tcp;
+  uint16_t vip_port = 0;       // the VIP's port (required with a VIP)
+  uint16_t listener_port = 0;  // 0: no host listener
+  std::vector<Backend> backends;
+  bool operator==(const ServiceRules&) const = default;
+};
+
 struct FirewallConfig {
   std::string table = "berth";
   std::string bridge = "berth0";
@@ -158,6 +203,12 @@ class Firewall {
   // balancer of that port in one transaction (empty: removes it).
   Result<void> set_load_balancer(const std::string& owner, Protocol proto, uint16_t host_port,
                                  const std::vector<Backend>& backends);
+  // Sets the rules of service `owner` (see ServiceRules above), replacing
+  // every rule it had, in one transaction. A listener port mapped or
+  // balanced by another owner is an error naming it. ensure() first.
+  Result<void> set_service(const std::string& owner, const ServiceRules& rules);
+  // Removes every rule of `owner` in the ip table (nothing to do if none).
+  Result<void> remove_service(const std::string& owner);
   // Registers `port` (see TenantPort and the isolation notes above) for
   // `owner` (the microhost id), in one transaction; rules `owner` had
   // already (a re-registration after a daemon restart, or a new account)
@@ -222,6 +273,32 @@ Result<void> validate_tenant_port(const TenantPort& port);
 // The bridge table, its chains and the forward chain's own rules (run in the
 // same transaction as build_ensure_script).
 std::string build_tenant_ensure_script(const FirewallConfig& cfg);
+// The account's address set in the ip table: "acct_<account>".
+std::string account_set(const std::string& account);
+// The ip table's service chains (run with build_ensure_script).
+std::string build_service_ensure_script(const FirewallConfig& cfg);
+// An element of an account set and its owner, as listed.
+struct SetElementRef {
+  std::string set;
+  std::string value;
+  bool operator==(const SetElementRef&) const = default;
+};
+// Deletes `elements` from their sets in the ip table.
+std::string build_set_delete_script(const FirewallConfig& cfg,
+                                    const std::vector<SetElementRef>& elements);
+// The port's address in its account's set (created if missing), owned by
+// `owner`, after deleting `replaced` (the owner's elements found); any
+// element of the same address (a stale owner's) is replaced too.
+std::string build_tenant_set_script(const FirewallConfig& cfg, const std::string& owner,
+                                    const TenantPort& port,
+                                    const std::vector<SetElementRef>& replaced);
+// Deletes `replaced` (rules of the ip table) and adds the service's rules.
+std::string build_service_script(const FirewallConfig& cfg, const std::string& owner,
+                                 const ServiceRules& rules, const std::vector<RuleRef>& replaced);
+// Account 1-32 of [A-Za-z0-9_]; a VIP needs a vip_port; backends have an
+// address and a port.
+Result<void> validate_service_rules(const ServiceRules& rules);
+
 // Deletes the bridge table, idempotently.
 std::string build_tenant_teardown_script(const FirewallConfig& cfg);
 // Deletes `rules` and then the chains `empty_chains` of the bridge table.

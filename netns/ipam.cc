@@ -150,6 +150,21 @@ Result<void> Ipam::release_owner(const std::string& owner) {
   return {};
 }
 
+Result<void> Ipam::reserve(uint32_t addr, const std::string& owner) {
+  if (owner.empty() || owner.find_first_of("\n/") != std::string::npos)
+    return error(kStep, "invalid owner \"{}\"", owner);
+  if (!subnet_.contains(addr) || addr <= subnet_.gateway() || addr >= subnet_.broadcast())
+    return error(kStep, "{} is not a host address of {} (besides the gateway)", ipv4_str(addr),
+                 subnet_.str());
+  std::string path = fs::join(dir_, ipv4_str(addr));
+  BERTH_ASSIGN(bool claimed, claim(dir_, path, owner));
+  if (claimed) return {};
+  BERTH_ASSIGN(std::string holder, fs::read_file(path));
+  if (holder != owner)
+    return error(kStep, "address {} is held by {}, not {}", ipv4_str(addr), holder, owner);
+  return {};
+}
+
 Result<std::vector<std::pair<std::string, uint32_t>>> Ipam::allocations() const {
   BERTH_ASSIGN(std::set<uint32_t> used, addresses_in(dir_));
   std::vector<std::pair<std::string, uint32_t>> out;

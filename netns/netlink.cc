@@ -6,6 +6,7 @@
 #include <netlink/route/nexthop.h>
 
 #include <array>
+#include <cstring>
 
 #include "netns/network.h"
 
@@ -112,6 +113,40 @@ Result<void> add_address(nl_sock* sk, int ifindex, uint32_t ip, unsigned prefix,
     return nl_error(kStep, err, "add address {}/{} to {}", buf, prefix, what);
   }
   return {};
+}
+
+Result<std::vector<AddressInfo>> list_addresses(nl_sock* sk, int ifindex) {
+  nl_cache* raw = nullptr;
+  int err = rtnl_addr_alloc_cache(sk, &raw);
+  Cache cache(raw);
+  if (err < 0) return nl_error(kStep, err, "list addresses");
+  std::vector<AddressInfo> out;
+  for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
+    auto* a = reinterpret_cast<rtnl_addr*>(o);
+    if (rtnl_addr_get_ifindex(a) != ifindex || rtnl_addr_get_family(a) != AF_INET) continue;
+    nl_addr* local = rtnl_addr_get_local(a);
+    if (local == nullptr || nl_addr_get_len(local) != sizeof(uint32_t)) continue;
+    uint32_t be = 0;
+    std::memcpy(&be, nl_addr_get_binary_addr(local), sizeof be);
+    out.push_back({ntohl(be), static_cast<unsigned>(rtnl_addr_get_prefixlen(a))});
+  }
+  return out;
+}
+
+Result<bool> delete_address(nl_sock* sk, int ifindex, uint32_t ip, unsigned prefix,
+                            const std::string& what) {
+  Addr addr(rtnl_addr_alloc());
+  Address local = ipv4(ip, prefix);
+  if (!addr || !local) return nl_error(kStep, -NLE_NOMEM, "delete an address of {}", what);
+  rtnl_addr_set_ifindex(addr.get(), ifindex);
+  rtnl_addr_set_family(addr.get(), AF_INET);
+  if (int err = rtnl_addr_set_local(addr.get(), local.get()); err < 0)
+    return nl_error(kStep, err, "delete an address of {}", what);
+  int err = rtnl_addr_delete(sk, addr.get(), 0);
+  if (err == -NLE_NOADDR || err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return false;
+  if (err < 0)
+    return nl_error(kStep, err, "delete address {}/{} of {}", ipv4_str(ip), prefix, what);
+  return true;
 }
 
 Result<void> add_default_route(nl_sock* sk, int ifindex, uint32_t gateway,

@@ -78,6 +78,15 @@ Result<void> set_up(nl_sock* sk, int ifindex, const std::string& what);
 // Adds ip/prefix to a link; `exist_ok` accepts an address already there.
 Result<void> add_address(nl_sock* sk, int ifindex, uint32_t ip, unsigned prefix,
                          const std::string& what, bool exist_ok = false);
+struct AddressInfo {
+  uint32_t ip = 0;  // host byte order
+  unsigned prefix = 0;
+};
+// The IPv4 addresses of link `ifindex`.
+Result<std::vector<AddressInfo>> list_addresses(nl_sock* sk, int ifindex);
+// Deletes ip/prefix from a link; false if it was not there.
+Result<bool> delete_address(nl_sock* sk, int ifindex, uint32_t ip, unsigned prefix,
+                            const std::string& what);
 // A default route via `gateway` out of `ifindex`, in the main table.
 Result<void> add_default_route(nl_sock* sk, int ifindex, uint32_t gateway, const std::string& what);
 

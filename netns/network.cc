@@ -385,7 +385,78 @@ Result<void> gc_addresses(Ipam ipam, const std::vector<std::string>& live,
   return first;
 }
 
+// The bridge's VIPs (/32 addresses of the subnet) that no allocation holds.
+Result<void> gc_vips(nl_sock* sk, const NetworkConfig& cfg, const Ipv4Net& subnet, const Ipam& ipam,
+                     std::vector<std::string>& removed) {
+  BERTH_ASSIGN(auto bridge, nl::find_link(sk, cfg.bridge));
+  if (!bridge) return {};
+  BERTH_ASSIGN(auto all, ipam.allocations());
+  std::set<uint32_t> held;
+  for (const auto& [owner, addr] : all) held.insert(addr);
+  BERTH_ASSIGN(auto addrs, nl::list_addresses(sk, bridge->ifindex));
+  Result<void> first;
+  for (const auto& a : addrs) {
+    if (a.prefix != 32 || !subnet.contains(a.ip) || a.ip == subnet.gateway() || held.contains(a.ip))
+      continue;
+    auto r = nl::delete_address(sk, bridge->ifindex, a.ip, 32, "bridge " + cfg.bridge);
+    if (r && *r) removed.push_back(fmt::format("service address {}", ipv4_str(a.ip)));
+    if (!r) keep_first(first, std::unexpected(r.error()));
+  }
+  return first;
+}
+
 }  // namespace
+
+Result<uint32_t> Network::add_vip(const std::string& owner, std::optional<uint32_t> wanted) {
+  BERTH_TRY(check_id(owner));
+  BERTH_TRY(check_config());
+  BERTH_ASSIGN(nl::Socket sk, nl::connect_route());
+  BERTH_ASSIGN(auto bridge, nl::find_link(sk.get(), cfg_.bridge));
+  if (!bridge)
+    return error(kStep, "bridge {} does not exist (ensure_bridge creates it)", cfg_.bridge);
+  Ipam ipam(ipam_dir(), *subnet_);
+  uint32_t addr = 0;
+  bool fresh = false;
+  if (wanted) {
+    BERTH_TRY(ipam.reserve(*wanted, owner));
+    addr = *wanted;
+  } else {
+    // The owner's address already (a repeated call that lost its answer).
+    BERTH_ASSIGN(auto all, ipam.allocations());
+    for (const auto& [who, a] : all) {
+      if (who == owner) addr = a;
+    }
+    if (addr == 0) {
+      BERTH_ASSIGN(addr, ipam.allocate(owner));
+      fresh = true;
+    }
+  }
+  auto added = nl::add_address(sk.get(), bridge->ifindex, addr, 32, "bridge " + cfg_.bridge,
+                               /*exist_ok=*/true);
+  if (!added) {
+    if (fresh) (void)ipam.release(addr, owner);
+    return std::unexpected(added.error());
+  }
+  return addr;
+}
+
+Result<void> Network::remove_vip(const std::string& owner, uint32_t addr) {
+  BERTH_TRY(check_id(owner));
+  BERTH_TRY(check_config());
+  BERTH_ASSIGN(nl::Socket sk, nl::connect_route());
+  BERTH_ASSIGN(auto bridge, nl::find_link(sk.get(), cfg_.bridge));
+  Ipam ipam(ipam_dir(), *subnet_);
+  BERTH_ASSIGN(auto all, ipam.allocations());
+  // Gone to another owner since (a stale, repeated removal): not ours to touch.
+  bool others = std::any_of(all.begin(), all.end(),
+                            [&](const auto& a) { return a.second == addr && a.first != owner; });
+  if (bridge && !others) {
+    auto deleted = nl::delete_address(sk.get(), bridge->ifindex, addr, 32, "bridge " + cfg_.bridge);
+    if (!deleted) return std::unexpected(deleted.error());
+  }
+  // The address last, as for a microhost.
+  return ipam.release(addr, owner);
+}
 
 Result<std::vector<std::string>> Network::gc(const std::vector<std::string>& live) {
   BERTH_TRY(check_config());
@@ -396,6 +467,7 @@ Result<std::vector<std::string>> Network::gc(const std::vector<std::string>& liv
   keep_first(first, gc_links(sk.get(), *this, live, removed));
   keep_first(first, gc_netns(netns_dir(), live, removed));
   keep_first(first, gc_addresses(Ipam(ipam_dir(), *subnet_), live, removed));
+  keep_first(first, gc_vips(sk.get(), cfg_, *subnet_, Ipam(ipam_dir(), *subnet_), removed));
   for (const auto& what : removed) log::info("network: gc removed {}", what);
   if (!first) return std::unexpected(first.error());
   return removed;

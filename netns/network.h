@@ -91,6 +91,10 @@ class Ipam {
   // not free an address that has since gone to another microhost.
   Result<void> release(uint32_t addr, const std::string& owner);
   Result<void> release_owner(const std::string& owner);
+  // Claims exactly `addr` for `owner` (a host address of the subnet, not the
+  // gateway); holding it already is fine, another owner's is an error
+  // naming it.
+  Result<void> reserve(uint32_t addr, const std::string& owner);
   // owner -> address for every allocation on disk.
   Result<std::vector<std::pair<std::string, uint32_t>>> allocations() const;
 
@@ -120,10 +124,19 @@ class Network {
   // Releasing again is harmless, until the id is created anew.
   Result<void> release_microhost(const Microhost& mh);
   // Removes links, netns mounts and addresses of this instance that no id in
-  // `live` owns (after a crash). Returns what was removed, for logging. Run it
+  // `live` owns (after a crash), and the bridge's VIPs (/32 addresses of the
+  // subnet) whose address no live id holds any more. Returns what was removed, for logging. Run it
   // while no create_microhost is in flight (at start-up): a microhost being
   // created is not in `live` yet.
   Result<std::vector<std::string>> gc(const std::vector<std::string>& live);
+  // Service addresses (VIPs, issue 13): an address of the subnet from the
+  // IPAM (owner `owner`), or exactly `wanted` when given (a restart: the
+  // supervisor passes back the address it was given), added as <addr>/32 to
+  // the bridge so that the host answers ARP for it there. Idempotent.
+  Result<uint32_t> add_vip(const std::string& owner, std::optional<uint32_t> wanted);
+  // Removes <addr>/32 from the bridge and releases the address if `owner`
+  // holds it. Idempotent.
+  Result<void> remove_vip(const std::string& owner, uint32_t addr);
   // /etc/hosts and /etc/resolv.conf content for a task. Without configured
   // resolvers, the host's file minus its loopback nameservers (a stub
   // resolver on the host's 127.0.0.x is unreachable from a task's netns); an

@@ -196,6 +196,31 @@ Result<std::vector<std::string>> parse_names(std::string_view json_text, const c
 
 }  // namespace
 
+Result<std::vector<SetElement>> parse_set_elements(std::string_view json_text) {
+  Json doc = Json::parse(json_text, nullptr, false);
+  if (doc.is_discarded()) return error("nft", "cannot parse JSON output: {:.200}", json_text);
+  BERTH_ASSIGN(const Json* items, nftables_array(doc, json_text));
+  std::vector<SetElement> out;
+  for (const auto& item : *items) {
+    const Json* set = member(item, "set");
+    if (set == nullptr) continue;
+    const Json* elems = member(*set, "elem");
+    if (elems == nullptr || !elems->is_array()) continue;
+    std::string name = string_member(*set, "name");
+    for (const auto& e : *elems) {
+      SetElement el{.set = name};
+      if (e.is_string()) {
+        el.value = e.get<std::string>();
+      } else if (const Json* inner = member(e, "elem"); inner != nullptr) {
+        el.value = string_member(*inner, "val");
+        el.comment = string_member(*inner, "comment");
+      }
+      if (!el.value.empty()) out.push_back(std::move(el));
+    }
+  }
+  return out;
+}
+
 Result<std::vector<std::string>> parse_chain_names(std::string_view json_text) {
   return parse_names(json_text, "chain");
 }

@@ -58,6 +58,19 @@ struct Rule {
 // The rules in the JSON output of a list command (other objects ignored).
 Result<std::vector<Rule>> parse_rules(std::string_view json_text);
 
+// An element of a named set, as `nft -j list ...` shows it.
+struct SetElement {
+  std::string set;
+  std::string value;    // "10.88.0.2"
+  std::string comment;  // "" when it has none
+  bool operator==(const SetElement&) const = default;
+};
+
+// The elements of every set in the JSON output of a list command (plain
+// values and {"elem": {"val": ..., "comment": ...}} alike; values that are
+// not strings, such as ranges or concatenations, are skipped).
+Result<std::vector<SetElement>> parse_set_elements(std::string_view json_text);
+
 // The names of the chains in the JSON output of a list command.
 Result<std::vector<std::string>> parse_chain_names(std::string_view json_text);
 

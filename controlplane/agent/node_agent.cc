@@ -13,6 +13,7 @@
 #include "common/json_reader.h"
 #include "common/log.h"
 #include "controlplane/agent/oci_spec.h"
+#include "controlplane/agent/service_endpoint.h"
 #include "controlplane/agent/shim_client.h"
 #include "controlplane/agent/shim_spawn.h"
 #include "controlplane/agent/usage.h"
@@ -70,6 +71,7 @@ std::string json_str(const json& j, const char* key) {
 // What microhost.json records (see node_agent.h).
 struct TaskHoldings {
   netns::Microhost microhost;
+  std::string account;  // the task's (its hosts file gets the account's services)
   bool has_port_mappings = false;
   bool has_tenant_port = false;
   std::vector<std::string> rootfs;  // overlay ids
@@ -77,6 +79,7 @@ struct TaskHoldings {
 
 json holdings_json(const TaskHoldings& h) {
   return {{"microhost", microhost_json(h.microhost)},
+          {"account", h.account},
           {"port_mappings", h.has_port_mappings},
           {"tenant_port", h.has_tenant_port},
           {"rootfs", h.rootfs}};
@@ -89,6 +92,7 @@ Result<TaskHoldings> read_holdings(const std::string& dir) {
   auto mh = j.find("microhost");
   if (!j.is_object() || mh == j.end()) return error("microhost", "{}: no microhost", path);
   BERTH_ASSIGN(h.microhost, microhost_from_json(*mh));
+  h.account = json_str(j, "account");
   auto pm = j.find("port_mappings");
   h.has_port_mappings = pm != j.end() && pm->is_boolean() && pm->get<bool>();
   auto tp = j.find("tenant_port");
@@ -190,6 +194,7 @@ Result<std::unique_ptr<NodeAgent>> NodeAgent::create(AgentConfig cfg) {
   BERTH_TRY(a->store_.init());
   BERTH_TRY(a->net_.ensure_bridge());
   BERTH_TRY(a->fw_.ensure());
+  a->load_endpoints();
   a->pool_ = std::make_unique<MicrohostPool>(a->net_);
   a->pool_->set_target(a->cfg_.warm_pool);
   return a;
@@ -358,6 +363,7 @@ Result<Launched> NodeAgent::launch_steps(const TaskLaunch& t, Undo& undo) {
   auto mode = netns::parse_network_mode(t.definition.network_mode);
   if (!mode) return reason_error(kResourceInit, mode.error());
   TaskHoldings held;
+  held.account = t.task.account;
   std::optional<netns::Microhost> pooled;
   if (*mode == netns::NetworkMode::awsvpc) pooled = pool_->take();
   if (pooled) {
@@ -444,11 +450,18 @@ Result<Launched> NodeAgent::launch_steps(const TaskLaunch& t, Undo& undo) {
     std::string hostname = c.hostname.empty() ? id.substr(0, 12) : c.hostname;
     MicrohostView view{mh.netns_path, bundle + "/hosts", bundle + "/resolv.conf",
                        bundle + "/hostname"};
+    if (auto r = fs::mkdir_p(bundle, 0700); !r) return reason_error(kResourceInit, r.error());
+    {
+      // The account's service names (tasks on the bridge only), written
+      // under the lock their changes take (see rewrite_service_hosts).
+      std::lock_guard lock(svc_mu_);
+      std::string hosts = net_.hosts_file(mh, hostname);
+      if (mh.ip != 0) hosts = with_service_hosts(hosts, service_hosts_for(t.task.account));
+      if (auto r = fs::write_file_atomic(view.hosts_file, hosts, 0644, kBundleDurability); !r)
+        return reason_error(kResourceInit, r.error());
+    }
     for (auto r :
-         {fs::mkdir_p(bundle, 0700),
-          fs::write_file_atomic(view.hosts_file, net_.hosts_file(mh, hostname), 0644,
-                                kBundleDurability),
-          fs::write_file_atomic(view.resolv_conf_file, *resolv, 0644, kBundleDurability),
+         {fs::write_file_atomic(view.resolv_conf_file, *resolv, 0644, kBundleDurability),
           fs::write_file_atomic(view.hostname_file, hostname + "\n", 0644, kBundleDurability)}) {
       if (!r) return reason_error(kResourceInit, r.error());
     }
@@ -629,13 +642,141 @@ Result<void> NodeAgent::release(const std::string& task_id) {
   return release_resources(task_id);
 }
 
-// PLACEHOLDER (issue 13): the svc-net helper implements service endpoints.
-Result<std::string> NodeAgent::set_service_endpoint(const ServiceEndpoint& ep) {
-  return kind_error(ErrorKind::unsupported, "service endpoint", "{}: not implemented yet", ep.id);
+// ---- service endpoints ---------------------------------------------------------
+
+std::string NodeAgent::services_dir() const {
+  return cfg_.state_dir + "/services";
+}
+
+void NodeAgent::load_endpoints() {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(services_dir(), ec)) {
+    std::string path = e.path().string();
+    if (!path.ends_with(".json")) continue;
+    auto text = fs::read_file(path);
+    auto ep = text ? parse_service_endpoint(*text, path)
+                   : Result<ServiceEndpoint>(std::unexpected(text.error()));
+    if (!ep || e.path().stem().string() != ep->id) {
+      log::warn("service endpoints: ignoring {}: {}", path,
+                ep ? "not named after its id" : ep.error().str());
+      continue;
+    }
+    endpoints_[ep->id] = std::move(*ep);
+  }
+}
+
+std::string NodeAgent::service_hosts_for(const std::string& account) const {
+  std::vector<ServiceEndpoint> all;
+  for (const auto& [id, ep] : endpoints_) all.push_back(ep);
+  return service_hosts_lines(all, account);
+}
+
+void NodeAgent::rewrite_service_hosts(const std::set<std::string>& accounts) {
+  std::error_code ec;
+  for (const auto& t : std::filesystem::directory_iterator(cfg_.state_dir + "/tasks", ec)) {
+    const std::string dir = t.path().string();
+    // Live tasks only: a released one has no microhost.json.
+    if (!fs::exists(dir + "/" + kMicrohostFile)) continue;
+    auto held = read_holdings(dir);
+    if (!held || held->microhost.ip == 0 || !accounts.contains(held->account)) continue;
+    const std::string lines = service_hosts_for(held->account);
+    std::error_code ec2;
+    for (const auto& c : std::filesystem::directory_iterator(dir, ec2)) {
+      const std::string hosts = c.path().string() + "/hosts";
+      if (!c.is_directory(ec2) || !fs::exists(hosts)) continue;
+      auto current = fs::read_file(hosts);
+      if (!current) continue;  // the task went meanwhile
+      std::string next = with_service_hosts(*current, lines);
+      if (next == *current) continue;
+      // In place: the container sees the file through a bind mount.
+      if (auto r = rewrite_in_place(hosts, next); !r)
+        log::warn("service endpoints: hosts of task {}: {}", t.path().filename().string(),
+                  r.error().str());
+    }
+  }
+}
+
+Result<uint32_t> NodeAgent::apply_endpoint(const ServiceEndpoint& ep,
+                                           std::optional<uint32_t> wanted) {
+  BERTH_ASSIGN(uint32_t vip, net_.add_vip(ep.id, wanted));
+  BERTH_ASSIGN(netns::ServiceRules rules, service_rules(ep, vip));
+  BERTH_TRY(fw_.set_service(ep.id, rules));
+  return vip;
+}
+
+Result<std::string> NodeAgent::set_service_endpoint(const ServiceEndpoint& in) {
+  BERTH_ASSIGN(netns::Ipv4Net subnet, netns::Ipv4Net::parse(cfg_.network.subnet));
+  BERTH_TRY(validate_service_endpoint(in, subnet));
+  std::lock_guard lock(svc_mu_);
+  ServiceEndpoint ep = in;
+  std::optional<ServiceEndpoint> old;
+  if (auto it = endpoints_.find(ep.id); it != endpoints_.end()) old = it->second;
+  // The VIP asked for, else the one the endpoint has, else a new one.
+  std::optional<uint32_t> wanted;
+  const std::string& keep = !ep.vip.empty() ? ep.vip : old ? old->vip : ep.vip;
+  if (!keep.empty()) {
+    BERTH_ASSIGN(uint32_t a, netns::parse_ipv4(keep));
+    wanted = a;
+  }
+  BERTH_ASSIGN(uint32_t vip, net_.add_vip(ep.id, wanted));
+  ep.vip = netns::ipv4_str(vip);
+  const std::string path = services_dir() + "/" + ep.id + ".json";
+  auto undo_vip = [&] {
+    if (!old || old->vip != ep.vip) (void)net_.remove_vip(ep.id, vip);
+  };
+  // On disk before the rules: adopt()'s gc keeps what the file names.
+  auto persist = [&](const ServiceEndpoint& e) -> Result<void> {
+    BERTH_TRY(fs::mkdir_p(services_dir(), 0700));
+    return fs::write_file_atomic(path, service_endpoint_json(e).dump(2) + "\n", 0600,
+                                 fs::Durable::yes);
+  };
+  if (auto w = persist(ep); !w) {
+    undo_vip();
+    return wrap(w.error(), "service endpoint " + ep.id);
+  }
+  auto rules = service_rules(ep, vip);
+  auto set = rules ? fw_.set_service(ep.id, *rules) : Result<void>(std::unexpected(rules.error()));
+  if (!set) {
+    if (old) {
+      (void)persist(*old);
+    } else {
+      (void)fs::remove_all(path);
+    }
+    undo_vip();
+    return wrap(set.error(), "service endpoint " + ep.id);
+  }
+  if (old && !old->vip.empty() && old->vip != ep.vip) {
+    if (auto a = netns::parse_ipv4(old->vip)) {
+      if (auto r = net_.remove_vip(ep.id, *a); !r)
+        log::warn("service endpoint {}: old VIP {}: {}", ep.id, old->vip, r.error().str());
+    }
+  }
+  endpoints_[ep.id] = ep;
+  std::set<std::string> accounts = {ep.account};
+  if (old) accounts.insert(old->account);
+  if (!old || old->vip != ep.vip || old->name != ep.name || old->account != ep.account)
+    rewrite_service_hosts(accounts);
+  return ep.vip;
 }
 
 Result<void> NodeAgent::remove_service_endpoint(const std::string& id) {
-  return kind_error(ErrorKind::unsupported, "service endpoint", "{}: not implemented yet", id);
+  if (!valid_service_endpoint_id(id))
+    return kind_error(ErrorKind::invalid, "service endpoint",
+                      "id {:?} is not \"svc-\" and 16 lowercase hex digits", id);
+  std::lock_guard lock(svc_mu_);
+  std::optional<ServiceEndpoint> ep;
+  if (auto it = endpoints_.find(id); it != endpoints_.end()) ep = it->second;
+  BERTH_TRY(fw_.remove_service(id));
+  if (ep) {
+    endpoints_.erase(id);
+    rewrite_service_hosts({ep->account});
+    if (!ep->vip.empty()) {
+      BERTH_ASSIGN(uint32_t vip, netns::parse_ipv4(ep->vip));
+      BERTH_TRY(net_.remove_vip(id, vip));
+    }
+  }
+  BERTH_TRY(fs::remove_all(services_dir() + "/" + id + ".json"));
+  return {};
 }
 
 Result<void> NodeAgent::purge(const std::string& task_id) {
@@ -727,10 +868,31 @@ Result<void> NodeAgent::gc(const std::vector<std::string>& live) {
   auto note = [&](auto r) {
     if (!r && first) first = std::unexpected(r.error());
   };
+  // Service endpoints own their VIP (IPAM) and rules under their id.
+  std::vector<std::string> live_owners = live;
+  {
+    std::lock_guard lock(svc_mu_);
+    for (const auto& [id, ep] : endpoints_) {
+      live_mh.push_back(id);
+      live_owners.push_back(id);
+    }
+  }
   auto net_removed = net_.gc(live_mh);
   note(net_removed);
-  auto fw_removed = fw_.gc(live);
+  auto fw_removed = fw_.gc(live_owners);
   note(fw_removed);
+  {
+    // And get them back if they were lost (the kernel's state does not
+    // survive a reboot; the files do).
+    std::lock_guard lock(svc_mu_);
+    for (const auto& [id, ep] : endpoints_) {
+      std::optional<uint32_t> wanted;
+      if (auto a = netns::parse_ipv4(ep.vip)) wanted = *a;
+      auto r = apply_endpoint(ep, wanted);
+      if (!r) log::warn("gc: service endpoint {}: {}", id, r.error().str());
+      note(r);
+    }
+  }
   if (auto cs = store_.containers()) {
     for (const auto& c : *cs) {
       std::string task = c.id.substr(0, c.id.find('.'));

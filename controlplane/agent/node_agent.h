@@ -14,6 +14,17 @@
 //                        task's cgroup and veth go; never rewritten
 //   shim.sock, state.json, shim.log, logs/   the shim's
 //
+// Service endpoints (agent.h: ServiceEndpoint) are kept as
+// <state_dir>/services/<id>.json (0600, fsync, rename), written after the
+// VIP is reserved and before the firewall rules change, removed after the
+// rules, the hosts lines and the VIP are gone. adopt()'s gc keeps the VIPs
+// (IPAM owner: the endpoint id) and rules (owner: the endpoint id) of every
+// endpoint on disk and sets them again (a VIP or rule lost in between comes
+// back). A task's hosts file gets the lines of its account's endpoints at
+// launch (tasks with an address on the bridge only) and whenever an
+// endpoint of the account changes (service_endpoint.h); microhost.json
+// records the task's account for that.
+//
 // Launch: microhost network (warm pool or built now) -> port mappings ->
 // images (local store by name, else pulled) -> one overlay per container
 // (ephemeralStorage as its size limit) -> bundles -> task.json -> berth-shim
@@ -60,6 +71,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -144,6 +156,12 @@ class NodeAgent : public Agent {
   Result<Launched> launch_steps(const TaskLaunch& t, Undo& undo);
   Result<UsageSample> sample_usage(const std::string& task_id);
   Result<void> keep_final_usage(const std::string& task_id);
+  // Service endpoints; the callers hold svc_mu_.
+  std::string services_dir() const;
+  void load_endpoints();
+  std::string service_hosts_for(const std::string& account) const;
+  void rewrite_service_hosts(const std::set<std::string>& accounts);
+  Result<uint32_t> apply_endpoint(const ServiceEndpoint& ep, std::optional<uint32_t> wanted);
 
   AgentConfig cfg_;
   AgentCgroups cgroups_;
@@ -160,6 +178,10 @@ class NodeAgent : public Agent {
   // sample falls back to when the counters cannot be read at release).
   std::mutex usage_mu_;
   std::map<std::string, UsageSample> last_usage_;
+
+  // Service endpoints by id, as on disk; guards every hosts-file write.
+  std::mutex svc_mu_;
+  std::map<std::string, ServiceEndpoint> endpoints_;
 
   std::mutex ev_mu_;
   std::condition_variable ev_cv_;
