@@ -884,8 +884,12 @@ TEST_CASE(
   const std::string host = str(svc["berthEndpoint"], "name");
   const std::string vip = str(svc["berthEndpoint"], "address");
   CHECK(host == "named.default.berth");
+  // "; exit $?": the shell must not exec `timeout` as the container's pid 1
+  // (busybox timeout then makes wget pid 1, which ignores the SIGTERM of the
+  // timeout, and a dropped connection hangs for the kernel's SYN retries).
   auto fetch = [](const std::string& target) {
-    return container("client", {"sh", "-c", "timeout 10 wget -q -O- http://" + target + ":8080/"});
+    return container("client",
+                     {"sh", "-c", "timeout 10 wget -q -O- http://" + target + ":8080/; exit $?"});
   };
   auto run_and_wait = [&](const json& def) {
     std::string td = register_def(d, def);
@@ -931,9 +935,11 @@ TEST_CASE(
     REQUIRE(run["tasks"].size() == 1);
     std::string arn = run["tasks"][0]["taskArn"];
     int bob_exit = -1;
+    std::string last;
     bool stopped = wait_until(
         [&] {
           auto dr = aws_bob("describe-tasks --tasks " + arn);
+          last = dr.out + dr.err;
           json j = json::parse(dr.out, nullptr, false);
           if (!j.is_object() || !j.contains("tasks") || j["tasks"].empty() ||
               str(j["tasks"][0], "lastStatus") != "STOPPED") {
@@ -943,7 +949,7 @@ TEST_CASE(
           return true;
         },
         120s, 500ms);
-    INFO("bob's task to " << target);
+    INFO("bob's task to " << target << ", last described: " << last);
     CHECK(stopped);
     CHECK(bob_exit != 0);
     CHECK(bob_exit != -1);
