@@ -81,7 +81,7 @@ expect_eq "pendingCount" "$(pyq 'd["services"][0]["pendingCount"]' <<<"$out")" 0
 expect_eq "rolloutState" "$(pyq 'd["services"][0]["deployments"][0]["rolloutState"]' <<<"$out")" \
   COMPLETED
 expect_contains "events" "$(pyq '[e["message"] for e in d["services"][0]["events"]]' <<<"$out")" \
-  "($SERVICE) has reached a steady state."
+  "(service $SERVICE) has reached a steady state."
 if [[ -n $LISTENER ]]; then
   expect_eq "loadBalancers containerPort" \
     "$(pyq 'd["services"][0]["loadBalancers"][0]["containerPort"]' <<<"$out")" 8080
