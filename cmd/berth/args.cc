@@ -31,12 +31,8 @@ int exit_code_for(const Error& e) {
   return e.step == "usage" ? kExitUsage : kExitError;
 }
 
-Result<RunTarget> classify_run_target(std::string_view arg, bool exists_as_file) {
-  if (arg.empty()) return usage_error("run: empty task definition argument");
-  bool arn = arg.starts_with("arn:");
-  if (exists_as_file || arg.ends_with(".json") || (!arn && arg.find('/') != std::string_view::npos))
-    return RunTarget{true, std::string(arg)};
-  if (arn) return RunTarget{false, std::string(arg)};
+bool is_definition_ref(std::string_view arg) {
+  if (arg.starts_with("arn:")) return true;
   std::string_view family = arg.substr(0, arg.find(':'));
   std::string_view revision =
       family.size() < arg.size() ? arg.substr(family.size() + 1) : std::string_view{};
@@ -46,17 +42,31 @@ Result<RunTarget> classify_run_target(std::string_view arg, bool exists_as_file)
                      (!revision.empty() && std::ranges::all_of(revision, [](char c) {
                        return std::isdigit(static_cast<unsigned char>(c));
                      }));
-  if (!family_ok || !revision_ok)
+  return family_ok && revision_ok;
+}
+
+Result<RunTarget> classify_run_target(std::string_view arg, bool exists_as_file) {
+  if (arg.empty()) return usage_error("run: empty task definition argument");
+  bool arn = arg.starts_with("arn:");
+  if (exists_as_file || arg.ends_with(".json") || (!arn && arg.find('/') != std::string_view::npos))
+    return RunTarget{true, std::string(arg)};
+  if (!is_definition_ref(arg))
     return usage_error(
         fmt::format("run: {:?} is neither a file nor a task definition FAMILY[:REVISION]", arg));
   return RunTarget{false, std::string(arg)};
 }
 
-Result<std::pair<std::string, std::string>> parse_env(std::string_view kv) {
+Result<std::pair<std::string, std::string>> parse_assignment(std::string_view flag,
+                                                             std::string_view form,
+                                                             std::string_view kv) {
   size_t eq = kv.find('=');
   if (eq == std::string_view::npos || eq == 0)
-    return usage_error(fmt::format("--env {:?}: expected NAME=VALUE", kv));
+    return usage_error(fmt::format("{} {:?}: expected {}", flag, kv, form));
   return std::pair{std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1))};
+}
+
+Result<std::pair<std::string, std::string>> parse_env(std::string_view kv) {
+  return parse_assignment("--env", "NAME=VALUE", kv);
 }
 
 Result<void> apply_env_to_definition(json& definition,

@@ -34,7 +34,15 @@ struct RunTarget {
 // optional ":<revision>").
 Result<RunTarget> classify_run_target(std::string_view arg, bool exists_as_file);
 
-// "K=V" -> {K, V}; K must be non-empty.
+// FAMILY[:REVISION] by ECS's family rule, or a task-definition ARN.
+bool is_definition_ref(std::string_view arg);
+
+// "K=V" -> {K, V}; K must be non-empty, else the usage error
+// `<flag> "<kv>": expected <form>` (--tag "x": expected KEY=VALUE).
+Result<std::pair<std::string, std::string>> parse_assignment(std::string_view flag,
+                                                             std::string_view form,
+                                                             std::string_view kv);
+// parse_assignment("--env", "NAME=VALUE", kv).
 Result<std::pair<std::string, std::string>> parse_env(std::string_view kv);
 
 // Adds/replaces `env` in every container definition's `environment` of a

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "cmd/berth/answer.h"
 #include "cmd/berth/args.h"
 #include "cmd/berth/logs.h"
 #include "cmd/berth/table.h"
@@ -24,13 +25,6 @@ namespace {
 using json = nlohmann::json;
 using Env = std::vector<std::pair<std::string, std::string>>;
 
-constexpr jr::Document kAnswer{"berthd answer", "answer"};
-
-void print_json(const json& j) {
-  // Names and log text come from users: never abort on bad UTF-8.
-  std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
-}
-
 bool is_regular_file(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
@@ -43,14 +37,6 @@ Result<json> read_definition_file(const std::string& file) {
     return error("task definition", "{}: expected a JSON object (a RegisterTaskDefinition input)",
                  file);
   return def;
-}
-
-Result<std::string> read_string(const json& answer, std::initializer_list<std::string_view> path) {
-  jr::Node n = jr::Node::root(answer, kAnswer);
-  for (auto key : path) n = n.member(key);
-  std::string s;
-  BERTH_TRY(jr::read_required(n, s));
-  return s;
 }
 
 Result<Env> parse_envs(const std::vector<std::string>& kvs) {
@@ -69,24 +55,17 @@ QueryParams cluster_query(const std::string& cluster) {
 
 // RunTask's answer: the tasks, with failures[] reported on stderr. No task
 // at all is a failure to start.
-Result<json> check_run_failures(json answer) {
-  const json* failures = nullptr;
-  if (auto it = answer.find("failures"); it != answer.end() && it->is_array()) failures = &*it;
-  if (failures == nullptr || failures->empty()) return answer;
-  jr::Node root = jr::Node::root(answer, kAnswer);
+Result<json> check_run_failures(Context& ctx, json answer) {
+  BERTH_ASSIGN(auto failures, read_failures(answer));
+  if (failures.empty()) return answer;
   std::string reasons;
-  for (size_t i = 0; i < failures->size(); ++i) {
-    std::string reason, detail;
-    jr::Node f = root.member("failures").element(i);
-    BERTH_TRY(jr::read(f.member("reason"), reason));
-    BERTH_TRY(jr::read(f.member("detail"), detail));
-    reasons += fmt::format("{}{}{}", reasons.empty() ? "" : "; ", reason,
-                           detail.empty() ? "" : " (" + detail + ")");
-  }
+  for (const auto& f : failures)
+    reasons += fmt::format("{}{}{}", reasons.empty() ? "" : "; ", f.reason,
+                           f.detail.empty() ? "" : " (" + f.detail + ")");
   auto tasks = answer.find("tasks");
   if (tasks == answer.end() || !tasks->is_array() || tasks->empty())
     return std::unexpected(Error{"cannot run task", 0, reasons, ErrorKind::unsupported});
-  std::fprintf(stderr, "berth: some tasks did not start: %s\n", reasons.c_str());
+  std::fprintf(ctx.err, "berth: some tasks did not start: %s\n", reasons.c_str());
   return answer;
 }
 
@@ -112,7 +91,7 @@ Result<json> run_file(Context& ctx, const RunOptions& o, const Env& env) {
   json input{{"taskDefinition", arn}, {"count", o.count}};
   if (!o.cluster.empty()) input["cluster"] = o.cluster;
   BERTH_ASSIGN(json answer, ctx.client.ecs("RunTask", input));
-  return check_run_failures(std::move(answer));
+  return check_run_failures(ctx, std::move(answer));
 }
 
 Result<json> run_registered(Context& ctx, const RunOptions& o, const Env& env) {
@@ -126,7 +105,7 @@ Result<json> run_registered(Context& ctx, const RunOptions& o, const Env& env) {
     input["overrides"] = env_overrides(names, env);
   }
   BERTH_ASSIGN(json answer, ctx.client.ecs("RunTask", input));
-  return check_run_failures(std::move(answer));
+  return check_run_failures(ctx, std::move(answer));
 }
 
 Result<TaskView> get_task(Context& ctx, const std::string& id, json* raw = nullptr) {
@@ -164,10 +143,10 @@ Result<int> wait_for_tasks(Context& ctx, const std::vector<TaskView>& tasks) {
     int s = run_exit_status(stopped, essential, &why);
     if (s != 0 && status == kExitOk) {
       status = s;
-      std::fprintf(stderr, "berth: %s\n", why.c_str());
+      std::fprintf(ctx.err, "berth: %s\n", why.c_str());
     }
   }
-  if (ctx.json_output) print_json({{"tasks", std::move(finals)}});
+  if (ctx.json_output) print_json(ctx, {{"tasks", std::move(finals)}});
   return status;
 }
 
@@ -181,15 +160,41 @@ Result<std::string> resolve_task(Context& ctx, const std::string& ref) {
 
 }  // namespace
 
+Result<std::vector<std::string>> list_all(Context& ctx, std::string_view operation, json input,
+                                          std::string_view arns_key) {
+  std::vector<std::string> arns;
+  for (;;) {
+    BERTH_ASSIGN(json page, ctx.client.ecs(operation, input));
+    std::vector<std::string> page_arns;
+    std::string next;
+    jr::Node root = jr::Node::root(page, kAnswer);
+    BERTH_TRY(jr::expect_object(root));
+    BERTH_TRY(jr::read(root.member(arns_key), page_arns));
+    BERTH_TRY(jr::read(root.member("nextToken"), next));
+    for (auto& a : page_arns) arns.push_back(std::move(a));
+    if (next.empty()) return arns;
+    input["nextToken"] = next;
+  }
+}
+
+void print_json(Context& ctx, const json& j) {
+  // Names and log text come from users: never abort on bad UTF-8.
+  std::fprintf(ctx.out, "%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
+}
+
+void print_text(Context& ctx, std::string_view text) {
+  std::fwrite(text.data(), 1, text.size(), ctx.out);
+}
+
 Result<int> cmd_register(Context& ctx, const std::string& file) {
   BERTH_ASSIGN(json def, read_definition_file(file));
   BERTH_ASSIGN(json answer, ctx.client.ecs("RegisterTaskDefinition", def));
   if (ctx.json_output) {
-    print_json(answer);
+    print_json(ctx, answer);
     return kExitOk;
   }
   BERTH_ASSIGN(std::string arn, read_string(answer, {"taskDefinition", "taskDefinitionArn"}));
-  std::printf("%s\n", arn_tail(arn).c_str());
+  std::fprintf(ctx.out, "%s\n", arn_tail(arn).c_str());
   return kExitOk;
 }
 
@@ -200,7 +205,7 @@ Result<int> cmd_run(Context& ctx, const RunOptions& o) {
   Result<json> answer = target.is_file ? run_file(ctx, o, env) : run_registered(ctx, o, env);
   if (!answer) {
     if (answer.error().kind != ErrorKind::unsupported) return std::unexpected(answer.error());
-    std::fprintf(stderr, "berth: %s\n", answer.error().str().c_str());
+    std::fprintf(ctx.err, "berth: %s\n", answer.error().str().c_str());
     return kExitFailedToStart;
   }
   BERTH_ASSIGN(auto tasks, read_tasks(*answer));
@@ -211,10 +216,10 @@ Result<int> cmd_run(Context& ctx, const RunOptions& o) {
   int partial = failures != answer->end() && failures->is_array() && !failures->empty()
                     ? kExitFailedToStart
                     : kExitOk;
-  if (ctx.json_output && !o.wait) print_json(*answer);
+  if (ctx.json_output && !o.wait) print_json(ctx, *answer);
   if (!ctx.json_output) {
-    for (const auto& t : tasks) std::printf("%s\n", t.id.c_str());
-    std::fflush(stdout);
+    for (const auto& t : tasks) std::fprintf(ctx.out, "%s\n", t.id.c_str());
+    std::fflush(ctx.out);
   }
   if (!o.wait) return partial;
   BERTH_ASSIGN(int status, wait_for_tasks(ctx, tasks));
@@ -233,10 +238,10 @@ Result<int> cmd_ps(Context& ctx, const PsOptions& o) {
     for (const auto& t : selected)
       for (const auto& raw : answer["tasks"])
         if (auto arn = raw.find("taskArn"); arn != raw.end() && *arn == t.arn) shown.push_back(raw);
-    print_json({{"tasks", std::move(shown)}});
+    print_json(ctx, {{"tasks", std::move(shown)}});
     return kExitOk;
   }
-  std::fputs(ps_table(std::move(tasks), o.all, now_epoch_seconds()).c_str(), stdout);
+  std::fputs(ps_table(std::move(tasks), o.all, now_epoch_seconds()).c_str(), ctx.out);
   return kExitOk;
 }
 
@@ -245,10 +250,10 @@ Result<int> cmd_describe(Context& ctx, const std::string& task) {
   json raw;
   BERTH_ASSIGN(TaskView t, get_task(ctx, id, &raw));
   if (ctx.json_output) {
-    print_json({{"task", std::move(raw)}});
+    print_json(ctx, {{"task", std::move(raw)}});
     return kExitOk;
   }
-  std::fputs(describe_text(t, now_epoch_seconds()).c_str(), stdout);
+  std::fputs(describe_text(t, now_epoch_seconds()).c_str(), ctx.out);
   return kExitOk;
 }
 
@@ -258,9 +263,9 @@ Result<int> cmd_logs(Context& ctx, const LogsOptions& o) {
   if (!o.container.empty()) q.emplace_back("container", o.container);
   if (o.follow) q.emplace_back("follow", "true");
   LineSplitter lines;
-  auto emit = [&o](std::string_view line) {
+  auto emit = [&o, &ctx](std::string_view line) {
     LogOutput out = render_log_line(line, o.timestamps);
-    FILE* f = out.is_stderr ? stderr : stdout;
+    FILE* f = out.is_stderr ? ctx.err : ctx.out;
     std::fwrite(out.text.data(), 1, out.text.size(), f);
     if (o.follow) std::fflush(f);
   };
@@ -278,38 +283,28 @@ Result<int> cmd_stop(Context& ctx, const StopOptions& o) {
   if (!o.reason.empty()) q.emplace_back("reason", o.reason);
   BERTH_ASSIGN(json answer, ctx.client.native("DELETE", "/v1/tasks/" + id, q));
   if (ctx.json_output) {
-    print_json(answer);
+    print_json(ctx, answer);
     return kExitOk;
   }
   BERTH_ASSIGN(TaskView t, read_task_answer(answer));
-  std::printf("%s\n", t.id.c_str());
+  std::fprintf(ctx.out, "%s\n", t.id.c_str());
   return kExitOk;
 }
 
 Result<int> cmd_clusters(Context& ctx) {
-  json arns = json::array();
-  json input = json::object();
-  for (;;) {
-    BERTH_ASSIGN(json page, ctx.client.ecs("ListClusters", input));
-    std::vector<std::string> page_arns;
-    std::string next;
-    jr::Node root = jr::Node::root(page, kAnswer);
-    BERTH_TRY(jr::read(root.member("clusterArns"), page_arns));
-    BERTH_TRY(jr::read(root.member("nextToken"), next));
-    for (auto& a : page_arns) arns.push_back(std::move(a));
-    if (next.empty()) break;
-    input["nextToken"] = next;
-  }
+  BERTH_ASSIGN(std::vector<std::string> names,
+               list_all(ctx, "ListClusters", json::object(), "clusterArns"));
+  json arns = names;
   json described{{"clusters", json::array()}, {"failures", json::array()}};
   if (!arns.empty()) {
     BERTH_ASSIGN(described, ctx.client.ecs("DescribeClusters", {{"clusters", arns}}));
   }
   if (ctx.json_output) {
-    print_json(described);
+    print_json(ctx, described);
     return kExitOk;
   }
   BERTH_ASSIGN(std::string table, clusters_table(described));
-  std::fputs(table.c_str(), stdout);
+  std::fputs(table.c_str(), ctx.out);
   return kExitOk;
 }
 
@@ -320,12 +315,12 @@ Result<int> cmd_usage(Context& ctx, const UsageOptions& o) {
   if (!o.group_by.empty()) q.emplace_back("groupBy", o.group_by);
   BERTH_ASSIGN(json answer, ctx.client.native("GET", "/v1/usage", q));
   if (ctx.json_output) {
-    print_json(answer);
+    print_json(ctx, answer);
     return kExitOk;
   }
   BERTH_ASSIGN(UsageView u, read_usage(answer));
   std::string text = ctx.csv_output ? usage_csv(u) : usage_table(u);
-  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fwrite(text.data(), 1, text.size(), ctx.out);
   return kExitOk;
 }
 
@@ -335,9 +330,9 @@ Result<int> cmd_usage_verify(Context& ctx) {
   int status = kExitOk;
   std::string text = verify_text(v, &status);
   if (ctx.json_output) {
-    print_json(answer);
+    print_json(ctx, answer);
   } else {
-    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fwrite(text.data(), 1, text.size(), ctx.out);
   }
   return status;
 }

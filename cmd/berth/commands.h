@@ -2,7 +2,9 @@
 // the process exit code, or the error main prints as "berth: <error>".
 #pragma once
 
+#include <cstdio>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cmd/berth/client.h"
@@ -14,7 +16,20 @@ struct Context {
   Client client;
   bool json_output = false;  // -o json: the raw JSON answers
   bool csv_output = false;   // -o csv (only `berth usage`)
+  // Where the command writes (the tests capture them).
+  std::FILE* out = stdout;
+  std::FILE* err = stderr;
 };
+
+// A JSON answer, pretty-printed (bad UTF-8 from users replaced, never an
+// abort), and plain text, to ctx.out.
+void print_json(Context& ctx, const nlohmann::json& j);
+void print_text(Context& ctx, std::string_view text);
+
+// Every page of a List* operation (ListClusters, ListServices): the ARNs
+// under `arns_key`, following nextToken.
+Result<std::vector<std::string>> list_all(Context& ctx, std::string_view operation,
+                                          nlohmann::json input, std::string_view arns_key);
 
 struct RunOptions {
   std::string target;  // FILE | FAMILY[:REV] | task definition ARN

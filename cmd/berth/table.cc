@@ -81,4 +81,23 @@ double now_epoch_seconds() {
   return duration<double>(system_clock::now().time_since_epoch()).count();
 }
 
+std::string page_line(std::string_view label, const std::string& value, size_t width) {
+  return fmt::format("{:<{}}{}\n", label, width, value.empty() ? "-" : value);
+}
+
+std::string page_time_line(std::string_view label, double at, double now, size_t width) {
+  return page_line(label, fmt::format("{} ({})", rfc3339(at), human_ago(at, now)), width);
+}
+
+std::string indent(std::string_view text, std::string_view prefix) {
+  std::string out;
+  while (!text.empty()) {
+    size_t eol = text.find('\n');
+    size_t len = eol == std::string_view::npos ? text.size() : eol + 1;
+    out.append(prefix).append(text.substr(0, len));
+    text.remove_prefix(len);
+  }
+  return out;
+}
+
 }  // namespace berth::cli

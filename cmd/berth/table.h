@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace berth::cli {
@@ -30,5 +31,13 @@ std::string human_ago(double then, double now);
 std::string rfc3339(double epoch_seconds);
 
 double now_epoch_seconds();
+
+// A line of a describe page: "Label:          value\n", the label padded to
+// `width`, "-" for an empty value.
+std::string page_line(std::string_view label, const std::string& value, size_t width);
+// "Label:          2026-12-05T02:10:38.123Z (5 minutes ago)\n".
+std::string page_time_line(std::string_view label, double at, double now, size_t width);
+// Every line of `text` prefixed with `prefix`.
+std::string indent(std::string_view text, std::string_view prefix);
 
 }  // namespace berth::cli

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "cmd/berth/answer.h"
 #include "cmd/berth/table.h"
 #include "common/json_reader.h"
 
@@ -11,8 +12,6 @@ namespace berth::cli {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr jr::Document kAnswer{"berthd answer", "answer"};
 
 Result<PortBinding> read_binding(const jr::Node& n) {
   BERTH_TRY(jr::expect_object(n));
@@ -85,10 +84,6 @@ std::string lower(std::string s) {
   return s;
 }
 
-std::string or_dash(const std::string& s) {
-  return s.empty() ? "-" : s;
-}
-
 std::string ports_text(const std::vector<PortBinding>& ports) {
   std::string out;
   for (const auto& p : ports)
@@ -97,8 +92,10 @@ std::string ports_text(const std::vector<PortBinding>& ports) {
   return or_dash(out);
 }
 
+constexpr size_t kLabelWidth = 16;
+
 std::string time_line(const char* label, double at, double now) {
-  return fmt::format("{:<16}{} ({})\n", label, rfc3339(at), human_ago(at, now));
+  return page_time_line(label, at, now, kLabelWidth);
 }
 
 }  // namespace
@@ -262,7 +259,7 @@ Result<std::string> clusters_table(const json& describe_answer) {
 std::string describe_text(const TaskView& t, double now) {
   std::string out;
   auto line = [&out](const char* label, const std::string& value) {
-    out += fmt::format("{:<16}{}\n", label, or_dash(value));
+    out += page_line(label, value, kLabelWidth);
   };
   line("Task:", t.id);
   line("ARN:", t.arn);
@@ -288,7 +285,7 @@ std::string describe_text(const TaskView& t, double now) {
   for (const auto& c : t.containers) {
     out += fmt::format("  {}\n", c.name);
     auto cline = [&out](const char* label, const std::string& value) {
-      out += fmt::format("    {:<12}{}\n", label, or_dash(value));
+      out += "    " + page_line(label, value, 12);
     };
     cline("Image:", c.image);
     cline("Status:", c.last_status);

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "cmd/berth/answer.h"
 #include "cmd/berth/table.h"
 #include "common/json_reader.h"
 
@@ -9,8 +10,6 @@ namespace berth::cli {
 namespace {
 
 using json = nlohmann::json;
-
-constexpr jr::Document kAnswer{"berthd answer", "answer"};
 
 Result<UsageLineView> read_line(const jr::Node& n) {
   BERTH_TRY(jr::expect_object(n));

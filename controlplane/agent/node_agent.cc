@@ -598,6 +598,12 @@ Result<void> NodeAgent::release_resources(const std::string& task_id) {
       }
       note(store_.release_rootfs(rid));
     }
+    // The address may go to another task (of another account) next: no
+    // service balances to it any more.
+    if (held->microhost.ip != 0) {
+      const std::string ip = netns::ipv4_str(held->microhost.ip);
+      note(drop_backends([&](const ServiceBackend& b) { return b.ip != ip; }));
+    }
     note(net_.release_microhost(held->microhost));
     if (first) note(fs::remove_all(dir + "/" + kMicrohostFile));
   }
@@ -702,6 +708,26 @@ Result<uint32_t> NodeAgent::apply_endpoint(const ServiceEndpoint& ep,
   BERTH_ASSIGN(netns::ServiceRules rules, service_rules(ep, vip));
   BERTH_TRY(fw_.set_service(ep.id, rules));
   return vip;
+}
+
+Result<void> NodeAgent::drop_backends(const std::function<bool(const ServiceBackend&)>& keep) {
+  std::vector<ServiceEndpoint> changed;
+  {
+    std::lock_guard lock(svc_mu_);
+    for (const auto& [id, ep] : endpoints_) {
+      if (std::all_of(ep.backends.begin(), ep.backends.end(), keep)) continue;
+      ServiceEndpoint e = ep;
+      std::erase_if(e.backends, [&](const ServiceBackend& b) { return !keep(b); });
+      changed.push_back(std::move(e));
+    }
+  }
+  Result<void> first;
+  for (const auto& e : changed) {
+    log::info("service endpoint {}: dropping backends that are no live task's", e.id);
+    auto r = set_service_endpoint(e);
+    if (!r && first) first = std::unexpected(r.error());
+  }
+  return first;
 }
 
 Result<std::string> NodeAgent::set_service_endpoint(const ServiceEndpoint& in) {
@@ -843,14 +869,18 @@ Result<void> NodeAgent::gc(const std::vector<std::string>& live) {
   std::set<std::string> live_set(live.begin(), live.end());
   const std::string tasks = cfg_.state_dir + "/tasks";
   std::vector<std::string> live_mh = pool_->ids();
-  std::set<std::string> known;  // task dirs of this instance
+  std::set<std::string> task_ips;  // addresses of the live tasks
+  std::set<std::string> known;     // task dirs of this instance
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(tasks, ec)) {
     std::string id = e.path().filename().string();
     if (!e.is_directory(ec) || !valid_task_id(id)) continue;
     known.insert(id);
     if (live_set.contains(id)) {
-      if (auto h = read_holdings(e.path().string())) live_mh.push_back(h->microhost.id);
+      if (auto h = read_holdings(e.path().string())) {
+        live_mh.push_back(h->microhost.id);
+        if (h->microhost.ip != 0) task_ips.insert(netns::ipv4_str(h->microhost.ip));
+      }
       continue;
     }
     // Not live: a shim of it still running (the store lost the task) goes
@@ -881,9 +911,12 @@ Result<void> NodeAgent::gc(const std::vector<std::string>& live) {
   note(net_removed);
   auto fw_removed = fw_.gc(live_owners);
   note(fw_removed);
+  // Backends that are no live task's address any more (released during the
+  // outage: the address may go to another account's task next) are
+  // dropped; the rest is set again, which brings back what was lost (the
+  // kernel's state does not survive a reboot; the files do).
+  note(drop_backends([&](const ServiceBackend& b) { return task_ips.contains(b.ip); }));
   {
-    // And get them back if they were lost (the kernel's state does not
-    // survive a reboot; the files do).
     std::lock_guard lock(svc_mu_);
     for (const auto& [id, ep] : endpoints_) {
       std::optional<uint32_t> wanted;

@@ -23,7 +23,10 @@
 // back). A task's hosts file gets the lines of its account's endpoints at
 // launch (tasks with an address on the bridge only) and whenever an
 // endpoint of the account changes (service_endpoint.h); microhost.json
-// records the task's account for that.
+// records the task's account for that. A task's release drops its address
+// from every endpoint's backends before the address is freed, and adopt()
+// drops the backends that are no live task's address: an address handed
+// to another task (maybe of another account) is never balanced to.
 //
 // Launch: microhost network (warm pool or built now) -> port mappings ->
 // images (local store by name, else pulled) -> one overlay per container
@@ -67,6 +70,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -162,6 +166,9 @@ class NodeAgent : public Agent {
   std::string service_hosts_for(const std::string& account) const;
   void rewrite_service_hosts(const std::set<std::string>& accounts);
   Result<uint32_t> apply_endpoint(const ServiceEndpoint& ep, std::optional<uint32_t> wanted);
+  // Sets again every endpoint with a backend `keep` refuses, without it
+  // (takes svc_mu_ itself).
+  Result<void> drop_backends(const std::function<bool(const ServiceBackend&)>& keep);
 
   AgentConfig cfg_;
   AgentCgroups cgroups_;

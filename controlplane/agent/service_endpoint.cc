@@ -16,7 +16,6 @@ namespace {
 
 constexpr std::string_view kStep = "service endpoint";
 constexpr size_t kMaxName = 253;
-constexpr size_t kMaxLabel = 63;
 
 bool is_lower_hex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
@@ -26,23 +25,17 @@ bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
 
-// Hostname-safe: [a-z0-9.-], labels of 1-63 not starting or ending with '-'.
+// Hostname-safe: 1-253 of [a-z0-9.-], no empty label (no leading,
+// trailing or doubled dot). Labels are not limited to 63 characters nor
+// kept from starting with '-': a hosts file takes any such name, and ECS
+// service names (up to 255 of [A-Za-z0-9_-]) would otherwise fail here.
 bool valid_name(std::string_view name) {
   if (name.empty() || name.size() > kMaxName) return false;
-  size_t start = 0;
-  while (start <= name.size()) {
-    size_t dot = name.find('.', start);
-    std::string_view label =
-        name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
-    if (label.empty() || label.size() > kMaxLabel || label.front() == '-' || label.back() == '-')
-      return false;
-    for (char c : label) {
-      if (!((c >= 'a' && c <= 'z') || is_digit(c) || c == '-')) return false;
-    }
-    if (dot == std::string_view::npos) break;
-    start = dot + 1;
-  }
-  return true;
+  if (name.front() == '.' || name.back() == '.' || name.find("..") != std::string_view::npos)
+    return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || is_digit(c) || c == '-' || c == '.';
+  });
 }
 
 template <class... A>
@@ -64,10 +57,8 @@ Result<void> validate_service_endpoint(const ServiceEndpoint& ep, const netns::I
   if (ep.account.size() != 12 || !std::all_of(ep.account.begin(), ep.account.end(), is_digit))
     return invalid(ep, "account {:?} is not 12 digits", ep.account);
   if (!valid_name(ep.name))
-    return invalid(ep,
-                   "name {:?} is not a host name (1-{} of [a-z0-9.-], labels of 1-{} not "
-                   "starting or ending with '-')",
-                   ep.name, kMaxName, kMaxLabel);
+    return invalid(ep, "name {:?} is not a host name (1-{} of [a-z0-9.-], no empty label)", ep.name,
+                   kMaxName);
   if (ep.container_port == 0) return invalid(ep, "containerPort 0: want the VIP's port");
   if (ep.protocol != "tcp" && ep.protocol != "udp")
     return invalid(ep, "protocol {:?} is not tcp or udp", ep.protocol);

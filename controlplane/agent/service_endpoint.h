@@ -29,7 +29,7 @@ namespace berth::cp {
 bool valid_service_endpoint_id(std::string_view id);
 
 // Every field of `ep` (agent.h): id, account (12 digits), name (1-253 of
-// [a-z0-9.-], labels of 1-63 not starting or ending with '-'), container
+// [a-z0-9.-], no empty label), container
 // port, protocol tcp|udp, vip ("" or a host address of `subnet` other than
 // the gateway), backends (addresses of `subnet`, ports not 0). The error
 // (kind invalid) names the endpoint and the field.

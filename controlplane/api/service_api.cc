@@ -50,6 +50,11 @@ namespace {
 // Every load balancer names a container of `d` and one of its ports.
 Result<void> check_load_balancers(const std::vector<ServiceLoadBalancer>& lbs,
                                   const TaskDefinition& d) {
+  if (lbs.size() > 1) {
+    return ecs_error(kInvalidParameter,
+                     "loadBalancers: berth balances one load balancer per service, got {}",
+                     lbs.size());
+  }
   for (const auto& lb : lbs) {
     auto c =
         std::find_if(d.containers.begin(), d.containers.end(),
@@ -139,6 +144,22 @@ Result<Service> ServiceApi::modify(const std::string& account, const Cluster& cl
   }
 }
 
+Result<void> ServiceApi::check_listener_free(uint16_t port) {
+  if (port == 0) return {};
+  BERTH_ASSIGN(auto live, ecs_.store().live_services());
+  for (const auto& rec : live) {
+    BERTH_ASSIGN(Service other, from_record(rec));
+    for (const auto& lb : other.load_balancers) {
+      // Another account's service is not named: only that the port is taken.
+      if (lb.listener_port == port) {
+        return ecs_error(kInvalidParameter,
+                         "loadBalancers: listener port {} is in use by another service", port);
+      }
+    }
+  }
+  return {};
+}
+
 Result<json> ServiceApi::create_service(const std::string& a, const json& b) {
   BERTH_ASSIGN(CreateServiceRequest r, parse_create_service(b));
   BERTH_ASSIGN(Cluster c, ecs_.cluster(a, r.cluster, true));
@@ -146,6 +167,10 @@ Result<json> ServiceApi::create_service(const std::string& a, const json& b) {
                ecs_.definition(a, r.task_definition, "TaskDefinition not found."));
   if (d.status != "ACTIVE") return ecs_error(kClientException, "TaskDefinition is inactive");
   BERTH_TRY(check_load_balancers(r.load_balancers, d));
+  // The listener port is checked free and the service stored under one
+  // lock: two creates never take the same port.
+  std::lock_guard create_lock(create_mu_);
+  for (const auto& lb : r.load_balancers) BERTH_TRY(check_listener_free(lb.listener_port));
   TimePoint now = tasks_.now();
   Service s;
   s.account = a;

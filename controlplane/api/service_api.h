@@ -35,6 +35,7 @@
 #pragma once
 
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -82,8 +83,13 @@ class ServiceApi {
   Result<Service> modify(const std::string& account, const Cluster& cluster, const std::string& ref,
                          const std::function<Result<void>(Service&)>& change);
 
+  // InvalidParameterException when a live service (any account) listens
+  // on `port` (0: none).
+  Result<void> check_listener_free(uint16_t port);
+
   EcsApi& ecs_;
   TaskManager& tasks_;
+  std::mutex create_mu_;
 };
 
 }  // namespace berth::cp

@@ -321,8 +321,16 @@ Result<std::optional<TimePoint>> Supervisor::reconcile(const std::string& accoun
                                                      next.running_count, next.pending_count};
     }
     // Drain first: the tasks about to be stopped leave the balancer.
-    if (auto e = update_endpoint(next, tasks, plan.stop); !e) {
-      log::warn("supervisor: endpoint of service {}: {}", next.name, e.error().str());
+    // Retried every pass; logged once per distinct error.
+    auto e = update_endpoint(next, tasks, plan.stop);
+    std::string problem = e ? "" : e.error().str();
+    {
+      std::lock_guard lock(mu_);
+      std::string& last = endpoint_errors_[endpoint_id(next, tasks_.region())];
+      if (!problem.empty() && problem != last) {
+        log::warn("supervisor: endpoint of service {}: {}", next.name, problem);
+      }
+      last = problem;
     }
     for (const auto& o : plan.stop) {
       auto r = tasks_.stop_task(account, cluster, o.task_id, o.reason, kServiceSchedulerInitiated);

@@ -111,9 +111,10 @@ class Supervisor {
   mutable std::mutex mu_;
   std::condition_variable_any cv_;
   bool dirty_ = true;
-  std::map<std::string, ServiceGauge> gauges_;         // by endpoint id
-  std::map<std::string, ServiceEndpoint> endpoints_;   // as last set, by id
-  std::map<std::string, TaskDefinition> definitions_;  // by ARN (immutable)
+  std::map<std::string, ServiceGauge> gauges_;          // by endpoint id
+  std::map<std::string, ServiceEndpoint> endpoints_;    // as last set, by id
+  std::map<std::string, TaskDefinition> definitions_;   // by ARN (immutable)
+  std::map<std::string, std::string> endpoint_errors_;  // the last one logged, by id
   std::jthread thread_;
 };
 

@@ -14,7 +14,8 @@
 //   whose floor(desired * max / 100) leaves no room above
 //   ceil(desired * min / 100) cannot replace tasks: like ECS, the rollout
 //   then stalls (nothing is stopped below the minimum).
-// - loadBalancers (at most 5): ECS's shape {containerName, containerPort,
+// - loadBalancers (ECS allows 5; berth balances one per service: more are
+//   refused by CreateService): ECS's shape {containerName, containerPort,
 //   targetGroupArn, loadBalancerName} plus the berth member
 //   "berthListenerPort": the host TCP port berth's own balancer listens on.
 //   Clients that validate against the ECS model (the AWS CLI) cannot send

@@ -311,6 +311,16 @@ class Planner {
     }
   }
 
+  // A task of the service still on its way down (stopped, not STOPPED yet).
+  bool draining() {
+    for (const auto& [id, list] : by_deployment_) {
+      for (const auto* t : list) {
+        if (is_live(*t) && t->desired_status != TaskStatus::running) return true;
+      }
+    }
+    return false;
+  }
+
   bool has_live(const std::string& deployment_id) {
     for (const auto* t : by_deployment_[deployment_id]) {
       if (is_live(*t)) return true;
@@ -360,7 +370,8 @@ class Planner {
     const Deployment* p = sv.primary();
     bool steady = sv.status == "ACTIVE" && p != nullptr && sv.deployments.size() == 1 &&
                   p->rollout_state == "COMPLETED" && sv.running_count == desired &&
-                  sv.pending_count == 0 && plan_.launch.empty() && plan_.stop.empty();
+                  sv.pending_count == 0 && plan_.launch.empty() && plan_.stop.empty() &&
+                  !draining();
     if (steady && !sv.steady) event(steady_state_message(sv.name));
     sv.steady = steady;
   }

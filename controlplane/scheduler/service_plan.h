@@ -62,7 +62,8 @@
 //   is left it becomes INACTIVE (deletedAt = now).
 // - "(service NAME) has reached a steady state." is added once when the
 //   service becomes steady (ACTIVE, one deployment, COMPLETED, runningCount
-//   == desiredCount, nothing pending, nothing to do), and again only after
+//   == desiredCount, nothing pending, no task still stopping, nothing to
+//   do), and again only after
 //   it was not steady in between.
 #pragma once
 

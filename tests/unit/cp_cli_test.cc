@@ -2,17 +2,31 @@
 // ECS error answers, SigV4 signing (checked against botocore's signer),
 // tables, the task view, `run --wait` exit codes, run targets and --env,
 // task id prefixes, CRI log lines, `berth usage` (table, CSV, verify) and
-// describe's billing line. No daemon: the real CLI against berthd is
-// the end-to-end test's.
+// describe's billing line. `berth services` (the end of the file) is also
+// run whole (run_cli) against an in-process berthd with the fake agent.
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <catch2/catch.hpp>
 
+#include "cmd/berth/app.h"
 #include "cmd/berth/args.h"
 #include "cmd/berth/client.h"
 #include "cmd/berth/logs.h"
+#include "cmd/berth/service_commands.h"
+#include "cmd/berth/service_view.h"
 #include "cmd/berth/sigv4_sign.h"
 #include "cmd/berth/table.h"
 #include "cmd/berth/task_view.h"
 #include "cmd/berth/usage_view.h"
+#include "controlplane/api/http_server.h"
+#include "controlplane/api/router.h"
+#include "controlplane/store/sqlite_store.h"
+#include "cp_fakes.h"
+#include "temp_dir.h"
 
 using namespace berth::cli;
 using berth::Error;
@@ -567,4 +581,539 @@ TEST_CASE("cli: describe shows the task's bill", "[cp-cli]") {
   REQUIRE(!bad);
   CHECK(bad.error().str() ==
         "berthd answer: berthBilling.amountMicroUsd: expected a 64-bit integer, got string");
+}
+
+// ---------------------------------------------------------------------------
+// `berth services`: the service view (pure), then the whole command line
+// (run_cli: CLI11 parsing, the HTTP client, output and exit codes) against
+// an in-process berthd: the router and the supervisor over the real SQLite
+// store and the fake agent (cp_fakes.h, which starts tasks at once), served
+// by the real HTTP transport on a unix socket in a temp dir.
+
+namespace {
+
+json sample_service() {
+  auto j = json::parse(R"({
+    "serviceArn": "arn:aws:ecs:us-east-1:000000000001:service/default/web",
+    "serviceName": "web",
+    "clusterArn": "arn:aws:ecs:us-east-1:000000000001:cluster/default",
+    "status": "ACTIVE", "desiredCount": 3, "runningCount": 2, "pendingCount": 1,
+    "launchType": "FARGATE",
+    "taskDefinition": "arn:aws:ecs:us-east-1:000000000001:task-definition/web:4",
+    "deploymentConfiguration": {"maximumPercent": 150, "minimumHealthyPercent": 50,
+      "deploymentCircuitBreaker": {"enable": true, "rollback": true}},
+    "healthCheckGracePeriodSeconds": 30,
+    "createdAt": 1000.25,
+    "loadBalancers": [{"containerName": "app", "containerPort": 80, "berthListenerPort": 18080}],
+    "berthEndpoint": {"name": "web.default.berth", "address": "10.88.255.1",
+                      "containerPort": 80, "listenerPort": 18080},
+    "deployments": [
+      {"id": "ecs-svc/1111111111111111111", "status": "ACTIVE",
+       "taskDefinition": "arn:aws:ecs:us-east-1:000000000001:task-definition/web:3",
+       "desiredCount": 3, "runningCount": 1, "pendingCount": 0, "failedTasks": 0,
+       "rolloutState": "COMPLETED", "createdAt": 1000.25, "updatedAt": 1010},
+      {"id": "ecs-svc/2222222222222222222", "status": "PRIMARY",
+       "taskDefinition": "arn:aws:ecs:us-east-1:000000000001:task-definition/web:4",
+       "desiredCount": 3, "runningCount": 1, "pendingCount": 1, "failedTasks": 2,
+       "rolloutState": "IN_PROGRESS",
+       "rolloutStateReason": "ECS deployment ecs-svc/2222222222222222222 in progress.",
+       "createdAt": 1050, "updatedAt": 1055}],
+    "events": [
+      {"id": "e3", "createdAt": 1055, "message": "(service web) has started 1 tasks: (task c)."},
+      {"id": "e2", "createdAt": 1010, "message": "(service web) has reached a steady state."},
+      {"id": "e1", "createdAt": 1001, "message": "(service web) has started 3 tasks."}],
+    "tags": [{"key": "team", "value": "a"}]
+  })",
+                       nullptr, false);
+  REQUIRE(!j.is_discarded());
+  return j;
+}
+
+}  // namespace
+
+TEST_CASE("cli services: the service view reads ECS service JSON", "[cp-cli][svc-cli]") {
+  auto s = read_service(sample_service());
+  REQUIRE(s);
+  CHECK(s->name == "web");
+  CHECK(s->cluster == "default");
+  CHECK(s->definition == "web:4");
+  CHECK(s->maximum_percent == 150);
+  CHECK(s->rollback);
+  CHECK(s->grace_period_s == 30);
+  REQUIRE(s->deployments.size() == 2);
+  CHECK(s->deployments[0].status == "PRIMARY");  // first, whatever the answer's order
+  CHECK(s->deployments[0].definition == "web:4");
+  REQUIRE(s->endpoint);
+  CHECK(s->endpoint->address == "10.88.255.1");
+  CHECK(rollout_text(*s) == "IN_PROGRESS (2 deployments)");
+  CHECK(endpoint_text(*s) == "web.default.berth 10.88.255.1:80, host :18080");
+
+  json j = sample_service();
+  j["deployments"][1]["failedTasks"] = "2";
+  auto bad = read_service(j);
+  REQUIRE(!bad);
+  CHECK(bad.error().str() ==
+        "berthd answer: deployments[1].failedTasks: expected a 32-bit integer, got string");
+  CHECK(read_service_answer(json::object()).error().str() ==
+        "berthd answer: service: required field is missing");
+
+  json plain = sample_service();
+  plain.erase("berthEndpoint");
+  plain["serviceName"] = "api";
+  plain["deployments"].erase(0);
+  auto p = read_service(plain);
+  REQUIRE(p);
+  CHECK(endpoint_text(*p) == "-");
+  CHECK(services_table({*s, *p}) ==
+        "NAME   STATUS   DESIRED   RUNNING   PENDING   TASK-DEFINITION   ROLLOUT                 "
+        "      ENDPOINT\n"
+        "api    ACTIVE   3         2         1         web:4             IN_PROGRESS             "
+        "      -\n"
+        "web    ACTIVE   3         2         1         web:4             IN_PROGRESS (2 "
+        "deployments)   web.default.berth 10.88.255.1:80, host :18080\n");
+}
+
+TEST_CASE("cli services: the describe page", "[cp-cli][svc-cli]") {
+  auto s = read_service(sample_service());
+  REQUIRE(s);
+  std::string page = service_describe_text(*s, 1060.25, 2);
+  INFO(page);
+  CHECK(page.starts_with("Service:         web\n"));
+  CHECK(page.find("Status:          ACTIVE\n") != std::string::npos);
+  CHECK(page.find("Task definition: web:4\n") != std::string::npos);
+  CHECK(page.find("Tasks:           3 desired, 2 running, 1 pending\n") != std::string::npos);
+  CHECK(page.find("Deployment:      max 150%, min healthy 50%, circuit breaker on (rollback)\n") !=
+        std::string::npos);
+  CHECK(page.find("Grace period:    30 s\n") != std::string::npos);
+  CHECK(page.find("Created:         1970-01-01T00:16:40.250Z (About a minute ago)\n") !=
+        std::string::npos);
+  CHECK(page.find("Tags:            team=a\n") != std::string::npos);
+  CHECK(page.find("Endpoint:        web.default.berth\n"
+                  "  Address:       10.88.255.1:80\n"
+                  "  Host port:     18080\n") != std::string::npos);
+  CHECK(page.find("Load balancers:\n  app:80, host port 18080\n") != std::string::npos);
+  CHECK(
+      page.find("Deployments:\n"
+                "  ID                            STATUS    TASK-DEFINITION   ROLLOUT       DESIRED"
+                "   RUNNING   PENDING   FAILED   UPDATED\n"
+                "  ecs-svc/2222222222222222222   PRIMARY   web:4             IN_PROGRESS   3    "
+                "     1         1         2        5 seconds ago\n"
+                "  ecs-svc/1111111111111111111   ACTIVE    web:3             COMPLETED     3    "
+                "     1         0         0        50 seconds ago\n"
+                "  ecs-svc/2222222222222222222: ECS deployment ecs-svc/2222222222222222222 in "
+                "progress.\n") != std::string::npos);
+  // The last 2 events, oldest first.
+  CHECK(
+      page.ends_with("Events:\n"
+                     "  1970-01-01T00:16:50.000Z  (service web) has reached a steady state.\n"
+                     "  1970-01-01T00:17:35.000Z  (service web) has started 1 tasks: (task c).\n"));
+}
+
+TEST_CASE("cli services: when --wait is done", "[cp-cli][svc-cli]") {
+  auto s = *read_service(sample_service());
+  std::string why;
+  CHECK(steady_state(s, "", &why) == WaitState::waiting);
+  CHECK(progress_line(s) ==
+        "web: ACTIVE, 2/3 running, 1 pending, rollout IN_PROGRESS (2 deployments)");
+  s.deployments.pop_back();
+  s.deployments[0].rollout_state = "COMPLETED";
+  s.running = 3;
+  CHECK(steady_state(s, "", &why) == WaitState::waiting);  // one pending
+  s.pending = 0;
+  CHECK(steady_state(s, "", &why) == WaitState::done);
+
+  auto f = *read_service(sample_service());
+  f.deployments[0].rollout_state = "FAILED";
+  f.deployments[0].rollout_state_reason = "tasks failed to start";
+  CHECK(steady_state(f, "ecs-svc/2222222222222222222", &why) == WaitState::failed);
+  CHECK(why == "deployment ecs-svc/2222222222222222222 failed: tasks failed to start");
+  // Another deployment's failure is not the watched one's.
+  CHECK(steady_state(f, "ecs-svc/1111111111111111111", &why) == WaitState::waiting);
+  f.status = "DRAINING";
+  CHECK(steady_state(f, "ecs-svc/1111111111111111111", &why) == WaitState::failed);
+  CHECK(why == "service web is DRAINING");
+}
+
+TEST_CASE("cli services: request bodies from the flags", "[cp-cli][svc-cli]") {
+  ServiceCreateOptions c;
+  c.name = "web";
+  c.task_definition = "web:2";
+  c.desired_count = 2;
+  c.container_name = "app";
+  c.container_port = 80;
+  c.listener_port = 18080;
+  c.deployment.circuit_breaker = true;
+  c.deployment.rollback = true;
+  c.tags = {"team=a", "env=x=y"};
+  auto in = create_service_input(c);
+  REQUIRE(in);
+  CHECK(*in == json::parse(R"({"serviceName": "web", "taskDefinition": "web:2",
+      "desiredCount": 2,
+      "loadBalancers": [{"containerName": "app", "containerPort": 80, "berthListenerPort": 18080}],
+      "deploymentConfiguration": {"maximumPercent": 200, "minimumHealthyPercent": 100,
+        "deploymentCircuitBreaker": {"enable": true, "rollback": true}},
+      "tags": [{"key": "team", "value": "a"}, {"key": "env", "value": "x=y"}]})"));
+
+  auto bad = [](ServiceCreateOptions o) {
+    auto r = create_service_input(o);
+    REQUIRE(!r);
+    CHECK(exit_code_for(r.error()) == kExitUsage);
+    return r.error().message;
+  };
+  ServiceCreateOptions b = c;
+  b.container_port = 0;
+  CHECK(bad(b) == "services create: --container-name and --container-port go together");
+  b = c;
+  b.container_name.clear();
+  b.container_port = 0;
+  CHECK(bad(b) == "services create: --listener-port needs --container-name and --container-port");
+  b = c;
+  b.deployment.circuit_breaker = false;
+  CHECK(bad(b) == "--rollback needs --circuit-breaker");
+  b = c;
+  b.tags = {"novalue"};
+  CHECK(bad(b) == R"(--tag "novalue": expected KEY=VALUE)");
+  b = c;
+  b.task_definition = "web:x";
+  CHECK(
+      bad(b) ==
+      R"(services create: --task-definition "web:x": expected FAMILY[:REVISION] or a task definition ARN)");
+
+  // Update: the deployment flags change the current configuration member by member.
+  ServiceUpdateOptions u;
+  u.name = "web";
+  u.cluster = "prod";
+  u.deployment.maximum_percent = 300;
+  auto current = *read_service(sample_service());
+  auto up = update_service_input(u, &current);
+  REQUIRE(up);
+  CHECK(*up == json::parse(R"({"service": "web", "cluster": "prod",
+      "deploymentConfiguration": {"maximumPercent": 300, "minimumHealthyPercent": 50,
+        "deploymentCircuitBreaker": {"enable": true, "rollback": true}}})"));
+  u.deployment = {};
+  u.deployment.no_circuit_breaker = true;
+  CHECK(
+      (*update_service_input(u, &current))["deploymentConfiguration"]["deploymentCircuitBreaker"] ==
+      json::parse(R"({"enable": false, "rollback": false})"));
+  u.deployment = {};
+  u.force_new_deployment = true;
+  u.desired_count = 0;
+  CHECK(
+      *update_service_input(u, nullptr) ==
+      json::parse(
+          R"({"service": "web", "cluster": "prod", "desiredCount": 0, "forceNewDeployment": true})"));
+  u.force_new_deployment = false;
+  u.desired_count = -1;
+  auto nothing = update_service_input(u, nullptr);
+  REQUIRE(!nothing);
+  CHECK(exit_code_for(nothing.error()) == kExitUsage);
+}
+
+namespace {
+
+constexpr const char* kSvcAccount = "000000000001";
+
+// berthd in-process: ControlPlane (router, supervisor) + the HTTP transport
+// on a unix socket, and run_cli() as `berth -H unix://SOCK ...`.
+struct Berthd {
+  berth::test::TempDir dir;
+  std::unique_ptr<berth::cp::SqliteStore> store;
+  berth::cp::test::FakeAgent agent;
+  std::unique_ptr<berth::cp::ControlPlane> cp;
+  std::unique_ptr<berth::cp::HttpServer> server;
+
+  Berthd() {
+    // An image whose launch always fails, one whose containers never start.
+    agent.scripts["fail:1"].fail_launch = "CannotPullContainerError: fail:1: not found";
+    agent.scripts["hang:1"].start = false;
+    auto s = berth::cp::SqliteStore::open(dir / "berthd.db");
+    REQUIRE(s);
+    store = std::move(*s);
+    berth::cp::ControlPlaneOptions o;
+    o.tasks.region = "us-test-1";
+    o.tasks.capacity = {65536, 262144};
+    o.tasks.worker_threads = 2;
+    o.api_threads = 2;
+    o.supervisor.plan.backoff_base = std::chrono::seconds(0);  // replace failed tasks at once
+    o.supervisor.resync = std::chrono::milliseconds(200);
+    cp = std::make_unique<berth::cp::ControlPlane>(*store, agent, o);
+    REQUIRE(cp->recover());
+    cp->start();
+    berth::cp::ServerConfig cfg;
+    cfg.unix_path = dir / "berthd.sock";
+    cfg.io_threads = 2;
+    auto srv = berth::cp::HttpServer::start(
+        cfg, cp->handler(),
+        [](const berth::cp::HttpRequest&) -> berth::Result<std::string> { return kSvcAccount; });
+    REQUIRE(srv);
+    server = std::move(*srv);
+    for (const char* image : {"web:1", "fail:1", "hang:1"}) {
+      std::string family = std::string(image).substr(0, std::string(image).find(':'));
+      std::string file = dir / (family + ".json");
+      std::ofstream(file) << json{{"family", family},
+                                  {"containerDefinitions",
+                                   {{{"name", "app"},
+                                     {"image", image},
+                                     {"memory", 64},
+                                     {"portMappings", {{{"containerPort", 80}}}}}}}}
+                                 .dump();
+      auto r = run({"register", file});
+      INFO(r.err);
+      REQUIRE(r.code == 0);
+    }
+  }
+  ~Berthd() {
+    server->stop();
+    cp->tasks().drain();
+    agent.flush();
+    cp->shutdown();
+  }
+
+  struct Run {
+    int code = -1;
+    std::string out, err;
+  };
+
+  Run run(std::vector<std::string> args) {
+    std::vector<std::string> all{"berth", "-H", "unix://" + dir / "berthd.sock"};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<const char*> argv;
+    for (const auto& a : all) argv.push_back(a.c_str());
+    char *out_buf = nullptr, *err_buf = nullptr;
+    size_t out_len = 0, err_len = 0;
+    FILE* out = open_memstream(&out_buf, &out_len);
+    FILE* err = open_memstream(&err_buf, &err_len);
+    REQUIRE(out != nullptr);
+    REQUIRE(err != nullptr);
+    Run r;
+    r.code = run_cli(static_cast<int>(argv.size()), argv.data(), out, err);
+    std::fclose(out);
+    std::fclose(err);
+    r.out.assign(out_buf, out_len);
+    r.err.assign(err_buf, err_len);
+    std::free(out_buf);
+    std::free(err_buf);
+    return r;
+  }
+
+  // The command must succeed: its stdout.
+  std::string ok(std::vector<std::string> args) {
+    auto r = run(args);
+    INFO("berth " << fmt::format("{}", fmt::join(args, " ")) << "\nstdout: " << r.out
+                  << "\nstderr: " << r.err);
+    REQUIRE(r.code == 0);
+    return r.out;
+  }
+
+  json ok_json(std::vector<std::string> args) {
+    args.insert(args.begin(), {"-o", "json"});
+    auto j = json::parse(ok(args), nullptr, false);
+    REQUIRE(j.is_object());
+    return j;
+  }
+
+  json service(const std::string& name) {
+    return ok_json({"services", "describe", name})["service"];
+  }
+};
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("cli services: create, ls, describe, scale, update, rm against berthd",
+          "[cp-cli][svc-cli]") {
+  Berthd d;
+  std::string out =
+      d.ok({"services", "create", "web", "--task-definition", "web", "--desired-count", "2",
+            "--container-name", "app", "--container-port", "80", "--listener-port", "18080",
+            "--tag", "team=a", "--wait", "--timeout", "60"});
+  INFO(out);
+  // Progress lines, the last one steady.
+  CHECK(out.ends_with("web: ACTIVE, 2/2 running, 0 pending, rollout COMPLETED\n"));
+
+  // The endpoint is set by the supervisor once the service has its VIP.
+  REQUIRE(berth::cp::test::eventually([&] { return d.service("web").contains("berthEndpoint"); }));
+  json svc = d.service("web");
+  std::string vip = svc["berthEndpoint"]["address"];
+  CHECK(svc["berthEndpoint"]["listenerPort"] == 18080);
+  CHECK(svc["loadBalancers"][0]["berthListenerPort"] == 18080);
+  CHECK(svc["tags"] == json::parse(R"([{"key": "team", "value": "a"}])"));
+
+  std::string ls = d.ok({"services", "ls"});
+  CHECK(ls ==
+        "NAME   STATUS   DESIRED   RUNNING   PENDING   TASK-DEFINITION   ROLLOUT     ENDPOINT\n"
+        "web    ACTIVE   2         2         0         web:1             COMPLETED   "
+        "web.default.berth " +
+            vip + ":80, host :18080\n");
+  json lsj = d.ok_json({"services", "ls"});
+  REQUIRE(lsj["services"].size() == 1);
+  CHECK(lsj["services"][0]["serviceName"] == "web");
+  CHECK(lsj["services"][0]["runningCount"] == 2);
+  CHECK(lsj["failures"].empty());
+  // Global options after the subcommand too.
+  CHECK(json::parse(d.ok({"services", "ls", "-o", "json"}))["services"].size() == 1);
+
+  std::string page = d.ok({"services", "describe", "web"});
+  INFO(page);
+  CHECK(page.starts_with("Service:         web\n"));
+  CHECK(contains(page, "Tasks:           2 desired, 2 running, 0 pending\n"));
+  CHECK(contains(page, "Endpoint:        web.default.berth\n  Address:       " + vip +
+                           ":80\n  Host port:     18080\n"));
+  CHECK(contains(page, "Load balancers:\n  app:80, host port 18080\n"));
+  std::string first_deployment = svc["deployments"][0]["id"];
+  CHECK(contains(page, "  " + first_deployment + "   PRIMARY   web:1             COMPLETED"));
+  CHECK(contains(page, "(service web) has reached a steady state.\n"));
+  CHECK(contains(page, "Tags:            team=a\n"));
+
+  // scale 2 -> 3 (and `berth services scale` prints the name without --wait).
+  CHECK(d.ok({"services", "scale", "web", "3", "--wait", "--timeout", "60"})
+            .ends_with("web: ACTIVE, 3/3 running, 0 pending, rollout COMPLETED\n"));
+  CHECK(d.service("web")["runningCount"] == 3);
+  CHECK(d.ok({"services", "scale", "web", "1"}) == "web\n");
+  REQUIRE(berth::cp::test::eventually([&] {
+    json s = d.service("web");
+    return s["runningCount"] == 1 && s["pendingCount"] == 0;
+  }));
+
+  // --force-new-deployment: UpdateService answers the new PRIMARY beside
+  // the old one; the rollout then completes with the new one alone.
+  json up = d.ok_json({"services", "update", "web", "--force-new-deployment"});
+  REQUIRE(up["service"]["deployments"].size() == 2);
+  CHECK(up["service"]["deployments"][0]["status"] == "PRIMARY");
+  CHECK(up["service"]["deployments"][0]["rolloutState"] == "IN_PROGRESS");
+  std::string second = up["service"]["deployments"][0]["id"];
+  CHECK(second != first_deployment);
+  CHECK(up["service"]["deployments"][1]["id"] == first_deployment);
+  std::string waited =
+      d.ok({"services", "update", "web", "--max-percent", "300", "--wait", "--timeout", "60"});
+  CHECK(waited.ends_with("web: ACTIVE, 1/1 running, 0 pending, rollout COMPLETED\n"));
+  svc = d.service("web");
+  REQUIRE(svc["deployments"].size() == 1);
+  CHECK(svc["deployments"][0]["id"] == second);
+  CHECK(svc["deploymentConfiguration"]["maximumPercent"] == 300);
+  CHECK(svc["deploymentConfiguration"]["minimumHealthyPercent"] == 100);  // kept
+
+  // A new revision rolls out; `berth clusters` counts the service.
+  std::string file = d.dir / "web2.json";
+  std::ofstream(file) << json{{"family", "web"},
+                              {"containerDefinitions",
+                               {{{"name", "app"},
+                                 {"image", "web:2"},
+                                 {"memory", 64},
+                                 {"portMappings", {{{"containerPort", 80}}}}}}}}
+                             .dump();
+  CHECK(d.ok({"register", file}) == "web:2\n");
+  CHECK(d.ok({"services", "update", "web", "-t", "web:2", "-n", "2", "--wait", "--timeout", "60"})
+            .ends_with("web: ACTIVE, 2/2 running, 0 pending, rollout COMPLETED\n"));
+  CHECK(
+      contains(d.ok({"services", "ls"}), "web    ACTIVE   2         2         0         web:2   "));
+  CHECK(d.ok({"clusters"}) ==
+        "NAME      STATUS   RUNNING   PENDING   SERVICES\n"
+        "default   ACTIVE   2         0         1\n");
+
+  // rm: refused while scaled above 0, with the way out named.
+  auto refused = d.run({"services", "rm", "web"});
+  CHECK(refused.code == 1);
+  CHECK(refused.err ==
+        "berth: InvalidParameterException: The service cannot be stopped while it is scaled above "
+        "0. (use `berth services rm --force web`, or `berth services scale web 0` first)\n");
+  std::string rm = d.ok({"services", "rm", "web", "--force", "--wait", "--timeout", "60"});
+  CHECK(rm.ends_with("web: INACTIVE, 0/0 running, 0 pending, rollout COMPLETED\n"));
+  CHECK(d.ok({"services", "ls"}) ==
+        "NAME   STATUS   DESIRED   RUNNING   PENDING   TASK-DEFINITION   ROLLOUT   ENDPOINT\n");
+  CHECK(d.service("web")["status"] == "INACTIVE");
+}
+
+TEST_CASE("cli services: errors and bad flags", "[cp-cli][svc-cli]") {
+  Berthd d;
+  // Before any service or task, the default cluster does not exist yet.
+  auto no_cluster = d.run({"services", "ls"});
+  CHECK(no_cluster.code == 1);
+  CHECK(no_cluster.err == "berth: ClusterNotFoundException: Cluster not found.\n");
+  CHECK(d.ok({"services", "create", "web", "-t", "web", "-n", "0"}) == "web\n");
+  auto nope = d.run({"services", "describe", "nope"});
+  CHECK(nope.code == 1);
+  CHECK(nope.err ==
+        "berth: ServiceNotFoundException: service \"nope\" not found in cluster default "
+        "(MISSING)\n");
+  auto scale = d.run({"services", "scale", "nope", "2"});
+  CHECK(scale.code == 1);
+  CHECK(scale.err == "berth: ServiceNotFoundException: Service not found.\n");
+  auto rm = d.run({"services", "rm", "nope", "--force"});
+  CHECK(rm.code == 1);
+  CHECK(contains(rm.err, "berth: ServiceNotFoundException: "));
+
+  // berthd's own checks, named as ECS names them.
+  auto port = d.run({"services", "create", "x", "-t", "web", "-n", "1", "--container-name", "app",
+                     "--container-port", "81"});
+  CHECK(port.code == 1);
+  CHECK(port.err.starts_with("berth: InvalidParameterException: "));
+  auto family = d.run({"services", "create", "x", "-t", "nosuchfamily", "-n", "1"});
+  CHECK(family.code == 1);
+  CHECK(family.err.starts_with("berth: "));
+
+  // Usage errors (exit 2) name the flag.
+  struct Bad {
+    std::vector<std::string> args;
+    std::string err;
+  };
+  for (const auto& b : std::vector<Bad>{
+           {{"services", "create", "x", "-t", "web", "-n", "-1"}, "--desired-count"},
+           {{"services", "create", "x", "-t", "web"}, "--desired-count is required"},
+           {{"services", "create", "x", "-t", "web", "-n", "1", "--max-percent", "50"},
+            "--max-percent"},
+           {{"services", "create", "x", "-t", "web", "-n", "1", "--container-port", "70000"},
+            "--container-port"},
+           {{"services", "create", "x", "-t", "web:x", "-n", "1"},
+            "berth: services create: --task-definition \"web:x\": expected FAMILY[:REVISION] or a "
+            "task definition ARN\n"},
+           {{"services", "create", "x", "-t", "web", "-n", "1", "--container-name", "app"},
+            "berth: services create: --container-name and --container-port go together\n"},
+           {{"services", "create", "x", "-t", "web", "-n", "1", "--tag", "novalue"},
+            "berth: --tag \"novalue\": expected KEY=VALUE\n"},
+           {{"services", "create", "x", "-t", "web", "-n", "1", "--rollback"},
+            "berth: --rollback needs --circuit-breaker\n"},
+           {{"services", "update", "x"}, "berth: services update: nothing to change"},
+           {{"services", "scale", "x", "many"}, "COUNT"},
+           {{"services", "scale", "x"}, "COUNT is required"},
+           {{"services", "create", "x", "-t", "web", "-n", "1", "--wait", "--timeout", "0"},
+            "--timeout"},
+           {{"services", "frobnicate"}, "A subcommand is required"},
+       }) {
+    auto r = d.run(b.args);
+    INFO(fmt::format("{}", fmt::join(b.args, " ")) << " -> " << r.code << " " << r.err);
+    CHECK(r.code == kExitUsage);
+    CHECK(contains(r.err, b.err));
+  }
+  // None of them created anything.
+  CHECK(d.ok_json({"services", "ls"})["services"].size() == 1);
+}
+
+TEST_CASE("cli services: --wait fails on a FAILED rollout and on its timeout",
+          "[cp-cli][svc-cli]") {
+  Berthd d;
+  // Every launch fails: the circuit breaker trips after 3 failed tasks.
+  auto broken = d.run({"services", "create", "broken", "-t", "fail", "-n", "1", "--circuit-breaker",
+                       "--wait", "--timeout", "120"});
+  INFO(broken.out << broken.err);
+  CHECK(broken.code == 1);
+  CHECK(broken.err.starts_with("berth: service broken: deployment ecs-svc/"));
+  CHECK(contains(broken.err, " failed: "));
+  json svc = d.service("broken");
+  CHECK(svc["deployments"][0]["rolloutState"] == "FAILED");
+
+  // Containers that never start: never steady.
+  auto slow =
+      d.run({"services", "create", "slow", "-t", "hang", "-n", "1", "--wait", "--timeout", "1"});
+  CHECK(slow.code == 1);
+  CHECK(
+      slow.err.starts_with("berth: service slow: not steady after 1 s (--timeout): slow: "
+                           "ACTIVE, 0/1 running"));
+  // -o json: progress on stderr, and stdout only the final object once steady.
+  d.ok({"services", "rm", "slow", "--force"});
+  json waited = d.ok_json({"services", "create", "ok", "-t", "web", "-n", "1", "--wait"});
+  CHECK(waited["service"]["runningCount"] == 1);
 }

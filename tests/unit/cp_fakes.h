@@ -58,9 +58,11 @@ class FakeAgent : public Agent {
 
   Result<Launched> launch(const TaskLaunch& t) override {
     Script s;
+    size_t n = 0;
     {
       std::lock_guard lock(mu_);
       launches.push_back(t.task.id);
+      n = launches.size();
       if (!t.definition.containers.empty()) {
         if (auto it = scripts.find(t.definition.containers.front().image); it != scripts.end()) {
           s = it->second;
@@ -72,7 +74,8 @@ class FakeAgent : public Agent {
     }
     Launched l;
     l.node_ref = "/fake/tasks/" + t.task.id;
-    l.private_ipv4 = "10.77.0.2";
+    // A distinct address per launch (10.77.0.2, 10.77.0.3, ...).
+    l.private_ipv4 = "10.77." + std::to_string(n / 250) + "." + std::to_string(1 + n % 250);
     l.mac_address = "02:00:0a:4d:00:02";
     for (const auto& c : t.task.containers) {
       LaunchedContainer lc;
@@ -86,6 +89,7 @@ class FakeAgent : public Agent {
     {
       std::lock_guard lock(mu_);
       tasks_[t.task.id] = names;
+      ips_[t.task.id] = l.private_ipv4;
     }
     emit(AgentEvent::Kind::pull_started, t.task.id);
     emit(AgentEvent::Kind::pull_stopped, t.task.id);
@@ -105,6 +109,14 @@ class FakeAgent : public Agent {
     {
       std::lock_guard lock(mu_);
       stops.push_back(task_id);
+      // Drain order: a task stopped while still a backend of an endpoint.
+      for (const auto& [id, ep] : endpoints) {
+        for (const auto& b : ep.backends) {
+          if (auto ip = ips_.find(task_id); ip != ips_.end() && ip->second == b.ip) {
+            stopped_while_backend.push_back(task_id);
+          }
+        }
+      }
       if (!tasks_.contains(task_id)) {
         return std::unexpected(Error{"agent", 0, "no such task " + task_id, ErrorKind::not_found});
       }
@@ -241,6 +253,8 @@ class FakeAgent : public Agent {
   std::vector<std::string> launches, stops, releases, purges;
   std::vector<std::vector<LiveTask>> adopt_calls;
   std::map<std::string, ServiceEndpoint> endpoints;
+  std::vector<std::string> stopped_while_backend;
+  std::map<std::string, std::string> ips_;  // task id -> address
   int endpoint_calls = 0;
   int next_vip_ = 0;
   std::mutex mu_;

@@ -231,7 +231,7 @@ TEST_CASE("RunTask answers PROVISIONING and the task reaches RUNNING with its ti
   CHECK(d["startedAt"].get<double>() >= d["createdAt"].get<double>());
   CHECK(d["containers"][0]["lastStatus"] == "RUNNING");
   CHECK(d["containers"][0]["imageDigest"].get<std::string>().starts_with("sha256:"));
-  CHECK(d.dump().find("10.77.0.2") != std::string::npos);
+  CHECK(d.dump().find("10.77.0.") != std::string::npos);
 
   // The default cluster was created by the first RunTask, with counts.
   auto clusters = env.ecs("DescribeClusters", json::object());

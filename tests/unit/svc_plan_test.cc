@@ -159,7 +159,10 @@ struct Sim {
   bool stable() const {
     const Deployment* p = s.primary();
     return s.deployments.size() == 1 && p && p->rollout_state == "COMPLETED" &&
-           s.running_count == s.desired_count && s.pending_count == 0;
+           s.running_count == s.desired_count && s.pending_count == 0 &&
+           std::none_of(tasks.begin(), tasks.end(), [](const PlanTask& t) {
+             return t.last_status != TaskStatus::stopped && t.desired_status != TaskStatus::running;
+           });
   }
 
   // Plan / step until stable (at most `steps`).
@@ -261,6 +264,15 @@ TEST_CASE("svc plan: scale 3 -> 5 -> 1 follows the counts and stops the surplus"
   // Still running until the node stopped them.
   CHECK(sim.s.running_count == 5);
   CHECK_FALSE(sim.s.steady);
+  // On their way down (no longer RUNNING, not STOPPED yet): the count is
+  // right but the service is not steady until they are gone.
+  for (auto& t : sim.tasks) {
+    if (t.desired_status == TaskStatus::stopped) t.last_status = TaskStatus::deactivating;
+  }
+  sim.plan();
+  CHECK(sim.s.running_count == 1);
+  CHECK_FALSE(sim.s.steady);
+  CHECK(sim.count_messages("(service web) has reached a steady state.") == 2);
   sim.settle();
   CHECK(sim.s.running_count == 1);
   CHECK(sim.live().size() == 1);
