@@ -3,9 +3,10 @@
 # with its own bridge, subnet, cgroup subtree and nftables table (so it runs
 # beside a real berthd without touching it), runs the example task
 # definitions of examples/ end to end through its unix socket with the
-# berth CLI, prints their status and logs, ends with the bill of what it
-# ran (berth usage, once the tasks have stopped), and stops everything it
-# started.
+# berth CLI, prints their status and logs, runs a service of two web
+# servers behind berth's load balancer and shows it survive a task killed
+# with SIGKILL, ends with the bill of what it ran (berth usage, once the
+# tasks have stopped), and stops everything it started.
 #
 # The image is a busybox root filesystem made here from Debian's
 # busybox-static and imported with berth-rootfs as "busybox:latest": the
@@ -22,9 +23,21 @@ berth() { "$bin/berth" --host "unix://$sock" "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 berthd_pid=""
+service_created=""
 cleanup() {
   set +e
   if [[ -n $berthd_pid ]] && kill -0 "$berthd_pid" 2>/dev/null; then
+    # A service left (the demo failed half-way) is deleted first, or its
+    # tasks would be replaced as they are stopped.
+    if [[ -n $service_created ]]; then
+      curl -s --max-time 30 --unix-socket "$sock" \
+        -H "X-Amz-Target: AmazonEC2ContainerServiceV20141113.DeleteService" \
+        -d '{"service":"demo-web","force":true}' http://berth/ >/dev/null 2>&1
+      for _ in $(seq 1 300); do
+        [[ -z $(berth -o json ps 2>/dev/null | python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("tasks",[])) or "")' 2>/dev/null) ]] && break
+        sleep 0.2
+      done
+    fi
     # Stop what is still running, then berthd, then what the instance made.
     for id in $(berth -o json ps 2>/dev/null | python3 -c \
       'import json,sys; [print(t["taskArn"].rsplit("/",1)[1]) for t in json.load(sys.stdin).get("tasks",[])]' 2>/dev/null); do
@@ -104,6 +117,79 @@ status=0
 berth run "$here/examples/failing.json" --wait || status=$?
 echo "exit code: $status (the essential container's)"
 [[ $status -eq 3 ]]
+
+# A service behind berth's own load balancer (issue 13), over the ECS API
+# on the socket: two web servers on a host listener port; one is killed
+# with SIGKILL, the supervisor replaces it, the listener keeps answering.
+ecs() { # OPERATION JSON
+  curl -sS --fail-with-body --max-time 60 --unix-socket "$sock" \
+    -H "X-Amz-Target: AmazonEC2ContainerServiceV20141113.$1" \
+    -H "Content-Type: application/x-amz-json-1.1" -d "$2" http://berth/
+}
+jq_() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+service_state() { # "running pending deployments rolloutState"
+  ecs DescribeServices '{"services":["demo-web"]}' | jq_ '" ".join(str(x) for x in (
+    d["services"][0]["runningCount"], d["services"][0]["pendingCount"],
+    len(d["services"][0]["deployments"]), d["services"][0]["deployments"][0]["rolloutState"]))'
+}
+wait_stable() { # DESIRED: running == DESIRED, nothing pending, one COMPLETED deployment
+  for _ in $(seq 1 600); do
+    [[ $(service_state 2>/dev/null) == "$1 0 1 COMPLETED" ]] && return 0
+    sleep 0.2
+  done
+  echo "the service did not become stable: $(service_state)" >&2
+  return 1
+}
+service_tasks() {
+  ecs ListTasks '{"serviceName":"demo-web"}' | jq_ '" ".join(a.rsplit("/",1)[1] for a in d["taskArns"])'
+}
+fetch() { # the listener's answer, retried for up to 60 s
+  for _ in $(seq 1 300); do
+    curl -sf --max-time 2 "http://127.0.0.1:$listener/" && return 0
+    sleep 0.2
+  done
+  echo "no answer on the listener port $listener" >&2
+  return 1
+}
+listener=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+say "a service of 2 web servers behind berth's load balancer on port $listener"
+# shellcheck disable=SC2016 # $(hostname) is the task's shell's
+ecs RegisterTaskDefinition '{"family":"demo-web","requiresCompatibilities":["FARGATE"],
+  "networkMode":"awsvpc","cpu":"256","memory":"512","containerDefinitions":[{"name":"web",
+  "image":"busybox:latest","portMappings":[{"containerPort":8080}],"command":["sh","-c",
+  "mkdir -p /tmp/www && echo hello from task $(hostname) > /tmp/www/index.html && httpd -p 8080 -h /tmp/www && trap \"exit 143\" TERM; while true; do sleep 3600 & wait; done"]}]}' >/dev/null
+service_created=1
+ecs CreateService "{\"serviceName\":\"demo-web\",\"taskDefinition\":\"demo-web\",\"desiredCount\":2,
+  \"loadBalancers\":[{\"containerName\":\"web\",\"containerPort\":8080,\"berthListenerPort\":$listener}]}" |
+  jq_ '"service " + d["service"]["serviceArn"] + ": " + d["service"]["status"]'
+wait_stable 2
+berth ps
+for _ in 1 2 3 4; do fetch; done
+
+victim=$(service_tasks | cut -d' ' -f1)
+pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containers"][0]["pid"])' \
+  "$work/state/tasks/$victim/state.json")
+grep -q "$victim" "/proc/$pid/cgroup" # it is that task's process
+say "kill -9 the process of task $victim (pid $pid)"
+kill -9 "$pid"
+for _ in $(seq 1 600); do
+  [[ " $(service_tasks 2>/dev/null) " != *" $victim "* ]] && [[ $(service_state 2>/dev/null) == "2 0 1 COMPLETED" ]] && break
+  sleep 0.2
+done
+wait_stable 2
+say "the supervisor replaced it: the service's tasks and events"
+berth ps
+ecs DescribeServices '{"services":["demo-web"]}' | jq_ '"\n".join(e["message"] for e in d["services"][0]["events"][:3])'
+say "the listener keeps answering: curl http://127.0.0.1:$listener/"
+for _ in 1 2 3 4; do fetch; done
+
+say "delete the service"
+ecs DeleteService '{"service":"demo-web","force":true}' | jq_ '"service status: " + d["service"]["status"]'
+for _ in $(seq 1 600); do
+  [[ $(ecs DescribeServices '{"services":["demo-web"]}' | jq_ 'd["services"][0]["status"]') == INACTIVE ]] && break
+  sleep 0.2
+done
+service_created=""
 
 say "every task of the demo: berth ps -a"
 berth ps -a

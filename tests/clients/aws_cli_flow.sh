@@ -16,25 +16,8 @@ export FLOW=aws_cli_flow
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-: "${BERTH_ENDPOINT:?set BERTH_ENDPOINT=http://127.0.0.1:PORT}"
-: "${AWS_ACCESS_KEY_ID:?set AWS_ACCESS_KEY_ID}"
-: "${AWS_SECRET_ACCESS_KEY:?set AWS_SECRET_ACCESS_KEY}"
-REGION=${AWS_DEFAULT_REGION:-us-east-1}
-IMAGE=${BERTH_TEST_IMAGE:-busybox:latest}
-AWS=${AWS:-/usr/bin/aws}
-[[ -x $AWS ]] || fail "$AWS not found (Debian package awscli)"
-
-# A scratch HOME: no ~/.aws config or credentials of the machine leak in,
-# and no instance-metadata lookups.
-HOME=$(mktemp -d)
+aws_flow_setup
 trap 'rm -rf "$HOME"' EXIT
-export HOME AWS_EC2_METADATA_DISABLED=true AWS_PAGER="" AWS_RETRY_MODE=standard AWS_MAX_ATTEMPTS=2
-unset AWS_PROFILE AWS_CONFIG_FILE AWS_SHARED_CREDENTIALS_FILE
-
-ecs() {
-  "$AWS" --endpoint-url "$BERTH_ENDPOINT" --region "$REGION" --output json \
-    --cli-read-timeout 120 ecs "$@"
-}
 
 SUFFIX=$(unique_suffix)
 CLUSTER=awscli-$SUFFIX
