@@ -38,6 +38,13 @@ bool counts_as_failure(const PlanTask& t) {
   return t.stop_code != kServiceSchedulerInitiated && t.stop_code != "UserInitiated";
 }
 
+// Not STOPPED yet, but on its way there for a reason of its own (nobody
+// asked it to stop: its stop code is a failure's).
+bool stopping_on_its_own(const PlanTask& t) {
+  return is_live(t) && t.desired_status != TaskStatus::running && !t.stop_code.empty() &&
+         counts_as_failure(t);
+}
+
 std::string task_list(const std::vector<std::string>& ids) {
   std::string out;
   for (const auto& id : ids) {
@@ -143,14 +150,20 @@ class Planner {
         auto it = by_id_.find(id);
         if (it == by_id_.end()) continue;  // expired: forgotten
         const PlanTask& t = *it->second;
-        if (is_live(t)) {
+        if (stopping_on_its_own(t)) {
+          // Its essential container exited (or it was OOM-killed): a failure
+          // now, so that its replacement waits the backoff rather than being
+          // launched while it is still being torn down; forgotten, so that
+          // its STOPPED is not accounted again.
+          fail(d);
+        } else if (is_live(t)) {
           kept.push_back(id);
         } else if (counts_as_failure(t)) {
           fail(d);
         }
       }
       for (const auto* t : by_deployment_[d.id]) {
-        if (is_live(*t) && std::find(kept.begin(), kept.end(), t->id) == kept.end()) {
+        if (is_active(*t) && std::find(kept.begin(), kept.end(), t->id) == kept.end()) {
           kept.push_back(t->id);
         }
       }

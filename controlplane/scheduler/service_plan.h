@@ -27,7 +27,11 @@
 //   and counts as a failed task of its deployment.
 // - A stopped task counts as failed unless its stopCode is
 //   ServiceSchedulerInitiated (the planner stopped it, accounted then) or
-//   UserInitiated (someone stopped it: replaced, not a failure).
+//   UserInitiated (someone stopped it: replaced, not a failure). A task on
+//   its way down with a failure's stopCode (EssentialContainerExited, an
+//   OOM) is accounted as soon as it is seen so (not when it reaches
+//   STOPPED): its replacement then waits the backoff instead of starting
+//   while it is still being torn down.
 // - Backoff: each failure of a deployment raises its consecutive failures
 //   n and allows its next launch only at now + min(cap, base * 2^(n-2))
 //   (the first failure is replaced at once; PlanOptions: by default 10 s,

@@ -674,3 +674,49 @@ TEST_CASE(
   CHECK(sim.s.primary()->failed_tasks == 2);
   CHECK(sim.s.steady);
 }
+
+TEST_CASE("svc plan: a task exiting on its own is a failure as soon as it is seen stopping, once",
+          "[svc-plan]") {
+  Sim sim(1);
+  sim.o.stable_after = 5s;  // the tasks below never stay up that long
+  sim.plan();
+  sim.step();
+  sim.plan();
+  REQUIRE(sim.s.running_count == 1);
+  // t0's essential container exited: the task manager has it DEACTIVATING
+  // with desiredStatus STOPPED and the stop code; it is not STOPPED yet.
+  auto exits = [&](const std::string& id) {
+    PlanTask* t = sim.task(id);
+    REQUIRE(t != nullptr);
+    t->last_status = TaskStatus::deactivating;
+    t->desired_status = TaskStatus::stopped;
+    t->stop_code = "EssentialContainerExited";
+  };
+  auto stopped = [&](const std::string& id) {
+    PlanTask* t = sim.task(id);
+    REQUIRE(t != nullptr);
+    t->last_status = TaskStatus::stopped;
+    t->stopped_at = sim.now;
+  };
+  exits("t0");
+  auto& first = sim.plan();
+  CHECK(sim.s.primary()->failed_tasks == 1);
+  CHECK(sim.s.primary()->consecutive_failures == 1);
+  REQUIRE(first.launch.size() == 1);  // the first failure is replaced at once
+  stopped("t0");
+  sim.plan();
+  CHECK(sim.s.primary()->failed_tasks == 1);  // not counted again at STOPPED
+  sim.step();                                 // t1 RUNNING
+  sim.plan();
+  exits("t1");
+  auto& second = sim.plan();
+  CHECK(sim.s.primary()->failed_tasks == 2);
+  CHECK(sim.s.primary()->consecutive_failures == 2);
+  CHECK(second.launch.empty());  // the replacement waits the backoff
+  REQUIRE(second.wake_at);
+  CHECK(*second.wake_at == sim.now + 10s);
+  stopped("t1");
+  auto& later = sim.plan();
+  CHECK(later.launch.empty());
+  CHECK(sim.s.primary()->failed_tasks == 2);
+}
