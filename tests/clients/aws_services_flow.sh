@@ -72,9 +72,15 @@ step "wait services-stable"
 ecs wait services-stable --cluster "$CLUSTER" --services "$SERVICE" ||
   fail "wait services-stable failed (status $?)"
 
-step "describe-services"
-out=$(ecs describe-services --cluster "$CLUSTER" --services "$SERVICE") ||
-  fail "describe-services failed"
+step "describe-services (the rollout COMPLETED: its tasks have stayed healthy for [services] stable_seconds)"
+# The waiter wants runningCount == desiredCount and one deployment; the
+# rollout completes once the tasks have been healthy a few seconds more.
+for _ in $(seq 1 120); do
+  out=$(ecs describe-services --cluster "$CLUSTER" --services "$SERVICE") ||
+    fail "describe-services failed"
+  [[ $(pyq 'd["services"][0]["deployments"][0]["rolloutState"]' <<<"$out") == COMPLETED ]] && break
+  sleep 0.5
+done
 expect_eq "describe failures" "$(pyq 'len(d["failures"])' <<<"$out")" 0
 expect_eq "runningCount" "$(pyq 'd["services"][0]["runningCount"]' <<<"$out")" 2
 expect_eq "pendingCount" "$(pyq 'd["services"][0]["pendingCount"]' <<<"$out")" 0

@@ -16,6 +16,7 @@ Exit status 0 when every check passed; otherwise 1 with
 """
 import os
 import sys
+import time
 import uuid
 
 from botocore.exceptions import ClientError, WaiterError
@@ -62,7 +63,14 @@ def main():
 
         step("waiter services_stable")
         wait(ecs, "services_stable", cluster, service)
-        d = ecs.describe_services(cluster=cluster, services=[service])
+        # The waiter wants runningCount == desiredCount and one deployment;
+        # the rollout completes once the tasks have stayed healthy for
+        # [services] stable_seconds.
+        for _ in range(120):
+            d = ecs.describe_services(cluster=cluster, services=[service])
+            if d["services"] and d["services"][0]["deployments"][0]["rolloutState"] == "COMPLETED":
+                break
+            time.sleep(0.5)
         expect_eq("failures", d["failures"], [])
         s = d["services"][0]
         expect_eq("runningCount", s["runningCount"], 2)

@@ -49,6 +49,27 @@ HttpResult http_tcp(int port, const HttpCall& call,
 // probe) imported as busybox:latest into a new image store at `dir`.
 void make_image_store(const std::string& dir);
 
+// Task definitions of the end-to-end tests: FARGATE-sized, busybox
+// containers.
+inline nlohmann::json definition(const std::string& family, nlohmann::json containers) {
+  return {{"family", family},        {"requiresCompatibilities", {"FARGATE"}},
+          {"networkMode", "awsvpc"}, {"cpu", "256"},
+          {"memory", "512"},         {"containerDefinitions", std::move(containers)}};
+}
+
+inline nlohmann::json container(const std::string& name, std::vector<std::string> command,
+                                nlohmann::json extra = nlohmann::json::object()) {
+  nlohmann::json c = {{"name", name}, {"image", "busybox:latest"}, {"command", std::move(command)}};
+  c.update(extra);
+  return c;
+}
+
+// A long-running command that exits 143 on SIGTERM at once (a plain
+// `sleep` as pid 1 ignores SIGTERM and waits for the stop timeout's SIGKILL).
+inline std::vector<std::string> sleeper() {
+  return {"sh", "-c", "trap 'exit 143' TERM; sleep 3600 & wait"};
+}
+
 class Berthd {
  public:
   struct Options {

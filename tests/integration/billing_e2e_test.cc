@@ -23,19 +23,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-json definition(const std::string& family, std::vector<std::string> command,
-                const std::string& cpu = "256", const std::string& memory = "512") {
-  return {{"family", family},
-          {"requiresCompatibilities", {"FARGATE"}},
-          {"networkMode", "awsvpc"},
-          {"cpu", cpu},
-          {"memory", memory},
-          {"containerDefinitions",
-           {{{"name", "main"}, {"image", "busybox:latest"}, {"command", std::move(command)}}}}};
-}
-
-std::vector<std::string> sleeper() {
-  return {"sh", "-c", "trap 'exit 143' TERM; sleep 3600 & wait"};
+// One container "main" running `command`, of the given size.
+json sized_definition(const std::string& family, std::vector<std::string> command,
+                      const std::string& cpu = "256", const std::string& memory = "512") {
+  json d = definition(family, {container("main", std::move(command))});
+  d["cpu"] = cpu;
+  d["memory"] = memory;
+  return d;
 }
 
 void require_privileged() {
@@ -138,7 +132,7 @@ TEST_CASE(
     "[billing-e2e]") {
   require_privileged();
   Berthd d;
-  std::string arn = run_task(d, definition("bill-web", sleeper()));
+  std::string arn = run_task(d, sized_definition("bill-web", sleeper()));
   std::string id = task_id(arn);
   json t = d.wait_task_status(arn, "RUNNING");
   // The running bill: the 60 s minimum at once.
@@ -159,7 +153,7 @@ TEST_CASE(
   CHECK(t["berthBilling"]["amountMicroUsd"] == amount);
 
   // A second task of another family: per-family sums equal the lines.
-  std::string job = run_task(d, definition("bill-job", {"sh", "-c", "exit 0"}));
+  std::string job = run_task(d, sized_definition("bill-job", {"sh", "-c", "exit 0"}));
   d.wait_task_status(job, "STOPPED");
   wait_task_line(d, task_id(job));
   json by_task = usage(d, "groupBy=task&from=2000-01-01");
@@ -244,7 +238,7 @@ TEST_CASE(
   o.extra_toml = "[pricing]\nminimum_seconds = 0\ncheckpoint_seconds = 1\n";
   Berthd d(o);
   auto t0 = std::chrono::system_clock::now();
-  std::string arn = run_task(d, definition("bill-crash", sleeper()));
+  std::string arn = run_task(d, sized_definition("bill-crash", sleeper()));
   std::string id = task_id(arn);
   d.wait_task_status(arn, "RUNNING");
   // Let it be checkpointed (its running bill grows past 2 s).
@@ -286,12 +280,12 @@ TEST_CASE(
   Berthd::Options o;
   o.extra_toml = "[pricing]\nmode = \"usage\"\ncheckpoint_seconds = 1\n";
   Berthd d(o);
-  std::string arn =
-      run_task(d, definition("bill-burn",
-                             {"sh", "-c",
-                              "end=$(($(date +%s)+3)); while [ $(date +%s) -lt $end ]; do :; done; "
-                              "echo burned; trap 'exit 143' TERM; sleep 3600 & wait"},
-                             "1024", "2048"));
+  std::string arn = run_task(
+      d, sized_definition("bill-burn",
+                          {"sh", "-c",
+                           "end=$(($(date +%s)+3)); while [ $(date +%s) -lt $end ]; do :; done; "
+                           "echo burned; trap 'exit 143' TERM; sleep 3600 & wait"},
+                          "1024", "2048"));
   std::string id = task_id(arn);
   d.wait_task_status(arn, "RUNNING");
   REQUIRE(wait_until(
@@ -318,9 +312,9 @@ TEST_CASE("e2e billing: RunTask over the account's vCPU quota fails with the sta
   Berthd::Options o;
   o.alice_toml = "max_vcpu = 0.5\n";
   Berthd d(o);
-  std::string a = run_task(d, definition("quota", sleeper()));
-  std::string b = run_task(d, definition("quota", sleeper()));
-  json over = run_result(d, definition("quota", sleeper()));
+  std::string a = run_task(d, sized_definition("quota", sleeper()));
+  std::string b = run_task(d, sized_definition("quota", sleeper()));
+  json over = run_result(d, sized_definition("quota", sleeper()));
   INFO(over.dump());
   CHECK(over["tasks"].empty());
   REQUIRE(over["failures"].size() == 1);
@@ -330,13 +324,13 @@ TEST_CASE("e2e billing: RunTask over the account's vCPU quota fails with the sta
         "512 and this task needs 256");
   d.ecs_ok("StopTask", {{"task", a}});
   d.wait_task_status(a, "STOPPED");
-  CHECK(run_result(d, definition("quota", sleeper()))["failures"].empty());
+  CHECK(run_result(d, sized_definition("quota", sleeper()))["failures"].empty());
 }
 
 TEST_CASE("e2e billing: another account's usage is never visible", "[billing-e2e]") {
   require_privileged();
   Berthd d;
-  std::string arn = run_task(d, definition("mine", {"sh", "-c", "exit 0"}));
+  std::string arn = run_task(d, sized_definition("mine", {"sh", "-c", "exit 0"}));
   d.wait_task_status(arn, "STOPPED");
   wait_task_line(d, task_id(arn));
   // bob over TCP, signed with his keys (curl's SigV4), asks for alice's.

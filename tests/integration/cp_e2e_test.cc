@@ -23,26 +23,6 @@ using json = nlohmann::json;
 
 namespace {
 
-// A FARGATE-sized definition of busybox containers.
-json definition(const std::string& family, json containers) {
-  return {{"family", family},        {"requiresCompatibilities", {"FARGATE"}},
-          {"networkMode", "awsvpc"}, {"cpu", "256"},
-          {"memory", "512"},         {"containerDefinitions", std::move(containers)}};
-}
-
-json container(const std::string& name, std::vector<std::string> command,
-               json extra = json::object()) {
-  json c = {{"name", name}, {"image", "busybox:latest"}, {"command", std::move(command)}};
-  c.update(extra);
-  return c;
-}
-
-// A long-running command that exits 143 on SIGTERM at once (a plain
-// `sleep` as pid 1 ignores SIGTERM and waits for the stop timeout's SIGKILL).
-std::vector<std::string> sleeper() {
-  return {"sh", "-c", "trap 'exit 143' TERM; sleep 3600 & wait"};
-}
-
 std::string task_id(const std::string& arn) {
   return arn.substr(arn.rfind('/') + 1);
 }

@@ -48,24 +48,6 @@ Berthd::Options fast_services(int warm_pool = 2) {
               "[services]\nbackoff_base_seconds = 1\nbackoff_cap_seconds = 60\nresync_ms = 500\n"};
 }
 
-json definition(const std::string& family, json containers) {
-  return {{"family", family},        {"requiresCompatibilities", {"FARGATE"}},
-          {"networkMode", "awsvpc"}, {"cpu", "256"},
-          {"memory", "512"},         {"containerDefinitions", std::move(containers)}};
-}
-
-json container(const std::string& name, std::vector<std::string> command,
-               json extra = json::object()) {
-  json c = {{"name", name}, {"image", "busybox:latest"}, {"command", std::move(command)}};
-  c.update(extra);
-  return c;
-}
-
-// Exits 143 at once on SIGTERM (a plain `sleep` as pid 1 ignores it).
-std::vector<std::string> sleeper() {
-  return {"sh", "-c", "trap 'exit 143' TERM; sleep 3600 & wait"};
-}
-
 // A web server answering `text` on :8080 that shuts down gracefully: on
 // SIGTERM it lets in-flight requests finish (1 s) before it exits 143. A
 // health check says HEALTHY once it answers, so the balancer only sends
